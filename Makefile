@@ -1,0 +1,66 @@
+# llm-metrics-adapter task runner. `make demo` and `make test` work on a fresh machine:
+# they create the virtualenv, install Python packages and Debian's prometheus themselves.
+
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PROMETHEUS ?= /usr/bin/prometheus
+
+.PHONY: help setup prometheus control-plane lint typecheck importlint fmt unit integration e2e test demo clean
+
+help:
+	@echo "make demo   - start a real Prometheus, a JetStream simulator and the adapter; show live values"
+	@echo "make test   - lint, type-check and run every test tier (builds the control plane if needed)"
+
+$(BIN)/.installed: pyproject.toml
+	@echo ">> creating $(VENV) and installing Python packages"
+	@$(PYTHON) -m venv $(VENV) || { echo "!! need $(PYTHON) with venv"; exit 1; }
+	@$(BIN)/pip install --quiet --upgrade pip
+	@$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+setup: $(BIN)/.installed
+
+prometheus:
+	@if [ ! -x $(PROMETHEUS) ]; then \
+	  echo ">> installing Debian's prometheus (apt-get)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	fi
+	@$(PROMETHEUS) --version 2>&1 | head -1
+
+control-plane:
+	@bash hack/build-control-plane.sh
+
+fmt: setup
+	$(BIN)/ruff format adapter tests bench
+	$(BIN)/ruff check --fix adapter tests bench
+
+lint: setup
+	$(BIN)/ruff check adapter tests bench
+	$(BIN)/ruff format --check adapter tests bench
+
+typecheck: setup
+	$(BIN)/mypy
+
+importlint: setup
+	$(BIN)/lint-imports
+
+unit: setup
+	$(BIN)/pytest -q tests/unit tests/api
+
+integration: setup prometheus
+	$(BIN)/pytest -q -m integration tests/integration
+
+e2e: setup prometheus control-plane
+	$(BIN)/pytest -q -m e2e tests/e2e
+
+test: setup prometheus control-plane lint typecheck importlint
+	$(BIN)/pytest -q tests
+
+demo: setup prometheus
+	@$(BIN)/python -m adapter.demo
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

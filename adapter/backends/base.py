@@ -1,0 +1,42 @@
+"""The one seam between the adapter and where numbers come from."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+from adapter.models import QueryResult
+
+__all__ = ["Backend"]
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A source of instant vectors.
+
+    Implementations own their I/O clients and raise only :class:`adapter.errors.BackendError`
+    subclasses (``from`` the library's exception). ``timeout`` is seconds for the whole call,
+    retries included. Label names and values returned are plain strings; order is not significant.
+    """
+
+    name: str
+    """Short name used in errors, logs and metrics: ``prometheus``, ``gmp``, ``cloud-monitoring``."""
+
+    async def query(self, query: str, *, timeout: float) -> QueryResult:
+        """Evaluate an instant query at the backend's now."""
+        ...
+
+    async def metric_names(self, match: Sequence[str], *, timeout: float) -> list[str]:
+        """Distinct metric names (``__name__`` values) of series matching any selector in ``match``.
+
+        Never lists series: memory is bounded by the number of distinct names.
+        """
+        ...
+
+    async def label_names(self, match: Sequence[str], *, timeout: float) -> list[str]:
+        """Distinct label names carried by series matching any selector in ``match``."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections. Idempotent."""
+        ...
