@@ -1,0 +1,7 @@
+"""Rules turn a metrics API request into a scoped backend query.
+
+Three sources compile to the same :class:`adapter.rules.base.Rule` objects: the built-in presets,
+the native rules file, and prometheus-adapter's rules file (detected automatically).
+"""
+
+from __future__ import annotations
