@@ -1,0 +1,542 @@
+"""The Prometheus HTTP API backend: any Prometheus, Thanos, or GMP's PromQL endpoint.
+
+One :class:`httpx.AsyncClient` per backend. Every call has one overall deadline (the caller's
+``timeout``, seconds) that covers connecting, retries, back-off sleeps and reading the body; no
+call outlives it. Retries (``max_retries``) happen on 429, 5xx and connection failures with
+jittered exponential back-off, honouring ``Retry-After``, and only while the deadline allows.
+
+Errors are :mod:`adapter.errors` ``BackendError`` subclasses raised ``from`` the httpx or JSON
+exception. Their messages name the backend, the URL *path* and the HTTP status; never the host,
+the query string, a header or the bearer token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import math
+import os
+import random
+import ssl
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, NoReturn
+from urllib.parse import urlsplit
+
+import httpx
+
+from adapter.errors import (
+    BackendError,
+    BackendResponseError,
+    BackendTimeoutError,
+    BackendUnavailableError,
+    ConfigError,
+)
+from adapter.models import QueryResult, Sample
+
+__all__ = [
+    "DEFAULT_MAX_BODY_BYTES",
+    "DEFAULT_MAX_SAMPLES",
+    "BearerTokenFile",
+    "PrometheusBackend",
+    "PrometheusSettings",
+    "parse_query_data",
+    "parse_string_list",
+]
+
+DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
+"""Largest decoded response body read from the backend; larger answers are refused unread."""
+
+DEFAULT_MAX_SAMPLES = 100_000
+"""Largest number of samples (or names) accepted in one answer."""
+
+_BACKOFF_BASE = 0.1  # seconds before the first retry (full jitter below this times 2**attempt)
+_BACKOFF_CAP = 2.0  # seconds: no single back-off sleep is longer, Retry-After excepted
+_MESSAGE_LIMIT = 300  # characters of a Prometheus error text copied into our messages
+_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class PrometheusSettings:
+    """How to reach one Prometheus-compatible query API.
+
+    ``url`` is the base URL without ``/api/v1`` (it may carry a path prefix, as GMP's does).
+    ``timeout`` (seconds) caps each HTTP attempt; the caller's per-call ``timeout`` is the overall
+    deadline, so a caller that grants more than ``timeout`` gets retries after a hung attempt.
+    ``max_retries`` is the number of extra attempts after the first. ``headers`` values and the
+    token file's content are sent, never logged or put in errors.
+    """
+
+    url: str
+    bearer_token_file: str | None = None
+    ca_file: str | None = None
+    insecure_skip_verify: bool = False
+    headers: Mapping[str, str] = field(default_factory=dict)
+    method: Literal["GET", "POST"] = "GET"
+    timeout: float = 10.0
+    max_retries: int = 2
+    name: str = "prometheus"
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_samples: int = DEFAULT_MAX_SAMPLES
+
+    def __repr__(self) -> str:
+        # Header values may be credentials: show only their names.
+        return (
+            f"PrometheusSettings(url={_redacted_url(self.url)!r}, name={self.name!r}, "
+            f"method={self.method!r}, timeout={self.timeout!r}, max_retries={self.max_retries!r}, "
+            f"bearer_token_file={self.bearer_token_file!r}, headers={sorted(self.headers)!r})"
+        )
+
+
+def _redacted_url(url: str) -> str:
+    """``scheme://host[:port]/path`` without user info or query string."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+class BearerTokenFile:
+    """A bearer token read from a file and re-read when the file changes (rotation).
+
+    The file is stat'ed at most once per ``recheck_seconds``; it is re-read when its inode, size
+    or modification time changed. Surrounding whitespace is stripped. ``clock`` is monotonic
+    seconds (injectable for tests).
+    """
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        recheck_seconds: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.path = path
+        self._recheck = recheck_seconds
+        self._clock = clock
+        self._checked_at: float | None = None
+        self._stat: tuple[int, int, int] | None = None
+        self._token = ""
+
+    def token(self) -> str:
+        """The current token. Raises :class:`OSError` or :class:`ValueError` (empty file)."""
+        now = self._clock()
+        if self._checked_at is not None and now - self._checked_at < self._recheck:
+            return self._token
+        st = os.stat(self.path)
+        key = (st.st_ino, st.st_size, st.st_mtime_ns)
+        if key != self._stat:
+            with open(self.path, encoding="utf-8") as handle:
+                token = handle.read().strip()
+            if not token:
+                raise ValueError("bearer token file is empty")
+            self._token = token
+            self._stat = key
+        self._checked_at = now
+        return self._token
+
+
+class PrometheusBackend:
+    """:class:`adapter.backends.base.Backend` over the Prometheus HTTP API (``/api/v1``).
+
+    ``transport`` replaces the network (tests pass :class:`httpx.MockTransport`); ``auth`` is an
+    :class:`httpx.Auth` flow that decorates every request (Google credentials plug in here).
+    """
+
+    def __init__(
+        self,
+        settings: PrometheusSettings,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        auth: httpx.Auth | None = None,
+    ) -> None:
+        parts = urlsplit(settings.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"{settings.name}: url must be http(s)://host[:port][/prefix]")
+        if settings.timeout <= 0 or settings.max_retries < 0:
+            raise ConfigError(f"{settings.name}: timeout must be > 0 and max_retries >= 0")
+        self.name = settings.name
+        self._settings = settings
+        self._prefix = parts.path.rstrip("/")
+        self._token_file = (
+            BearerTokenFile(settings.bearer_token_file) if settings.bearer_token_file else None
+        )
+        self._closed = False
+        self._client = httpx.AsyncClient(
+            base_url=settings.url.rstrip("/") + "/",
+            transport=transport,
+            auth=auth,
+            verify=_verify(settings),
+            headers=dict(settings.headers),
+            timeout=httpx.Timeout(settings.timeout),
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
+            follow_redirects=False,
+            # Proxies and netrc from the environment would send our queries (and token)
+            # somewhere the settings do not say.
+            trust_env=False,
+        )
+
+    async def query(self, query: str, *, timeout: float) -> QueryResult:  # noqa: ASYNC109 - the Backend protocol
+        """Evaluate ``query`` at the backend's now (``/api/v1/query``, GET or POST per settings)."""
+        started = time.monotonic()
+        if self._settings.method == "POST":
+            data = await self._call("POST", "/api/v1/query", form={"query": query}, total=timeout)
+        else:
+            data = await self._call(
+                "GET", "/api/v1/query", params=[("query", query)], total=timeout
+            )
+        samples = parse_query_data(
+            data,
+            backend=self.name,
+            path=self._path("/api/v1/query"),
+            limit=self._settings.max_samples,
+        )
+        return QueryResult(
+            query=query,
+            samples=samples,
+            raw=data,
+            duration=time.monotonic() - started,
+            backend=self.name,
+        )
+
+    async def metric_names(self, match: Sequence[str], *, timeout: float) -> list[str]:  # noqa: ASYNC109 - the Backend protocol
+        """``GET /api/v1/label/__name__/values?match[]=…``.
+
+        Always GET with ``match[]`` in the query string: GMP rejects ``match[]`` in a POST body.
+        """
+        path = "/api/v1/label/__name__/values"
+        data = await self._call("GET", path, params=[("match[]", m) for m in match], total=timeout)
+        return parse_string_list(
+            data, backend=self.name, path=self._path(path), limit=self._settings.max_samples
+        )
+
+    async def label_names(self, match: Sequence[str], *, timeout: float) -> list[str]:  # noqa: ASYNC109 - the Backend protocol
+        """``GET /api/v1/labels?match[]=…``."""
+        path = "/api/v1/labels"
+        data = await self._call("GET", path, params=[("match[]", m) for m in match], total=timeout)
+        return parse_string_list(
+            data, backend=self.name, path=self._path(path), limit=self._settings.max_samples
+        )
+
+    async def ping(self, *, timeout: float) -> None:  # noqa: ASYNC109 - the Backend protocol
+        """Readiness: the backend evaluates ``vector(1)`` within ``timeout`` seconds."""
+        await self.query("vector(1)", timeout=timeout)
+
+    async def aclose(self) -> None:
+        """Close the connection pool. Idempotent; later calls raise BackendUnavailableError."""
+        self._closed = True
+        await self._client.aclose()
+
+    # -- transport ---------------------------------------------------------------------------
+
+    def _path(self, path: str) -> str:
+        return self._prefix + path
+
+    def _fail(self, cls: type[BackendError], path: str, message: str) -> NoReturn:
+        raise cls(f"{self._path(path)}: {message}", backend=self.name)
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: list[tuple[str, str | int | float | bool | None]] | None = None,
+        form: dict[str, str] | None = None,
+        total: float,
+    ) -> object:
+        """One API call with retries inside ``total`` seconds; returns the ``data`` member."""
+        if self._closed:
+            self._fail(BackendUnavailableError, path, "backend is closed")
+        if not total > 0:
+            self._fail(BackendTimeoutError, path, f"no time left (timeout {total!r}s)")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + total
+        attempt = 0
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                self._fail(BackendTimeoutError, path, f"deadline of {total:g}s exceeded")
+            try:
+                return await self._attempt(
+                    method, path, params=params, form=form, budget=remaining, total=total
+                )
+            except _Retryable as exc:
+                delay = exc.retry_after
+                if delay is None:
+                    delay = random.uniform(  # noqa: S311 - jitter, not security
+                        0, min(_BACKOFF_CAP, _BACKOFF_BASE * 2**attempt)
+                    )
+                attempt += 1
+                if attempt > self._settings.max_retries or loop.time() + delay >= deadline:
+                    # Out of attempts, or waiting would pass the caller's deadline.
+                    raise exc.final from exc.__cause__
+                await asyncio.sleep(delay)
+
+    async def _attempt(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: list[tuple[str, str | int | float | bool | None]] | None,
+        form: dict[str, str] | None,
+        budget: float,
+        total: float,
+    ) -> object:
+        per_try = min(budget, self._settings.timeout)
+        headers: dict[str, str] = {"Accept": "application/json"}
+        if self._token_file is not None:
+            headers["Authorization"] = f"Bearer {self._bearer_token(path)}"
+        request = self._client.build_request(
+            method,
+            path,
+            params=params,
+            data=form,
+            headers=headers,
+            timeout=httpx.Timeout(per_try),
+        )
+        try:
+            # asyncio.timeout bounds the whole attempt: httpx's timeouts are per socket operation,
+            # so a server that drips bytes could otherwise hold us far past the deadline.
+            async with asyncio.timeout(per_try):
+                response = await self._client.send(request, stream=True)
+                try:
+                    body = await self._read_body(response, path)
+                finally:
+                    await response.aclose()
+        except (TimeoutError, httpx.TimeoutException) as exc:
+            final: BackendError = BackendTimeoutError(
+                f"{self._path(path)}: no answer within {total:g}s", backend=self.name
+            )
+            if per_try < budget:  # only this attempt's cap expired: the deadline allows a retry
+                raise _Retryable(final, None) from exc
+            raise final from exc
+        except httpx.ConnectError as exc:
+            final = BackendUnavailableError(
+                f"{self._path(path)}: cannot connect ({_short(str(exc)) or type(exc).__name__})",
+                backend=self.name,
+            )
+            raise _Retryable(final, None) from exc
+        except (httpx.TransportError, OSError) as exc:
+            final = BackendUnavailableError(
+                f"{self._path(path)}: connection failed ({type(exc).__name__})", backend=self.name
+            )
+            raise _Retryable(final, None) from exc
+        except RuntimeError as exc:  # httpx: the client was closed concurrently
+            raise BackendUnavailableError(
+                f"{self._path(path)}: backend is closed", backend=self.name
+            ) from exc
+        return self._decode(response, body, path)
+
+    def _bearer_token(self, path: str) -> str:
+        assert self._token_file is not None
+        try:
+            return self._token_file.token()
+        except (OSError, ValueError, UnicodeDecodeError) as exc:
+            raise BackendUnavailableError(
+                f"{self._path(path)}: cannot read bearer token file {self._token_file.path} "
+                f"({type(exc).__name__})",
+                backend=self.name,
+            ) from exc
+
+    async def _read_body(self, response: httpx.Response, path: str) -> bytes:
+        cap = self._settings.max_body_bytes
+        declared = response.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > cap:
+            self._fail(BackendResponseError, path, f"response body of {declared} bytes over {cap}")
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > cap:
+                    self._fail(BackendResponseError, path, f"response body over {cap} bytes")
+                chunks.append(chunk)
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.DecodingError) as exc:
+            # The status line arrived but the body did not: a truncated answer.
+            raise BackendResponseError(
+                f"{self._path(path)}: truncated response body (HTTP {response.status_code})",
+                backend=self.name,
+            ) from exc
+        return b"".join(chunks)
+
+    def _decode(self, response: httpx.Response, body: bytes, path: str) -> object:
+        status = response.status_code
+        decoded, decode_error = _json_or_error(body)
+        prom_error = _prometheus_error(decoded)
+        if status in _RETRY_STATUSES:
+            detail = f": {prom_error}" if prom_error else ""
+            final = BackendUnavailableError(
+                f"{self._path(path)}: HTTP {status}{detail}", backend=self.name
+            )
+            raise _Retryable(final, _retry_after(response.headers.get("retry-after")))
+        if status in (401, 403):
+            self._fail(BackendUnavailableError, path, f"HTTP {status}: not authorized")
+        if prom_error is not None:
+            self._fail(BackendResponseError, path, f"HTTP {status}: {prom_error}")
+        if status != 200:
+            self._fail(BackendResponseError, path, f"unexpected HTTP {status}")
+        if decode_error is not None:
+            raise BackendResponseError(
+                f"{self._path(path)}: answer is not valid JSON ({len(body)} bytes)",
+                backend=self.name,
+            ) from decode_error
+        if not isinstance(decoded, dict) or decoded.get("status") != "success":
+            self._fail(BackendResponseError, path, "answer has no success status")
+        if "data" not in decoded:
+            self._fail(BackendResponseError, path, "answer has no data")
+        return decoded["data"]
+
+
+class _Retryable(Exception):
+    """An attempt failed in a way another attempt may fix; ``final`` is raised if none does."""
+
+    def __init__(self, final: BackendError, retry_after: float | None) -> None:
+        super().__init__(final.message)
+        self.final = final
+        self.retry_after = retry_after
+
+
+def _verify(settings: PrometheusSettings) -> ssl.SSLContext | bool:
+    if settings.insecure_skip_verify:
+        return False
+    if settings.ca_file:
+        try:
+            return ssl.create_default_context(cafile=settings.ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                f"{settings.name}: cannot load CA file {settings.ca_file} ({type(exc).__name__})"
+            ) from exc
+    return True
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= _MESSAGE_LIMIT else text[: _MESSAGE_LIMIT - 1] + "…"
+
+
+def _json_or_error(body: bytes) -> tuple[object, ValueError | None]:
+    try:
+        return json.loads(body), None
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are both ValueErrors
+        return None, exc
+
+
+def _prometheus_error(decoded: object) -> str | None:
+    """``"<errorType>: <error>"`` when the answer is Prometheus' error envelope."""
+    if not isinstance(decoded, dict) or decoded.get("status") != "error":
+        return None
+    kind = decoded.get("errorType")
+    text = decoded.get("error")
+    kind_s = kind if isinstance(kind, str) and kind else "error"
+    text_s = text if isinstance(text, str) else "no error text"
+    return _short(f"{kind_s}: {text_s}")
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP-date); ``None`` if unusable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = when.timestamp() - time.time()
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+# -- answer parsing (pure) ----------------------------------------------------------------------
+
+
+def _bad(backend: str, path: str, message: str) -> NoReturn:
+    raise BackendResponseError(f"{path}: {message}", backend=backend)
+
+
+def _timestamp(value: object, *, backend: str, path: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        _bad(backend, path, f"sample timestamp {_short(repr(value))} is not a number")
+    ts = float(value)
+    if not math.isfinite(ts):
+        _bad(backend, path, "sample timestamp is not finite")
+    return ts
+
+
+def _value(value: object, *, backend: str, path: str) -> float:
+    # Prometheus sends values as strings ("1.5", "NaN", "+Inf"); non-finite values are kept.
+    if not isinstance(value, str):
+        _bad(backend, path, f"sample value {_short(repr(value))} is not a string")
+    try:
+        return float(value)
+    except ValueError:
+        _bad(backend, path, f"sample value {_short(repr(value))} is not a number")
+
+
+def _pair(pair: object, *, backend: str, path: str) -> tuple[float, float]:
+    if not isinstance(pair, list) or len(pair) != 2:
+        _bad(backend, path, "sample is not a [timestamp, value] pair")
+    return (
+        _timestamp(pair[0], backend=backend, path=path),
+        _value(pair[1], backend=backend, path=path),
+    )
+
+
+def _labels(metric: object, *, backend: str, path: str) -> dict[str, str]:
+    if not isinstance(metric, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in metric.items()
+    ):
+        _bad(backend, path, "series labels are not a string map")
+    return dict(metric)
+
+
+def parse_query_data(
+    data: object, *, backend: str, path: str = "/api/v1/query", limit: int = DEFAULT_MAX_SAMPLES
+) -> tuple[Sample, ...]:
+    """The samples of a ``/api/v1/query`` ``data`` object.
+
+    ``vector`` → one Sample per element, labels exactly as sent (``__name__`` kept); ``scalar`` →
+    one Sample without labels. ``matrix``, ``string``, native histograms, wrong shapes and more
+    than ``limit`` elements raise :class:`BackendResponseError`. Timestamps are unix seconds.
+    """
+    if not isinstance(data, dict):
+        _bad(backend, path, "data is not an object")
+    kind = data.get("resultType")
+    result = data.get("result")
+    if kind == "scalar":
+        ts, value = _pair(result, backend=backend, path=path)
+        return (Sample(labels={}, value=value, timestamp=ts),)
+    if kind != "vector":
+        _bad(backend, path, f"unsupported result type {_short(repr(kind))} (want vector or scalar)")
+    if not isinstance(result, list):
+        _bad(backend, path, "vector result is not a list")
+    if len(result) > limit:
+        _bad(backend, path, f"answer has {len(result)} samples, over the limit of {limit}")
+    samples: list[Sample] = []
+    for element in result:
+        if not isinstance(element, dict):
+            _bad(backend, path, "vector element is not an object")
+        if "value" not in element:
+            what = "native histogram" if "histogram" in element else "sample without value"
+            _bad(backend, path, f"unsupported {what} in vector")
+        labels = _labels(element.get("metric", {}), backend=backend, path=path)
+        ts, value = _pair(element["value"], backend=backend, path=path)
+        samples.append(Sample(labels=labels, value=value, timestamp=ts))
+    return tuple(samples)
+
+
+def parse_string_list(
+    data: object, *, backend: str, path: str, limit: int = DEFAULT_MAX_SAMPLES
+) -> list[str]:
+    """The ``data`` of the label-name and label-value endpoints: a list of strings."""
+    if data is None:  # Some Prometheus versions answer null for "no names".
+        return []
+    if not isinstance(data, list) or not all(isinstance(x, str) for x in data):
+        _bad(backend, path, "data is not a list of strings")
+    if len(data) > limit:
+        _bad(backend, path, f"answer has {len(data)} names, over the limit of {limit}")
+    return list(data)
