@@ -37,6 +37,10 @@ class Backend(Protocol):
         """Distinct label names carried by series matching any selector in ``match``."""
         ...
 
+    async def ping(self, *, timeout: float) -> None:
+        """Cheapest call that proves the backend answers (readiness). Raises BackendError."""
+        ...
+
     async def aclose(self) -> None:
         """Release connections. Idempotent."""
         ...

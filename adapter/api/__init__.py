@@ -1,0 +1,3 @@
+"""HTTP only: one module per concern. Routes read :class:`adapter.context.AppContext`."""
+
+from __future__ import annotations

@@ -1,0 +1,151 @@
+"""The metrics debugging endpoints: what is served, and how any one answer was made.
+
+``/debug/metrics`` lists every served metric with its rule and the last discovery time.
+``/debug/query?path=<metrics API path>`` answers that request and shows the exact backend query,
+the raw backend answer, the API answer, the cache state and each value's age. Neither shows
+credentials: backends keep them out of ``QueryResult.raw`` and error messages.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import Response
+
+from adapter.api.deps import context, json_response
+from adapter.api.status import status_body
+from adapter.errors import AdapterError, BadRequestError
+from adapter.paths import parse_path_string
+from adapter.provider import Trace
+from adapter.rules.base import ServedMetric
+from adapter.selectors import selector_to_string
+from adapter.translate import format_timestamp
+
+__all__ = ["router", "served_metric_info", "trace_document"]
+
+router = APIRouter()
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def served_metric_info(metric: ServedMetric) -> dict[str, Any]:
+    rule = metric.rule
+    return {
+        "name": metric.name,
+        "kind": metric.kind,
+        "resource": str(metric.resource) if metric.resource else None,
+        "namespaced": metric.namespaced,
+        "scope": "cluster-scoped (reads across namespaces)"
+        if rule.namespace_label is None
+        else f"namespace label {rule.namespace_label!r}",
+        "series": metric.series or None,
+        "rule": rule.id,
+        "source": rule.source,
+    }
+
+
+def trace_document(trace: Trace, *, now: float, cache_ttl: float) -> dict[str, Any]:
+    """The backend side of one answer, for ``/debug/query`` and ``llm-metrics-adapter query``."""
+    doc: dict[str, Any] = {
+        "metric": served_metric_info(trace.metric) if trace.metric else None,
+        "query": trace.built.query if trace.built else None,
+        "injected": list(trace.built.injected) if trace.built else [],
+        "objectNames": list(trace.request.object_names)
+        if trace.request and trace.request.object_names is not None
+        else None,
+        "cache": None,
+        "backend": None,
+        "dropped": [
+            {"labels": d.labels, "value": str(d.value), "reason": d.reason} for d in trace.dropped
+        ],
+        "notes": list(trace.notes),
+    }
+    if trace.cache is not None and trace.fetched_at is not None:
+        doc["cache"] = {
+            "state": trace.cache,
+            "fetchedAt": format_timestamp(trace.fetched_at),
+            "entryAgeSeconds": round(now - trace.fetched_at, 3),
+            "ttlSeconds": cache_ttl,
+        }
+    if trace.result is not None:
+        doc["backend"] = {
+            "name": trace.result.backend,
+            "durationSeconds": round(trace.result.duration, 6),
+            "samples": [
+                {
+                    "labels": s.labels,
+                    "value": str(s.value),
+                    "timestamp": s.timestamp,
+                    "ageSeconds": round(now - s.timestamp, 3),
+                }
+                for s in trace.result.samples
+            ],
+            "raw": _jsonable(trace.result.raw),
+        }
+    return doc
+
+
+@router.get("/debug/metrics")
+async def debug_metrics(request: Request) -> Response:
+    ctx = context(request)
+    snap = ctx.registry.snapshot
+    metrics = [served_metric_info(m) for m in snap.custom.values()]
+    metrics += [served_metric_info(m) for m in snap.external.values()]
+    return json_response(
+        {
+            "rulesFile": ctx.rules.file,
+            "rulesFormat": ctx.rules.format,
+            "warnings": list(ctx.rules.warnings),
+            "lastDiscovery": format_timestamp(snap.refreshed_at) if snap.refreshed_at else None,
+            "discoveryErrors": dict(snap.errors),
+            "cluster": ctx.settings.cluster,
+            "standalone": ctx.settings.standalone,
+            "metrics": sorted(metrics, key=lambda m: (m["kind"], m["resource"] or "", m["name"])),
+        }
+    )
+
+
+@router.get("/debug/query")
+async def debug_query(request: Request) -> Response:
+    ctx = context(request)
+    path = request.query_params.get("path")
+    if not path:
+        raise BadRequestError("give the metrics API path to explain: /debug/query?path=/apis/...")
+    parsed = parse_path_string(path)
+    trace = Trace()
+    answer: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    try:
+        answer = (await ctx.provider.answer(parsed, trace=trace)).body
+    except AdapterError as exc:
+        error = status_body(exc.code, exc.message, exc.reason)
+    now = time.time()
+    doc = {
+        "path": path,
+        "request": {
+            "group": parsed.group,
+            "version": parsed.version,
+            "namespace": parsed.namespace,
+            "resource": str(parsed.resource) if parsed.resource else None,
+            "name": parsed.name or ("*" if parsed.group == "custom" else None),
+            "metric": parsed.metric,
+            "labelSelector": selector_to_string(parsed.label_selector),
+            "metricSelector": selector_to_string(parsed.metric_selector),
+        },
+        **trace_document(trace, now=now, cache_ttl=ctx.settings.cache_ttl),
+        "answer": answer,
+        "error": error,
+    }
+    return json_response(doc)

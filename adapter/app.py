@@ -1,0 +1,170 @@
+"""``create_app``: the FastAPI application and its lifespan.
+
+The lifespan owns the background tasks (discovery refresh, backend readiness probe) and closes
+the backend on shutdown. Routes see only :class:`adapter.context.AppContext` on ``app.state``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from adapter import __version__
+from adapter.api import debug, discovery, health, metrics, openapi
+from adapter.api.status import install_error_handlers
+from adapter.backends.base import Backend
+from adapter.cache import SingleFlightCache
+from adapter.context import AppContext
+from adapter.errors import BackendError
+from adapter.models import QueryResult
+from adapter.provider import MetricsProvider, ObjectSource
+from adapter.registry import MetricRegistry
+from adapter.rules.base import Scope as RuleScope
+from adapter.rules.loader import RuleSet
+from adapter.settings import Settings
+from adapter.telemetry import Telemetry
+
+__all__ = ["build_context", "create_app"]
+
+log = logging.getLogger(__name__)
+
+
+def build_context(
+    settings: Settings,
+    *,
+    backend: Backend,
+    rules: RuleSet,
+    objects: ObjectSource | None = None,
+) -> AppContext:
+    """Wire registry, cache and provider. No I/O: also used by the ``query`` command."""
+    telemetry = Telemetry()
+    scope = RuleScope(cluster=settings.cluster, cluster_label=settings.cluster_label)
+    registry = MetricRegistry(
+        rules.rules,
+        backend,
+        scope=scope,
+        interval=settings.discovery_interval,
+        timeout=settings.query_timeout,
+        telemetry=telemetry,
+    )
+    cache: SingleFlightCache[str, QueryResult] = SingleFlightCache(ttl=settings.cache_ttl)
+    provider = MetricsProvider(
+        registry=registry,
+        backend=backend,
+        cache=cache,
+        scope=scope,
+        objects=objects,
+        query_timeout=settings.query_timeout,
+        max_sample_age=settings.max_sample_age,
+        telemetry=telemetry,
+    )
+    return AppContext(
+        settings=settings,
+        rules=rules,
+        backend=backend,
+        registry=registry,
+        provider=provider,
+        telemetry=telemetry,
+    )
+
+
+async def _probe_backend(ctx: AppContext) -> None:
+    """Ping the backend until it answers once (readiness); back off up to 10 s between tries."""
+    delay = 0.2
+    while not ctx.backend_ready:
+        try:
+            await ctx.backend.ping(timeout=ctx.settings.query_timeout)
+        except BackendError as exc:
+            ctx.backend_error = exc.message
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+        else:
+            ctx.backend_ready, ctx.backend_error = True, None
+
+
+def _route_of(path: str) -> tuple[str, str]:
+    """(API group, route) labels with bounded cardinality."""
+    if path.startswith("/apis/custom.metrics.k8s.io/"):
+        return "custom.metrics.k8s.io", "values" if path.count("/") > 3 else "discovery"
+    if path.startswith("/apis/external.metrics.k8s.io/"):
+        return "external.metrics.k8s.io", "values" if path.count("/") > 3 else "discovery"
+    if path.startswith("/apis"):
+        return "", "discovery"
+    for prefix in ("/debug", "/openapi", "/metrics", "/version"):
+        if path.startswith(prefix):
+            return "", prefix[1:]
+    if path in {"/healthz", "/livez", "/readyz"}:
+        return "", "health"
+    return "", "other"
+
+
+class _Instrument:
+    """Counts and times every request by group, route and code."""
+
+    def __init__(self, app: ASGIApp, telemetry: Telemetry) -> None:
+        self.app = app
+        self.telemetry = telemetry
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            group, route = _route_of(scope["path"])
+            self.telemetry.requests.labels(group, route, str(status)).inc()
+            self.telemetry.request_seconds.labels(group, route).observe(
+                time.perf_counter() - started
+            )
+
+
+def create_app(ctx: AppContext, *, background: bool = True) -> FastAPI:
+    """The ASGI app. ``background=False`` skips discovery and readiness tasks (tests drive them)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        tasks: list[asyncio.Task[Any]] = []
+        if background:
+            tasks.append(asyncio.create_task(ctx.registry.run(), name="discovery"))
+            tasks.append(asyncio.create_task(_probe_backend(ctx), name="backend-probe"))
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await ctx.backend.aclose()
+
+    app = FastAPI(
+        title="llm-metrics-adapter",
+        version=__version__,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        lifespan=lifespan,
+    )
+    app.state.ctx = ctx
+    install_error_handlers(app)
+    for module in (health, openapi, debug, discovery, metrics):
+        app.include_router(module.router)
+    app.add_middleware(_Instrument, telemetry=ctx.telemetry)
+    return app

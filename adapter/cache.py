@@ -1,0 +1,95 @@
+"""A TTL cache of backend answers with single-flight.
+
+Two HPAs asking for the same rendered query share one cache entry, and however many requests
+arrive while that query is in flight, the backend sees it once: the first caller fetches, the rest
+await the same future. Errors are not cached; every waiter receives the error of the fetch it
+joined.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass
+from typing import Any, Generic, Literal, TypeVar
+
+from cachetools import TTLCache
+
+__all__ = ["CacheState", "Cached", "SingleFlightCache"]
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+CacheState = Literal["hit", "miss", "shared", "disabled"]
+"""``hit``: served from the cache; ``miss``: this call fetched; ``shared``: joined an in-flight fetch."""
+
+
+@dataclass(frozen=True, slots=True)
+class Cached(Generic[V]):
+    """A value and when it was fetched (unix seconds)."""
+
+    value: V
+    fetched_at: float
+
+
+class SingleFlightCache(Generic[K, V]):
+    """``ttl`` in seconds; ``ttl <= 0`` disables caching but keeps single-flight."""
+
+    def __init__(self, *, ttl: float, maxsize: int = 10_000) -> None:
+        self.ttl = ttl
+        self._entries: TTLCache[K, Cached[V]] | None = (
+            TTLCache(maxsize=maxsize, ttl=ttl, timer=time.monotonic) if ttl > 0 else None
+        )
+        self._inflight: dict[K, asyncio.Future[Cached[V]]] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries) if self._entries is not None else 0
+
+    @property
+    def inflight(self) -> int:
+        return len(self._inflight)
+
+    def peek(self, key: K) -> Cached[V] | None:
+        """The cached entry without fetching, or ``None``."""
+        return self._entries.get(key) if self._entries is not None else None
+
+    def clear(self) -> None:
+        if self._entries is not None:
+            self._entries.clear()
+
+    async def get(
+        self, key: K, fetch: Callable[[], Awaitable[V]]
+    ) -> tuple[Cached[V], CacheState]:
+        """Return the cached value for ``key``, fetching it with ``fetch()`` at most once at a time.
+
+        The fetch runs in its own task: a caller that is cancelled (a client that hung up) does
+        not cancel the fetch other callers are waiting on.
+        """
+        if self._entries is not None:
+            entry = self._entries.get(key)
+            if entry is not None:
+                return entry, "hit"
+        task = self._inflight.get(key)
+        state: CacheState = "shared"
+        if task is None:
+            task = asyncio.ensure_future(self._fetch(key, fetch))
+            task.add_done_callback(_retrieve_exception)
+            self._inflight[key] = task
+            state = "miss" if self._entries is not None else "disabled"
+        return await asyncio.shield(task), state
+
+    async def _fetch(self, key: K, fetch: Callable[[], Awaitable[V]]) -> Cached[V]:
+        try:
+            entry = Cached(value=await fetch(), fetched_at=time.time())
+            if self._entries is not None:
+                self._entries[key] = entry
+            return entry
+        finally:
+            self._inflight.pop(key, None)
+
+
+def _retrieve_exception(task: asyncio.Future[Any]) -> None:
+    # Every waiter may have been cancelled; mark the error seen so asyncio does not log it.
+    if not task.cancelled():
+        task.exception()

@@ -1,0 +1,275 @@
+"""The ``llm-metrics-adapter`` command: ``serve``, ``check-config`` and ``query``.
+
+Every ``serve`` flag has an environment variable ``LMA_<FLAG>`` (``--prometheus-url`` →
+``LMA_PROMETHEUS_URL``), so manifests can use either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from adapter import __version__
+from adapter.errors import AdapterError, ConfigError
+from adapter.settings import Settings
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="llm-metrics-adapter",
+    help="Kubernetes custom and external metrics API for LLM inference servers.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+log = logging.getLogger("adapter")
+
+
+def _env(name: str) -> str:
+    return f"LMA_{name.upper().replace('-', '_')}"
+
+
+def _parse_headers(values: list[str]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for item in values:
+        name, sep, value = item.partition(":")
+        if not sep or not name.strip():
+            raise typer.BadParameter(f"expected 'Name: value', got {name.strip()!r}…")
+        headers[name.strip()] = value.strip()
+    return headers
+
+
+PrometheusUrl = Annotated[
+    str, typer.Option(envvar=_env("prometheus-url"), help="Prometheus-compatible query API base URL.")
+]
+ConfigOpt = Annotated[
+    str | None,
+    typer.Option(envvar=_env("config"), help="Rules file (native or prometheus-adapter format)."),
+]
+PresetsOpt = Annotated[
+    bool, typer.Option(envvar=_env("presets"), help="Serve the built-in JetStream and TPU presets.")
+]
+ClusterOpt = Annotated[
+    str | None,
+    typer.Option(envvar=_env("cluster"), help='Scope every query to cluster="<name>".'),
+]
+TimeoutOpt = Annotated[
+    float, typer.Option(envvar=_env("query-timeout"), help="Seconds per backend call.")
+]
+
+
+def _settings(**kwargs: Any) -> Settings:
+    return Settings(**{k: v for k, v in kwargs.items() if v is not None})
+
+
+def _load(settings: Settings) -> Any:
+    from adapter.rules.loader import load_rules
+
+    rules = load_rules(settings.config, presets=settings.presets)
+    if not rules.rules:
+        raise ConfigError("no rules to serve: give --config or leave the presets on")
+    return rules
+
+
+@app.command()
+def serve(
+    prometheus_url: PrometheusUrl = "http://127.0.0.1:9090",
+    prometheus_bearer_token_file: Annotated[
+        str | None, typer.Option(envvar=_env("prometheus-bearer-token-file"))
+    ] = None,
+    prometheus_ca_file: Annotated[str | None, typer.Option(envvar=_env("prometheus-ca-file"))] = None,
+    prometheus_insecure_skip_verify: Annotated[
+        bool, typer.Option(envvar=_env("prometheus-insecure-skip-verify"))
+    ] = False,
+    prometheus_header: Annotated[
+        list[str] | None,
+        typer.Option(help="Extra header 'Name: value' (repeatable). Never logged."),
+    ] = None,
+    prometheus_method: Annotated[str, typer.Option(envvar=_env("prometheus-method"))] = "GET",
+    config: ConfigOpt = None,
+    presets: PresetsOpt = True,
+    cluster: ClusterOpt = None,
+    host: Annotated[str | None, typer.Option(envvar=_env("host"))] = None,
+    port: Annotated[int | None, typer.Option(envvar=_env("port"))] = None,
+    standalone: Annotated[
+        bool,
+        typer.Option(
+            envvar=_env("standalone"),
+            help="Plain HTTP on 127.0.0.1:8080, no Kubernetes, no auth (local use).",
+        ),
+    ] = False,
+    tls_cert_file: Annotated[str | None, typer.Option(envvar=_env("tls-cert-file"))] = None,
+    tls_private_key_file: Annotated[
+        str | None, typer.Option(envvar=_env("tls-private-key-file"))
+    ] = None,
+    cache_ttl: Annotated[float, typer.Option(envvar=_env("cache-ttl"))] = 5.0,
+    max_sample_age: Annotated[float | None, typer.Option(envvar=_env("max-sample-age"))] = None,
+    discovery_interval: Annotated[float, typer.Option(envvar=_env("discovery-interval"))] = 60.0,
+    query_timeout: TimeoutOpt = 10.0,
+    log_level: Annotated[str, typer.Option(envvar=_env("log-level"))] = "info",
+) -> None:
+    """Serve the custom and external metrics APIs."""
+    import uvicorn
+
+    from adapter.app import build_context, create_app
+    from adapter.backends.factory import build_backend
+
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    settings = _settings(
+        prometheus_url=prometheus_url,
+        prometheus_bearer_token_file=prometheus_bearer_token_file,
+        prometheus_ca_file=prometheus_ca_file,
+        prometheus_insecure_skip_verify=prometheus_insecure_skip_verify,
+        prometheus_headers=_parse_headers(prometheus_header or []),
+        prometheus_method=prometheus_method,
+        config=config,
+        presets=presets,
+        cluster=cluster,
+        host=host or ("127.0.0.1" if standalone else "0.0.0.0"),
+        port=port or (8080 if standalone else 6443),
+        standalone=standalone,
+        tls_cert_file=tls_cert_file,
+        tls_private_key_file=tls_private_key_file,
+        cache_ttl=cache_ttl,
+        max_sample_age=max_sample_age,
+        discovery_interval=discovery_interval,
+        query_timeout=query_timeout,
+        log_level=log_level,
+    )
+    try:
+        rules = _load(settings)
+    except AdapterError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(2) from exc
+    for warning in rules.warnings:
+        log.warning("%s", warning)
+    ctx = build_context(settings, backend=build_backend(settings), rules=rules)
+    ssl: dict[str, Any] = {}
+    if not settings.standalone:
+        cert, key = settings.tls_cert_file, settings.tls_private_key_file
+        if not (cert and key):
+            from adapter.tls import self_signed
+
+            tmp = Path(tempfile.mkdtemp(prefix="llm-metrics-adapter-tls-"))
+            cert_pem, key_pem = self_signed(["localhost", "127.0.0.1"])
+            (tmp / "tls.crt").write_bytes(cert_pem)
+            (tmp / "tls.key").write_bytes(key_pem)
+            os.chmod(tmp / "tls.key", 0o600)
+            cert, key = str(tmp / "tls.crt"), str(tmp / "tls.key")
+            log.info("no --tls-cert-file given: serving a self-signed certificate")
+        ssl = {"ssl_certfile": cert, "ssl_keyfile": key}
+    log.info(
+        "serving %d rules (%s) from %s on %s://%s:%d",
+        len(rules.rules),
+        rules.format,
+        settings.prometheus_url.split("?")[0],
+        "http" if settings.standalone else "https",
+        settings.host,
+        settings.port,
+    )
+    uvicorn.run(
+        create_app(ctx),
+        host=settings.host,
+        port=settings.port,
+        log_level=log_level.lower(),
+        access_log=False,
+        **ssl,
+    )
+
+
+@app.command("check-config")
+def check_config(
+    file: Annotated[Path, typer.Argument(help="Rules file to validate.")],
+    presets: PresetsOpt = False,
+) -> None:
+    """Validate a rules file; print each rule, the query it makes and what gets injected."""
+    from adapter.rules.loader import load_rules
+
+    try:
+        rules = load_rules(file, presets=presets)
+    except AdapterError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"{file}: {rules.format} format, {len(rules.rules)} rules")
+    for rule in rules.rules:
+        typer.echo("")
+        typer.echo(f"- {rule.id} ({rule.kind}, {rule.source})")
+        for line in rule.describe().splitlines():
+            typer.echo(f"    {line}")
+    for warning in rules.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    typer.echo("")
+    typer.echo("ok" if not rules.warnings else f"ok, with {len(rules.warnings)} warning(s)")
+
+
+@app.command()
+def query(
+    path: Annotated[str, typer.Argument(help="Metrics API path, e.g. /apis/external.metrics.k8s.io/v1beta1/namespaces/default/jetstream_prefill_backlog_size")],
+    prometheus_url: PrometheusUrl = "http://127.0.0.1:9090",
+    config: ConfigOpt = None,
+    presets: PresetsOpt = True,
+    cluster: ClusterOpt = None,
+    query_timeout: TimeoutOpt = 10.0,
+    explain: Annotated[bool, typer.Option(help="Also print the backend query and raw answer.")] = False,
+) -> None:
+    """Answer one metrics API path from the command line, without a server."""
+    from adapter.api.debug import trace_document
+    from adapter.app import build_context
+    from adapter.backends.factory import build_backend
+    from adapter.paths import parse_path_string
+    from adapter.provider import Trace
+
+    settings = _settings(
+        prometheus_url=prometheus_url,
+        config=config,
+        presets=presets,
+        cluster=cluster,
+        query_timeout=query_timeout,
+        standalone=True,
+    )
+
+    async def run() -> dict[str, Any]:
+        ctx = build_context(settings, backend=build_backend(settings), rules=_load(settings))
+        trace = Trace()
+        try:
+            await ctx.registry.refresh()
+            answer = await ctx.provider.answer(parse_path_string(path), trace=trace)
+        finally:
+            await ctx.backend.aclose()
+        if explain:
+            import time
+
+            return {"answer": answer.body, "explain": trace_document(trace, now=time.time(), cache_ttl=0)}
+        return answer.body
+
+    try:
+        result = asyncio.run(run())
+    except AdapterError as exc:
+        typer.echo(f"error ({exc.code} {exc.reason}): {exc.message}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(json.dumps(result, indent=2))
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(__version__)
+
+
+def main() -> None:
+    app(prog_name="llm-metrics-adapter")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

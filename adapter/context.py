@@ -1,0 +1,29 @@
+"""What the running server holds: settings, rules, registry, provider. Built by ``adapter.app``."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from adapter.backends.base import Backend
+from adapter.provider import MetricsProvider
+from adapter.registry import MetricRegistry
+from adapter.rules.loader import RuleSet
+from adapter.settings import Settings
+from adapter.telemetry import Telemetry
+
+__all__ = ["AppContext"]
+
+
+@dataclass(slots=True)
+class AppContext:
+    settings: Settings
+    rules: RuleSet
+    backend: Backend
+    registry: MetricRegistry
+    provider: MetricsProvider
+    telemetry: Telemetry
+    started_at: float = field(default_factory=time.time)
+    backend_ready: bool = False
+    """Set once the backend has answered (readiness)."""
+    backend_error: str | None = None

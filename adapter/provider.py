@@ -1,0 +1,202 @@
+"""Answers metrics API requests: find the rule, build the scoped query, fetch through the cache,
+translate. The HTTP layer, ``/debug/query`` and the ``query`` command all call :meth:`answer`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from adapter.backends.base import Backend
+from adapter.cache import CacheState, SingleFlightCache
+from adapter.errors import BackendError, NotFoundError
+from adapter.models import GroupResource, MetricValue, QueryResult, Requirement
+from adapter.paths import ApiRequest
+from adapter.registry import MetricRegistry
+from adapter.rules.base import BuiltQuery, MetricRequest, Scope, ServedMetric
+from adapter.telemetry import Telemetry
+from adapter.translate import (
+    Dropped,
+    custom_list,
+    external_list,
+    samples_to_custom,
+    samples_to_external,
+)
+
+__all__ = ["Answer", "MetricsProvider", "ObjectSource", "Trace"]
+
+
+class ObjectSource(Protocol):
+    """Which Kubernetes objects exist. Implemented by the Kubernetes module; absent standalone."""
+
+    async def names(
+        self,
+        resource: GroupResource,
+        namespace: str | None,
+        selector: Sequence[Requirement],
+    ) -> tuple[str, ...] | None:
+        """Names of existing objects matching ``selector``; ``None`` if this source cannot tell."""
+        ...
+
+
+@dataclass(slots=True)
+class Trace:
+    """Everything ``/debug/query`` shows about one answer."""
+
+    metric: ServedMetric | None = None
+    request: MetricRequest | None = None
+    built: BuiltQuery | None = None
+    cache: CacheState | None = None
+    result: QueryResult | None = None
+    fetched_at: float | None = None
+    dropped: list[Dropped] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Answer:
+    body: dict[str, Any]
+    values: list[MetricValue]
+    trace: Trace
+
+
+class MetricsProvider:
+    """``query_timeout`` and ``max_sample_age`` in seconds (``None``: no age limit)."""
+
+    def __init__(
+        self,
+        *,
+        registry: MetricRegistry,
+        backend: Backend,
+        cache: SingleFlightCache[str, QueryResult],
+        scope: Scope,
+        objects: ObjectSource | None = None,
+        query_timeout: float = 10.0,
+        max_sample_age: float | None = None,
+        telemetry: Telemetry | None = None,
+    ) -> None:
+        self.registry = registry
+        self.backend = backend
+        self.cache = cache
+        self.scope = scope
+        self.objects = objects
+        self.query_timeout = query_timeout
+        self.max_sample_age = max_sample_age
+        self.telemetry = telemetry or Telemetry()
+
+    async def _fetch(self, query: str) -> QueryResult:
+        t = self.telemetry
+        started = time.perf_counter()
+        try:
+            result = await self.backend.query(query, timeout=self.query_timeout)
+        except BackendError as exc:
+            t.backend_queries.labels(self.backend.name, type(exc).__name__).inc()
+            raise
+        t.backend_queries.labels(self.backend.name, "ok").inc()
+        t.backend_seconds.labels(self.backend.name).observe(time.perf_counter() - started)
+        return result
+
+    async def _run(self, built: BuiltQuery, trace: Trace) -> QueryResult:
+        trace.built = built
+        entry, state = await self.cache.get(built.query, lambda: self._fetch(built.query))
+        self.telemetry.cache.labels(state).inc()
+        trace.cache, trace.result, trace.fetched_at = state, entry.value, entry.fetched_at
+        return entry.value
+
+    def _observe(self, values: Sequence[MetricValue], dropped: Sequence[Dropped], now: float) -> None:
+        for v in values:
+            self.telemetry.value_age.observe(max(0.0, now - v.timestamp))
+        for d in dropped:
+            self.telemetry.dropped.labels(d.reason).inc()
+
+    async def answer(self, request: ApiRequest, *, trace: Trace | None = None) -> Answer:
+        """Answer one parsed request. Raises :class:`adapter.errors.AdapterError` subclasses.
+
+        ``trace`` (optional) is filled as the answer is built, so a caller that catches the
+        error still sees how far it got (``/debug/query``).
+        """
+        trace = trace if trace is not None else Trace()
+        if request.group == "external":
+            return await self._external(request, trace)
+        return await self._custom(request, trace)
+
+    async def _object_names(self, request: ApiRequest, trace: Trace) -> tuple[str, ...] | None:
+        assert request.resource is not None
+        if request.name is not None:
+            return (request.name,)
+        if self.objects is not None:
+            names = await self.objects.names(
+                request.resource, request.namespace, request.label_selector
+            )
+            if names is not None:
+                return names
+        trace.notes.append(
+            "no object list (standalone): answering for every object with series in scope;"
+            " labelSelector is not applied"
+        )
+        return None
+
+    async def _custom(self, request: ApiRequest, trace: Trace) -> Answer:
+        assert request.resource is not None
+        where = (
+            f"{request.resource} {request.name or '*'}"
+            + (f" in namespace {request.namespace}" if request.namespaced else "")
+        )
+        served = self.registry.find_custom(request.resource, request.metric)
+        if served is None:
+            raise NotFoundError.metric(request.metric, where)
+        trace.metric = served
+        names = await self._object_names(request, trace)
+        metric_request = MetricRequest(
+            namespace=request.namespace,
+            object_names=names,
+            metric_selector=request.metric_selector,
+        )
+        trace.request = metric_request
+        values: list[MetricValue] = []
+        if names != ():
+            built = served.rule.build_query(served, metric_request, self.scope)
+            result = await self._run(built, trace)
+            now = time.time()
+            values, trace.dropped = samples_to_custom(
+                result.samples,
+                metric=request.metric,
+                resource=request.resource,
+                namespace=request.namespace,
+                object_labels=built.object_labels,
+                object_names=names,
+                window=built.window,
+                now=now,
+                max_age=self.max_sample_age,
+            )
+            self._observe(values, trace.dropped, now)
+        else:
+            trace.notes.append("no objects match the labelSelector: nothing to query")
+        if request.name is not None and not values:
+            raise NotFoundError.metric(request.metric, where)
+        body = custom_list(values, version=request.version, selector=request.metric_selector)
+        return Answer(body=body, values=values, trace=trace)
+
+    async def _external(self, request: ApiRequest, trace: Trace) -> Answer:
+        served = self.registry.find_external(request.metric)
+        if served is None:
+            raise NotFoundError.metric(request.metric, f"namespace {request.namespace}")
+        trace.metric = served
+        metric_request = MetricRequest(
+            namespace=request.namespace, metric_selector=request.metric_selector
+        )
+        trace.request = metric_request
+        built = served.rule.build_query(served, metric_request, self.scope)
+        result = await self._run(built, trace)
+        now = time.time()
+        values, trace.dropped = samples_to_external(
+            result.samples,
+            metric=request.metric,
+            window=built.window,
+            now=now,
+            max_age=self.max_sample_age,
+        )
+        self._observe(values, trace.dropped, now)
+        return Answer(body=external_list(values), values=values, trace=trace)

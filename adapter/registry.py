@@ -1,0 +1,152 @@
+"""Which metrics are served: a snapshot refreshed in the background.
+
+Listing (discovery documents, ``/debug/metrics``) reads the snapshot only and never does I/O.
+Static rules (presets, native rules) are listed from the start; prometheus-adapter rules are
+discovered from metric names and label names — never by listing series, so memory follows the
+number of distinct metric names, not the number of series in the backend. A rule whose discovery
+fails keeps the metrics it had.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from adapter import promql
+from adapter.backends.base import Backend
+from adapter.errors import AdapterError
+from adapter.models import GroupResource, Matcher
+from adapter.rules.base import Rule, Scope, ServedMetric
+from adapter.telemetry import Telemetry
+
+__all__ = ["MetricRegistry", "Snapshot"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    custom: Mapping[tuple[GroupResource, str], ServedMetric] = field(default_factory=dict)
+    external: Mapping[str, ServedMetric] = field(default_factory=dict)
+    refreshed_at: float | None = None
+    errors: Mapping[str, str] = field(default_factory=dict)
+    """Rule id → the last discovery error for that rule."""
+
+
+def _index(metrics: Sequence[ServedMetric]) -> Snapshot:
+    custom: dict[tuple[GroupResource, str], ServedMetric] = {}
+    external: dict[str, ServedMetric] = {}
+    for m in metrics:
+        if m.kind == "external":
+            external.setdefault(m.name, m)
+        elif m.resource is not None:
+            custom.setdefault((m.resource, m.name), m)
+    return Snapshot(custom=custom, external=external)
+
+
+class MetricRegistry:
+    """``interval`` and ``timeout`` in seconds."""
+
+    def __init__(
+        self,
+        rules: Sequence[Rule],
+        backend: Backend,
+        *,
+        scope: Scope,
+        interval: float = 60.0,
+        timeout: float = 30.0,
+        telemetry: Telemetry | None = None,
+    ) -> None:
+        self._backend = backend
+        self._scope = scope
+        self.interval = interval
+        self.timeout = timeout
+        self._telemetry = telemetry
+        self._discovered: dict[str, list[ServedMetric]] = {}
+        self.set_rules(rules)
+
+    @property
+    def rules(self) -> tuple[Rule, ...]:
+        return self._rules
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return self._snapshot
+
+    def set_rules(self, rules: Sequence[Rule]) -> None:
+        """Swap the rules; static metrics are listed at once, discovered ones at the next refresh."""
+        self._rules = tuple(rules)
+        ids = {r.id for r in self._rules}
+        self._discovered = {k: v for k, v in self._discovered.items() if k in ids}
+        self._rebuild(refreshed_at=None, errors={})
+
+    def _rebuild(self, *, refreshed_at: float | None, errors: Mapping[str, str]) -> None:
+        metrics: list[ServedMetric] = []
+        for rule in self._rules:
+            metrics.extend(rule.static_metrics())
+            metrics.extend(self._discovered.get(rule.id, ()))
+        snap = _index(metrics)
+        self._snapshot = Snapshot(
+            custom=snap.custom,
+            external=snap.external,
+            refreshed_at=refreshed_at,
+            errors=dict(errors),
+        )
+        if self._telemetry is not None:
+            self._telemetry.served_metrics.labels("custom").set(len(snap.custom))
+            self._telemetry.served_metrics.labels("external").set(len(snap.external))
+
+    def find_custom(self, resource: GroupResource, metric: str) -> ServedMetric | None:
+        return self._snapshot.custom.get((resource, metric))
+
+    def find_external(self, metric: str) -> ServedMetric | None:
+        return self._snapshot.external.get(metric)
+
+    def _scoped(self, selector: str) -> str:
+        if not self._scope.cluster:
+            return selector
+        return promql.inject(selector, [Matcher(self._scope.cluster_label, "=", self._scope.cluster)])
+
+    async def _discover(self, rule: Rule) -> list[ServedMetric]:
+        names: set[str] = set()
+        for selector in rule.discovery_selectors():
+            names.update(
+                await self._backend.metric_names([self._scoped(selector)], timeout=self.timeout)
+            )
+        labels: dict[str, list[str]] = {}
+        for name in sorted(names):
+            selector = self._scoped(rule.series_selector_for(name))
+            labels[name] = await self._backend.label_names([selector], timeout=self.timeout)
+        return rule.discovered_metrics(labels)
+
+    async def refresh(self) -> Snapshot:
+        """Run discovery for every rule that needs it; keep old results for rules that fail."""
+        errors: dict[str, str] = {}
+        for rule in self._rules:
+            if not rule.discovery_selectors():
+                continue
+            try:
+                self._discovered[rule.id] = await self._discover(rule)
+            except AdapterError as exc:
+                errors[rule.id] = exc.message
+                log.warning("discovery failed for rule %s: %s", rule.id, exc.message)
+        now = time.time()
+        self._rebuild(refreshed_at=now, errors=errors)
+        if self._telemetry is not None:
+            if errors:
+                self._telemetry.discovery_errors.inc()
+            else:
+                self._telemetry.discovery_success.set(now)
+        return self._snapshot
+
+    async def run(self) -> None:
+        """Refresh forever, every ``interval`` seconds. Cancel the task to stop."""
+        while True:
+            try:
+                await self.refresh()
+            except Exception:  # a bug in one refresh must not end discovery for good
+                log.exception("discovery refresh failed")
+            await asyncio.sleep(self.interval)

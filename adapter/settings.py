@@ -1,0 +1,49 @@
+"""Process settings: flags and their ``LMA_*`` environment variables (see docs/configuration.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["Settings"]
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    # Backend
+    prometheus_url: str = "http://127.0.0.1:9090"
+    """Base URL of a Prometheus-compatible query API (Prometheus, Thanos, the GMP frontend)."""
+    prometheus_bearer_token_file: str | None = None
+    """File holding a bearer token; re-read when it changes."""
+    prometheus_ca_file: str | None = None
+    prometheus_insecure_skip_verify: bool = False
+    prometheus_headers: dict[str, str] = field(default_factory=dict)
+    prometheus_method: str = "GET"
+    query_timeout: float = 10.0
+    """Seconds for one backend call, retries included."""
+
+    # Rules and scope
+    config: str | None = None
+    """Rules file: native or prometheus-adapter format (detected)."""
+    presets: bool = True
+    """Serve the built-in JetStream and TPU presets."""
+    cluster: str | None = None
+    """When set, every query gets ``cluster="<cluster>"``."""
+    cluster_label: str = "cluster"
+
+    # Serving
+    host: str = "0.0.0.0"
+    port: int = 6443
+    standalone: bool = False
+    """Plain HTTP on loopback, no Kubernetes, no auth: for local use and the demo."""
+    tls_cert_file: str | None = None
+    tls_private_key_file: str | None = None
+
+    # Freshness
+    cache_ttl: float = 5.0
+    """Seconds a backend answer is reused; keep it at or below the scrape interval."""
+    max_sample_age: float | None = None
+    """Seconds; older samples are not served (GMP keeps dead pods' series). None: no limit."""
+    discovery_interval: float = 60.0
+    """Seconds between background discovery refreshes."""
+
+    log_level: str = "info"

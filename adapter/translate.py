@@ -1,0 +1,263 @@
+"""Samples to API objects, and API objects to the exact JSON each API version carries.
+
+Pure functions: no I/O. The JSON shapes follow k8s.io/metrics:
+``custom_metrics/v1beta1.MetricValue``, ``custom_metrics/v1beta2.MetricValue`` and
+``external_metrics/v1beta1.ExternalMetricValue``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from adapter.models import GroupResource, MetricValue, ObjectRef, Requirement, Sample
+from adapter.quantity import format_quantity
+
+__all__ = [
+    "CUSTOM_GROUP",
+    "EXTERNAL_GROUP",
+    "Dropped",
+    "custom_list",
+    "external_list",
+    "format_timestamp",
+    "kind_for",
+    "label_selector_object",
+    "samples_to_custom",
+    "samples_to_external",
+]
+
+CUSTOM_GROUP = "custom.metrics.k8s.io"
+EXTERNAL_GROUP = "external.metrics.k8s.io"
+
+# (kind, apiVersion) of the resources HPAs describe; anything else is derived from its name.
+_KINDS: dict[GroupResource, tuple[str, str]] = {
+    GroupResource("pods"): ("Pod", "v1"),
+    GroupResource("services"): ("Service", "v1"),
+    GroupResource("namespaces"): ("Namespace", "v1"),
+    GroupResource("nodes"): ("Node", "v1"),
+    GroupResource("persistentvolumeclaims"): ("PersistentVolumeClaim", "v1"),
+    GroupResource("replicationcontrollers"): ("ReplicationController", "v1"),
+    GroupResource("deployments", "apps"): ("Deployment", "apps/v1"),
+    GroupResource("statefulsets", "apps"): ("StatefulSet", "apps/v1"),
+    GroupResource("replicasets", "apps"): ("ReplicaSet", "apps/v1"),
+    GroupResource("daemonsets", "apps"): ("DaemonSet", "apps/v1"),
+    GroupResource("jobs", "batch"): ("Job", "batch/v1"),
+    GroupResource("ingresses", "networking.k8s.io"): ("Ingress", "networking.k8s.io/v1"),
+    GroupResource("horizontalpodautoscalers", "autoscaling"): (
+        "HorizontalPodAutoscaler",
+        "autoscaling/v2",
+    ),
+}
+
+
+def kind_for(resource: GroupResource) -> tuple[str, str]:
+    """``(kind, apiVersion)`` for a described object's resource."""
+    known = _KINDS.get(resource)
+    if known is not None:
+        return known
+    singular = resource.resource[:-1] if resource.resource.endswith("s") else resource.resource
+    kind = singular[:1].upper() + singular[1:]
+    return kind, f"{resource.group}/v1" if resource.group else "v1"
+
+
+def format_timestamp(unix_seconds: float) -> str:
+    """RFC 3339 in UTC with second precision, as ``metav1.Time`` marshals."""
+    return datetime.fromtimestamp(int(unix_seconds), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    """A sample not served, and why: ``non-finite``, ``too-old``, ``no-object-label``,
+    ``not-selected`` (object not in the request), ``duplicate`` (two series for one object)."""
+
+    labels: dict[str, str]
+    value: float
+    reason: str
+
+
+def _object_name(sample: Sample, object_labels: Sequence[str]) -> str:
+    for label in object_labels:
+        value = sample.labels.get(label, "")
+        if value:
+            return value
+    return ""
+
+
+def _fresh(sample: Sample, *, now: float, max_age: float | None) -> str | None:
+    if not math.isfinite(sample.value):
+        return "non-finite"
+    if max_age is not None and now - sample.timestamp > max_age:
+        return "too-old"
+    return None
+
+
+def samples_to_custom(
+    samples: Iterable[Sample],
+    *,
+    metric: str,
+    resource: GroupResource,
+    namespace: str | None,
+    object_labels: Sequence[str],
+    object_names: Sequence[str] | None,
+    window: int | None,
+    now: float,
+    max_age: float | None = None,
+) -> tuple[list[MetricValue], list[Dropped]]:
+    """One value per described object, keyed by the first non-empty ``object_labels`` label.
+
+    Objects outside ``object_names`` (when given) are dropped. Two series naming the same object
+    are both dropped (``duplicate``): serving either would be a guess.
+    """
+    kind, api_version = kind_for(resource)
+    wanted = set(object_names) if object_names is not None else None
+    by_name: dict[str, MetricValue] = {}
+    dropped: list[Dropped] = []
+    duplicates: set[str] = set()
+    for sample in samples:
+        reason = _fresh(sample, now=now, max_age=max_age)
+        name = _object_name(sample, object_labels)
+        if reason is None and not name:
+            reason = "no-object-label"
+        if reason is None and wanted is not None and name not in wanted:
+            reason = "not-selected"
+        if reason is None and name in by_name:
+            duplicates.add(name)
+            reason = "duplicate"
+        if reason is not None:
+            dropped.append(Dropped(dict(sample.labels), sample.value, reason))
+            continue
+        ns = "" if resource == GroupResource("namespaces") else (namespace or "")
+        by_name[name] = MetricValue(
+            metric=metric,
+            value=sample.value,
+            timestamp=sample.timestamp,
+            described=ObjectRef(kind=kind, name=name, namespace=ns, api_version=api_version),
+            window=window,
+        )
+    for name in duplicates:
+        value = by_name.pop(name)
+        dropped.append(Dropped({"object": name}, value.value, "duplicate"))
+    return [by_name[name] for name in sorted(by_name)], dropped
+
+
+def samples_to_external(
+    samples: Iterable[Sample],
+    *,
+    metric: str,
+    window: int | None,
+    now: float,
+    max_age: float | None = None,
+) -> tuple[list[MetricValue], list[Dropped]]:
+    """One value per series; labels become ``metricLabels`` (without ``__name__``)."""
+    values: list[MetricValue] = []
+    dropped: list[Dropped] = []
+    for sample in samples:
+        reason = _fresh(sample, now=now, max_age=max_age)
+        if reason is not None:
+            dropped.append(Dropped(dict(sample.labels), sample.value, reason))
+            continue
+        labels = {k: v for k, v in sample.labels.items() if k != "__name__"}
+        values.append(
+            MetricValue(
+                metric=metric,
+                value=sample.value,
+                timestamp=sample.timestamp,
+                labels=labels,
+                window=window,
+            )
+        )
+    return values, dropped
+
+
+def label_selector_object(requirements: Sequence[Requirement]) -> dict[str, Any] | None:
+    """A ``metav1.LabelSelector`` for requirements, or ``None`` when there are none."""
+    if not requirements:
+        return None
+    match_labels: dict[str, str] = {}
+    expressions: list[dict[str, Any]] = []
+    operators = {"in": "In", "notin": "NotIn", "exists": "Exists", "!": "DoesNotExist"}
+    for r in requirements:
+        if r.op == "=" and r.key not in match_labels:
+            match_labels[r.key] = r.values[0]
+        elif r.op == "=":
+            expressions.append({"key": r.key, "operator": "In", "values": list(r.values)})
+        elif r.op == "!=":
+            expressions.append({"key": r.key, "operator": "NotIn", "values": list(r.values)})
+        elif r.op in {"gt", "lt"}:
+            expressions.append({"key": r.key, "operator": r.op.capitalize(), "values": list(r.values)})
+        else:
+            entry: dict[str, Any] = {"key": r.key, "operator": operators[r.op]}
+            if r.values:
+                entry["values"] = list(r.values)
+            expressions.append(entry)
+    selector: dict[str, Any] = {}
+    if match_labels:
+        selector["matchLabels"] = match_labels
+    if expressions:
+        selector["matchExpressions"] = expressions
+    return selector
+
+
+def _described(ref: ObjectRef) -> dict[str, str]:
+    out = {"kind": ref.kind, "name": ref.name, "apiVersion": ref.api_version}
+    if ref.namespace:
+        out["namespace"] = ref.namespace
+    return out
+
+
+def custom_list(
+    values: Sequence[MetricValue], *, version: str, selector: Sequence[Requirement] = ()
+) -> dict[str, Any]:
+    """A ``MetricValueList`` for ``custom.metrics.k8s.io/{version}`` (v1beta1 or v1beta2)."""
+    selector_obj = label_selector_object(selector)
+    items: list[dict[str, Any]] = []
+    for v in values:
+        assert v.described is not None
+        item: dict[str, Any] = {"describedObject": _described(v.described)}
+        if version == "v1beta1":
+            item["metricName"] = v.metric
+            item["timestamp"] = format_timestamp(v.timestamp)
+            if v.window is not None:
+                item["window"] = v.window
+            item["value"] = format_quantity(v.value)
+            item["selector"] = selector_obj
+        else:
+            metric: dict[str, Any] = {"name": v.metric}
+            if selector_obj is not None:
+                metric["selector"] = selector_obj
+            item["metric"] = metric
+            item["timestamp"] = format_timestamp(v.timestamp)
+            if v.window is not None:
+                item["windowSeconds"] = v.window
+            item["value"] = format_quantity(v.value)
+        items.append(item)
+    return {
+        "kind": "MetricValueList",
+        "apiVersion": f"{CUSTOM_GROUP}/{version}",
+        "metadata": {},
+        "items": items,
+    }
+
+
+def external_list(values: Sequence[MetricValue]) -> dict[str, Any]:
+    """An ``ExternalMetricValueList`` for ``external.metrics.k8s.io/v1beta1``."""
+    items: list[dict[str, Any]] = []
+    for v in values:
+        item: dict[str, Any] = {
+            "metricName": v.metric,
+            "metricLabels": dict(v.labels),
+            "timestamp": format_timestamp(v.timestamp),
+        }
+        if v.window is not None:
+            item["window"] = v.window
+        item["value"] = format_quantity(v.value)
+        items.append(item)
+    return {
+        "kind": "ExternalMetricValueList",
+        "apiVersion": f"{EXTERNAL_GROUP}/v1beta1",
+        "metadata": {},
+        "items": items,
+    }
