@@ -58,9 +58,7 @@ class SingleFlightCache(Generic[K, V]):
         if self._entries is not None:
             self._entries.clear()
 
-    async def get(
-        self, key: K, fetch: Callable[[], Awaitable[V]]
-    ) -> tuple[Cached[V], CacheState]:
+    async def get(self, key: K, fetch: Callable[[], Awaitable[V]]) -> tuple[Cached[V], CacheState]:
         """Return the cached value for ``key``, fetching it with ``fetch()`` at most once at a time.
 
         The fetch runs in its own task: a caller that is cancelled (a client that hung up) does

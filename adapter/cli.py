@@ -49,7 +49,8 @@ def _parse_headers(values: list[str]) -> dict[str, str]:
 
 
 PrometheusUrl = Annotated[
-    str, typer.Option(envvar=_env("prometheus-url"), help="Prometheus-compatible query API base URL.")
+    str,
+    typer.Option(envvar=_env("prometheus-url"), help="Prometheus-compatible query API base URL."),
 ]
 ConfigOpt = Annotated[
     str | None,
@@ -86,7 +87,9 @@ def serve(
     prometheus_bearer_token_file: Annotated[
         str | None, typer.Option(envvar=_env("prometheus-bearer-token-file"))
     ] = None,
-    prometheus_ca_file: Annotated[str | None, typer.Option(envvar=_env("prometheus-ca-file"))] = None,
+    prometheus_ca_file: Annotated[
+        str | None, typer.Option(envvar=_env("prometheus-ca-file"))
+    ] = None,
     prometheus_insecure_skip_verify: Annotated[
         bool, typer.Option(envvar=_env("prometheus-insecure-skip-verify"))
     ] = False,
@@ -215,13 +218,20 @@ def check_config(
 
 @app.command()
 def query(
-    path: Annotated[str, typer.Argument(help="Metrics API path, e.g. /apis/external.metrics.k8s.io/v1beta1/namespaces/default/jetstream_prefill_backlog_size")],
+    path: Annotated[
+        str,
+        typer.Argument(
+            help="Metrics API path, e.g. /apis/external.metrics.k8s.io/v1beta1/namespaces/default/jetstream_prefill_backlog_size"
+        ),
+    ],
     prometheus_url: PrometheusUrl = "http://127.0.0.1:9090",
     config: ConfigOpt = None,
     presets: PresetsOpt = True,
     cluster: ClusterOpt = None,
     query_timeout: TimeoutOpt = 10.0,
-    explain: Annotated[bool, typer.Option(help="Also print the backend query and raw answer.")] = False,
+    explain: Annotated[
+        bool, typer.Option(help="Also print the backend query and raw answer.")
+    ] = False,
 ) -> None:
     """Answer one metrics API path from the command line, without a server."""
     from adapter.api.debug import trace_document
@@ -250,7 +260,10 @@ def query(
         if explain:
             import time
 
-            return {"answer": answer.body, "explain": trace_document(trace, now=time.time(), cache_ttl=0)}
+            return {
+                "answer": answer.body,
+                "explain": trace_document(trace, now=time.time(), cache_ttl=0),
+            }
         return answer.body
 
     try:

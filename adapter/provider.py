@@ -105,7 +105,9 @@ class MetricsProvider:
         trace.cache, trace.result, trace.fetched_at = state, entry.value, entry.fetched_at
         return entry.value
 
-    def _observe(self, values: Sequence[MetricValue], dropped: Sequence[Dropped], now: float) -> None:
+    def _observe(
+        self, values: Sequence[MetricValue], dropped: Sequence[Dropped], now: float
+    ) -> None:
         for v in values:
             self.telemetry.value_age.observe(max(0.0, now - v.timestamp))
         for d in dropped:
@@ -140,9 +142,8 @@ class MetricsProvider:
 
     async def _custom(self, request: ApiRequest, trace: Trace) -> Answer:
         assert request.resource is not None
-        where = (
-            f"{request.resource} {request.name or '*'}"
-            + (f" in namespace {request.namespace}" if request.namespaced else "")
+        where = f"{request.resource} {request.name or '*'}" + (
+            f" in namespace {request.namespace}" if request.namespaced else ""
         )
         served = self.registry.find_custom(request.resource, request.metric)
         if served is None:

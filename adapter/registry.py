@@ -108,7 +108,9 @@ class MetricRegistry:
     def _scoped(self, selector: str) -> str:
         if not self._scope.cluster:
             return selector
-        return promql.inject(selector, [Matcher(self._scope.cluster_label, "=", self._scope.cluster)])
+        return promql.inject(
+            selector, [Matcher(self._scope.cluster_label, "=", self._scope.cluster)]
+        )
 
     async def _discover(self, rule: Rule) -> list[ServedMetric]:
         names: set[str] = set()

@@ -21,9 +21,7 @@ _NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
 _PREFIX = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
 _KEY_RE = re.compile(rf"^(({_PREFIX})/)?{_NAME}$")
 _VALUE_RE = re.compile(rf"^({_NAME})?$")
-_TOKEN_RE = re.compile(
-    r"\s*(?:(?P<op>==|!=|=|\(|\)|,|!|>|<)|(?P<word>[^\s=!(),<>]+))"
-)
+_TOKEN_RE = re.compile(r"\s*(?:(?P<op>==|!=|=|\(|\)|,|!|>|<)|(?P<word>[^\s=!(),<>]+))")
 _MAX_LENGTH = 16384
 
 
@@ -89,7 +87,9 @@ def parse_selector(text: str | None) -> tuple[Requirement, ...]:
                 i += 1
             elif op in {"=", "==", "!="}:
                 value = expect_value(i + 2)
-                requirements.append(Requirement(key, "!=" if op == "!=" else "=", (_check_value(value, text),)))
+                requirements.append(
+                    Requirement(key, "!=" if op == "!=" else "=", (_check_value(value, text),))
+                )
                 i += 3 if value else 2
             elif op in {"in", "notin"}:
                 if i + 2 >= len(tokens) or tokens[i + 2] != "(":
@@ -122,7 +122,9 @@ def parse_selector(text: str | None) -> tuple[Requirement, ...]:
                 raise BadRequestError(f"invalid label selector {text!r}: unknown operator {op!r}")
         if i < len(tokens):
             if tokens[i] != ",":
-                raise BadRequestError(f"invalid label selector {text!r}: expected ',' at {tokens[i]!r}")
+                raise BadRequestError(
+                    f"invalid label selector {text!r}: expected ',' at {tokens[i]!r}"
+                )
             i += 1
             if i >= len(tokens):
                 raise BadRequestError(f"invalid label selector {text!r}: trailing ','")

@@ -187,7 +187,9 @@ def label_selector_object(requirements: Sequence[Requirement]) -> dict[str, Any]
         elif r.op == "!=":
             expressions.append({"key": r.key, "operator": "NotIn", "values": list(r.values)})
         elif r.op in {"gt", "lt"}:
-            expressions.append({"key": r.key, "operator": r.op.capitalize(), "values": list(r.values)})
+            expressions.append(
+                {"key": r.key, "operator": r.op.capitalize(), "values": list(r.values)}
+            )
         else:
             entry: dict[str, Any] = {"key": r.key, "operator": operators[r.op]}
             if r.values:

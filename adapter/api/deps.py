@@ -18,7 +18,9 @@ def context(request: Request) -> AppContext:
     return ctx
 
 
-def json_response(body: Any, *, status_code: int = 200, media_type: str = "application/json") -> Response:
+def json_response(
+    body: Any, *, status_code: int = 200, media_type: str = "application/json"
+) -> Response:
     """Compact JSON, always: Go clients send ``Accept: application/vnd.kubernetes.protobuf, */*``
     and must get JSON, never a 406."""
     return Response(

@@ -102,7 +102,9 @@ def _aggregated_resources(snapshot: Snapshot, group: str) -> list[dict[str, Any]
                 "subresources": [],
             },
         )
-        parent["subresources"].append({"subresource": metric, "responseKind": kind, "verbs": ["get"]})
+        parent["subresources"].append(
+            {"subresource": metric, "responseKind": kind, "verbs": ["get"]}
+        )
     return list(parents.values())
 
 
@@ -131,9 +133,7 @@ def _aggregated(snapshot: Snapshot, version: str) -> dict[str, Any]:
 def _wants_aggregated(accept: str) -> str | None:
     """The aggregated discovery version the client accepts first, if any."""
     for part in accept.split(","):
-        params = dict(
-            p.strip().split("=", 1) for p in part.split(";")[1:] if "=" in p
-        )
+        params = dict(p.strip().split("=", 1) for p in part.split(";")[1:] if "=" in p)
         if params.get("g") == "apidiscovery.k8s.io" and params.get("as") == "APIGroupDiscoveryList":
             version = params.get("v", "")
             if version in {"v2", "v2beta1"}:

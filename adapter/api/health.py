@@ -21,19 +21,23 @@ router = APIRouter()
 def readiness_checks(request: Request) -> list[tuple[str, bool, str]]:
     """``(name, ok, detail)`` for each readiness condition."""
     ctx = context(request)
-    checks = [
+    return [
         ("rules", True, f"{len(ctx.rules.rules)} rules loaded ({ctx.rules.format})"),
         (
             "backend",
             ctx.backend_ready,
-            "answered" if ctx.backend_ready else f"not answered yet: {ctx.backend_error or 'waiting'}",
+            "answered"
+            if ctx.backend_ready
+            else f"not answered yet: {ctx.backend_error or 'waiting'}",
         ),
     ]
-    return checks
 
 
 def _verbose(checks: list[tuple[str, bool, str]], *, final: str) -> str:
-    lines = [f"[{'+' if ok else '-'}]{name} {'ok' if ok else 'failed'}: {detail}" for name, ok, detail in checks]
+    lines = [
+        f"[{'+' if ok else '-'}]{name} {'ok' if ok else 'failed'}: {detail}"
+        for name, ok, detail in checks
+    ]
     return "\n".join([*lines, final]) + "\n"
 
 

@@ -148,7 +148,11 @@ def _definitions() -> dict[str, dict[str, Any]]:
             "items": {"type": "array", "items": _ref(f"{ext}.ExternalMetricValue")},
         },
         "x-kubernetes-group-version-kind": [
-            {"group": "external.metrics.k8s.io", "version": "v1beta1", "kind": "ExternalMetricValueList"}
+            {
+                "group": "external.metrics.k8s.io",
+                "version": "v1beta1",
+                "kind": "ExternalMetricValueList",
+            }
         ],
     }
     return defs
@@ -168,7 +172,9 @@ _NS = _param("namespace", "path", "object name and auth scope, such as for teams
 _RES = _param("resource", "path", "group-qualified resource: pods, deployments.apps")
 _NAME = _param("name", "path", "object name, or * for every object matching labelSelector")
 _METRIC = _param("metric", "path", "metric name")
-_LSEL = _param("labelSelector", "query", "objects to describe (custom) or series to select (external)")
+_LSEL = _param(
+    "labelSelector", "query", "objects to describe (custom) or series to select (external)"
+)
 _MSEL = _param("metricLabelSelector", "query", "series to select (custom metrics)")
 
 

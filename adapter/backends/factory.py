@@ -13,7 +13,9 @@ __all__ = ["build_backend"]
 def build_backend(settings: Settings) -> Backend:
     method = settings.prometheus_method.upper()
     if method not in {"GET", "POST"}:
-        raise ConfigError(f"--prometheus-method must be GET or POST, not {settings.prometheus_method!r}")
+        raise ConfigError(
+            f"--prometheus-method must be GET or POST, not {settings.prometheus_method!r}"
+        )
     return PrometheusBackend(
         PrometheusSettings(
             url=settings.prometheus_url,

@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from adapter.cache import SingleFlightCache
+from adapter.errors import BackendUnavailableError
+
+
+async def test_hit_after_miss_and_expiry() -> None:
+    cache: SingleFlightCache[str, int] = SingleFlightCache(ttl=0.2)
+    calls = 0
+
+    async def fetch() -> int:
+        nonlocal calls
+        calls += 1
+        return calls
+
+    first, state1 = await cache.get("q", fetch)
+    second, state2 = await cache.get("q", fetch)
+    assert (first.value, state1, second.value, state2) == (1, "miss", 1, "hit")
+    await asyncio.sleep(0.25)
+    third, state3 = await cache.get("q", fetch)
+    assert (third.value, state3) == (2, "miss")
+
+
+async def test_concurrent_callers_share_one_fetch() -> None:
+    cache: SingleFlightCache[str, int] = SingleFlightCache(ttl=10)
+    calls = 0
+    release = asyncio.Event()
+
+    async def fetch() -> int:
+        nonlocal calls
+        calls += 1
+        await release.wait()
+        return 42
+
+    tasks = [asyncio.create_task(cache.get("q", fetch)) for _ in range(200)]
+    await asyncio.sleep(0.01)
+    assert cache.inflight == 1
+    release.set()
+    results = await asyncio.gather(*tasks)
+    assert calls == 1
+    assert {r[0].value for r in results} == {42}
+    assert sorted(r[1] for r in results).count("miss") == 1
+    assert [r[1] for r in results].count("shared") == 199
+
+
+async def test_errors_are_shared_but_not_cached() -> None:
+    cache: SingleFlightCache[str, int] = SingleFlightCache(ttl=10)
+    calls = 0
+
+    async def failing() -> int:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.01)
+        raise BackendUnavailableError("down", backend="prometheus")
+
+    results = await asyncio.gather(
+        *(cache.get("q", failing) for _ in range(5)), return_exceptions=True
+    )
+    assert calls == 1
+    assert all(isinstance(r, BackendUnavailableError) for r in results)
+
+    async def ok() -> int:
+        return 7
+
+    entry, state = await cache.get("q", ok)
+    assert (entry.value, state) == (7, "miss")
+
+
+async def test_a_cancelled_caller_does_not_cancel_the_shared_fetch() -> None:
+    cache: SingleFlightCache[str, int] = SingleFlightCache(ttl=10)
+
+    async def slow() -> int:
+        await asyncio.sleep(0.05)
+        return 1
+
+    first = asyncio.create_task(cache.get("q", slow))
+    await asyncio.sleep(0.01)
+    second = asyncio.create_task(cache.get("q", slow))
+    await asyncio.sleep(0.01)
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    entry, state = await second
+    assert (entry.value, state) == (1, "shared")
+
+
+async def test_ttl_zero_disables_caching_but_keeps_single_flight() -> None:
+    cache: SingleFlightCache[str, int] = SingleFlightCache(ttl=0)
+    calls = 0
+
+    async def fetch() -> int:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.01)
+        return calls
+
+    results = await asyncio.gather(*(cache.get("q", fetch) for _ in range(3)))
+    assert calls == 1
+    assert [r[1] for r in results].count("disabled") == 1
+    entry, _ = await cache.get("q", fetch)
+    assert entry.value == 2
