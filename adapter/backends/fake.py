@@ -119,6 +119,10 @@ class FakeBackend:
         await self._enter(timeout)
         return sorted({name for e in self._matching(match) for name in e.labels})
 
+    async def ping(self, *, timeout: float) -> None:  # noqa: ASYNC109 - the Backend protocol
+        """Succeeds unless :meth:`fail_with` set a failure (or ``delay`` exceeds ``timeout``)."""
+        await self._enter(timeout)
+
     async def aclose(self) -> None:
         """Nothing to release; idempotent."""
         self._closed = True
