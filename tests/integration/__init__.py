@@ -1,0 +1,1 @@
+"""Integration tests: real Prometheus started by the fixtures."""

@@ -1,0 +1,1 @@
+"""Helpers shared by test tiers: a described simulator fleet and misbehaving servers."""

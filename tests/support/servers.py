@@ -1,0 +1,61 @@
+"""Servers that misbehave on purpose, for timeout and outage tests. All bind 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+
+__all__ = ["refused_url", "slow_server"]
+
+_MAX_SLEEP = 30.0  # seconds: a slow handler never outlives this, even if the test forgets it
+
+
+def refused_url() -> str:
+    """A loopback URL on a port nothing listens on (probed free, then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+@contextlib.asynccontextmanager
+async def slow_server(delay: float) -> AsyncIterator[str]:
+    """An HTTP server that reads a request, waits ``delay`` seconds (capped), then answers 200.
+
+    Yields its base URL; on exit it stops listening and cancels pending handlers.
+    """
+    handlers: set[asyncio.Task[None]] = set()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        handlers.add(task)
+        try:
+            with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+                await reader.readuntil(b"\r\n\r\n")
+            await asyncio.sleep(min(delay, _MAX_SLEEP))
+            body = b'{"status":"success","data":{"resultType":"vector","result":[]}}'
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            with contextlib.suppress(ConnectionError):
+                await writer.drain()
+        finally:
+            writer.close()
+            handlers.discard(task)
+
+    server = await asyncio.start_server(handle, host="127.0.0.1", port=0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.close()
+        for task in list(handlers):
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(*handlers, return_exceptions=True)
+        await asyncio.wait_for(server.wait_closed(), timeout=5)
