@@ -10,10 +10,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from adapter import __version__
@@ -135,8 +136,17 @@ class _Instrument:
             )
 
 
-def create_app(ctx: AppContext, *, background: bool = True) -> FastAPI:
-    """The ASGI app. ``background=False`` skips discovery and readiness tasks (tests drive them)."""
+def create_app(
+    ctx: AppContext,
+    *,
+    background: bool = True,
+    middleware: Sequence[Middleware] = (),
+) -> FastAPI:
+    """The ASGI app. ``background=False`` skips discovery and readiness tasks (tests drive them).
+
+    ``middleware`` (authentication and authorization, in serving mode) runs inside the
+    instrumentation, so rejected requests are counted too.
+    """
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -166,5 +176,7 @@ def create_app(ctx: AppContext, *, background: bool = True) -> FastAPI:
     install_error_handlers(app)
     for module in (health, openapi, debug, discovery, metrics):
         app.include_router(module.router)
+    for item in reversed(middleware):
+        app.add_middleware(item.cls, *item.args, **item.kwargs)
     app.add_middleware(_Instrument, telemetry=ctx.telemetry)
     return app
