@@ -5,3 +5,27 @@ the native rules file, and prometheus-adapter's rules file (detected automatical
 """
 
 from __future__ import annotations
+
+from adapter.rules.base import (
+    BuiltQuery,
+    MetricKind,
+    MetricRequest,
+    Rule,
+    RuleSource,
+    Scope,
+    ServedMetric,
+)
+from adapter.rules.loader import RuleSet, load_rules, load_rules_text
+
+__all__ = [
+    "BuiltQuery",
+    "MetricKind",
+    "MetricRequest",
+    "Rule",
+    "RuleSet",
+    "RuleSource",
+    "Scope",
+    "ServedMetric",
+    "load_rules",
+    "load_rules_text",
+]

@@ -1,0 +1,131 @@
+"""A static table of the common Kubernetes resources: plural, singular, group, kind, scope.
+
+prometheus-adapter asks the API server's RESTMapper to turn ``pod`` into ``pods`` or
+``deployment`` into ``deployments.apps``. Rules are compiled without an API server here, so
+the mapping is this table; a resource missing from it must be written group-qualified and plural
+(``inferencepools.inference.networking.x-k8s.io``) and is then assumed namespaced.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from adapter.models import GroupResource
+
+__all__ = [
+    "NAMESPACES",
+    "ResourceInfo",
+    "known_resources",
+    "lookup",
+    "sanitize_group",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceInfo:
+    """One Kubernetes resource: ``plural`` and ``group`` name it, ``namespaced`` is its scope."""
+
+    plural: str
+    singular: str
+    group: str
+    kind: str
+    namespaced: bool
+
+    @property
+    def group_resource(self) -> GroupResource:
+        return GroupResource(resource=self.plural, group=self.group)
+
+
+def _r(
+    plural: str, singular: str, group: str, kind: str, *, namespaced: bool = True
+) -> ResourceInfo:
+    return ResourceInfo(plural, singular, group, kind, namespaced)
+
+
+# Core group first: a bare name resolves to the first entry whose names match, as the RESTMapper
+# prefers the core group.
+_TABLE: tuple[ResourceInfo, ...] = (
+    _r("pods", "pod", "", "Pod"),
+    _r("services", "service", "", "Service"),
+    _r("endpoints", "endpoints", "", "Endpoints"),
+    _r("configmaps", "configmap", "", "ConfigMap"),
+    _r("secrets", "secret", "", "Secret"),
+    _r("serviceaccounts", "serviceaccount", "", "ServiceAccount"),
+    _r("persistentvolumeclaims", "persistentvolumeclaim", "", "PersistentVolumeClaim"),
+    _r("replicationcontrollers", "replicationcontroller", "", "ReplicationController"),
+    _r("events", "event", "", "Event"),
+    _r("namespaces", "namespace", "", "Namespace", namespaced=False),
+    _r("nodes", "node", "", "Node", namespaced=False),
+    _r("persistentvolumes", "persistentvolume", "", "PersistentVolume", namespaced=False),
+    _r("deployments", "deployment", "apps", "Deployment"),
+    _r("statefulsets", "statefulset", "apps", "StatefulSet"),
+    _r("daemonsets", "daemonset", "apps", "DaemonSet"),
+    _r("replicasets", "replicaset", "apps", "ReplicaSet"),
+    _r("jobs", "job", "batch", "Job"),
+    _r("cronjobs", "cronjob", "batch", "CronJob"),
+    _r(
+        "horizontalpodautoscalers",
+        "horizontalpodautoscaler",
+        "autoscaling",
+        "HorizontalPodAutoscaler",
+    ),
+    _r("poddisruptionbudgets", "poddisruptionbudget", "policy", "PodDisruptionBudget"),
+    _r("ingresses", "ingress", "networking.k8s.io", "Ingress"),
+    _r("networkpolicies", "networkpolicy", "networking.k8s.io", "NetworkPolicy"),
+    _r("ingressclasses", "ingressclass", "networking.k8s.io", "IngressClass", namespaced=False),
+    _r("storageclasses", "storageclass", "storage.k8s.io", "StorageClass", namespaced=False),
+    _r("roles", "role", "rbac.authorization.k8s.io", "Role"),
+    _r("rolebindings", "rolebinding", "rbac.authorization.k8s.io", "RoleBinding"),
+    _r("clusterroles", "clusterrole", "rbac.authorization.k8s.io", "ClusterRole", namespaced=False),
+    _r(
+        "clusterrolebindings",
+        "clusterrolebinding",
+        "rbac.authorization.k8s.io",
+        "ClusterRoleBinding",
+        namespaced=False,
+    ),
+    _r(
+        "customresourcedefinitions",
+        "customresourcedefinition",
+        "apiextensions.k8s.io",
+        "CustomResourceDefinition",
+        namespaced=False,
+    ),
+    # Multi-host TPU serving (JetStream on v5e/v6e slices) runs as LeaderWorkerSets.
+    _r("leaderworkersets", "leaderworkerset", "leaderworkerset.x-k8s.io", "LeaderWorkerSet"),
+)
+
+NAMESPACES = _TABLE[9]
+"""The ``namespaces`` resource: the one a rule's namespace label is mapped to."""
+
+
+def sanitize_group(group: str) -> str:
+    """prometheus-adapter's ``<<.Group>>`` form: dots and dashes become underscores."""
+    return group.replace(".", "_").replace("-", "_")
+
+
+def known_resources() -> tuple[ResourceInfo, ...]:
+    """Every resource in the table, core group first."""
+    return _TABLE
+
+
+def lookup(resource: str, group: str | None = None) -> ResourceInfo | None:
+    """Find a resource by plural, singular or kind (case-insensitive), optionally group-qualified.
+
+    ``resource`` may carry its group after the first dot (``deployments.apps``) when ``group`` is
+    ``None``. ``group`` ``None`` or ``""`` with a bare name searches every group, core first, as
+    the RESTMapper does; a group is also matched in its sanitized form (``networking_k8s_io``),
+    which is what a ``<<.Group>>`` label template yields. Returns ``None`` when unknown.
+    """
+    name = resource.strip().lower()
+    if group is None:
+        name, _, rest = name.partition(".")
+        group = rest
+    group = group.strip().lower()
+    for info in _TABLE:
+        if name not in (info.plural, info.singular, info.kind.lower()):
+            continue
+        if group and group not in (info.group, sanitize_group(info.group)):
+            continue
+        return info
+    return None
