@@ -234,11 +234,15 @@ class PrometheusAdapterRule:
         return self._series_selector[0]
 
     def series_selector_for(self, name: str) -> str:
-        """``name`` with the ``seriesQuery``'s own matchers (``__name__`` ones dropped)."""
+        """``name`` with the ``seriesQuery``'s own matchers (``__name__`` ones dropped).
+
+        A name that is not a classic metric name (it will not be served) is selected with a
+        quoted ``__name__`` matcher, so one odd series cannot break discovery of the others.
+        """
+        matchers = list(self._series_selector[1])
         if not METRIC_NAME_RE.match(name):
-            raise QueryError(f"{name!r} is not a metric name")
-        matchers = self._series_selector[1]
-        return f"{name}{{{promql.render_matchers(list(matchers))}}}" if matchers else name
+            return "{" + promql.render_matchers([Matcher("__name__", "=", name), *matchers]) + "}"
+        return f"{name}{{{promql.render_matchers(matchers)}}}" if matchers else name
 
     def served_name(self, series: str) -> str | None:
         """The API name for ``series``, or ``None`` when the filters or ``name.matches`` drop it."""

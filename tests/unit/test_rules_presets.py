@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from adapter import promql
 from adapter.errors import BadRequestError
 from adapter.models import GroupResource, Requirement
 from adapter.rules import MetricRequest, Scope, load_rules
@@ -133,3 +136,21 @@ def test_preset_describe_shows_query_label_and_example() -> None:
     assert "sum(sum by (exported_pod) (memory_used) / sum by (exported_pod) (memory_total))" in text
     assert "namespace label: exported_namespace" in text
     assert 'memory_used{cluster="CLUSTER",exported_namespace="NAMESPACE"}' in text
+
+
+_DNS_LABEL = st.from_regex(r"\A[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
+
+
+@settings(max_examples=60, deadline=None)
+@given(namespace=_DNS_LABEL, cluster=st.one_of(st.none(), _DNS_LABEL))
+def test_every_selector_of_every_preset_is_scoped(namespace: str, cluster: str | None) -> None:
+    for rule in preset_rules():
+        [metric] = rule.static_metrics()
+        built = rule.build_query(metric, MetricRequest(namespace=namespace), Scope(cluster=cluster))
+        infos = promql.selectors(built.query)
+        assert infos
+        for info in infos:
+            pinned = {(m.label, m.value) for m in info.matchers if m.op == "="}
+            assert (rule.namespace_label, namespace) in pinned
+            if cluster is not None:
+                assert ("cluster", cluster) in pinned

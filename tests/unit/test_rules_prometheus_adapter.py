@@ -516,3 +516,9 @@ def test_constant_as_serves_one_name() -> None:
     )
     served = rule.discovered_metrics({"b": [], "a": []})
     assert [(m.name, m.series) for m in served] == [("total", "a")]
+
+
+def test_odd_series_names_are_selectable_but_not_served() -> None:
+    rule = _rules("walkthrough.yaml")["externalRules[0]"]
+    assert rule.series_selector_for("queue.lag") == '{__name__="queue.lag",name!=""}'
+    assert rule.discovered_metrics({"queue.lag": ["namespace"]}) == []
