@@ -23,8 +23,15 @@ from adapter.errors import ConfigError
 NOW = datetime.datetime.now(datetime.UTC)
 
 
-def _leaf(ca: trustme.CA, cn: str, **kwargs: datetime.datetime) -> x509.Certificate:
-    pem = ca.issue_cert(common_name=cn, **kwargs).cert_chain_pems[0].bytes().decode()
+def _leaf(
+    ca: trustme.CA,
+    cn: str,
+    *,
+    not_before: datetime.datetime | None = None,
+    not_after: datetime.datetime | None = None,
+) -> x509.Certificate:
+    issued = ca.issue_cert(common_name=cn, not_before=not_before, not_after=not_after)
+    pem = issued.cert_chain_pems[0].bytes().decode()
     cert = leaf_from_pem(pem)
     assert cert is not None
     return cert
