@@ -9,9 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -110,21 +108,51 @@ def serve(
             help="Plain HTTP on 127.0.0.1:8080, no Kubernetes, no auth (local use).",
         ),
     ] = False,
-    tls_cert_file: Annotated[str | None, typer.Option(envvar=_env("tls-cert-file"))] = None,
+    tls_cert_file: Annotated[
+        str | None,
+        typer.Option(
+            envvar=_env("tls-cert-file"),
+            help="Serving certificate (PEM), reloaded when it changes. Default: self-signed.",
+        ),
+    ] = None,
     tls_private_key_file: Annotated[
         str | None, typer.Option(envvar=_env("tls-private-key-file"))
     ] = None,
+    kubeconfig: Annotated[
+        str | None,
+        typer.Option(
+            envvar=_env("kubeconfig"),
+            help="Kubeconfig for the Kubernetes API. Default: the in-cluster service account.",
+        ),
+    ] = None,
+    auth_cache_ttl: Annotated[
+        float,
+        typer.Option(
+            envvar=_env("auth-cache-ttl"),
+            help="Seconds TokenReview and SubjectAccessReview answers are reused.",
+        ),
+    ] = 10.0,
+    shutdown_timeout: Annotated[
+        float,
+        typer.Option(
+            envvar=_env("shutdown-timeout"),
+            help="Seconds in-flight requests may take to finish after SIGTERM.",
+        ),
+    ] = 10.0,
     cache_ttl: Annotated[float, typer.Option(envvar=_env("cache-ttl"))] = 5.0,
     max_sample_age: Annotated[float | None, typer.Option(envvar=_env("max-sample-age"))] = None,
     discovery_interval: Annotated[float, typer.Option(envvar=_env("discovery-interval"))] = 60.0,
     query_timeout: TimeoutOpt = 10.0,
     log_level: Annotated[str, typer.Option(envvar=_env("log-level"))] = "info",
 ) -> None:
-    """Serve the custom and external metrics APIs."""
-    import uvicorn
+    """Serve the custom and external metrics APIs.
 
-    from adapter.app import build_context, create_app
+    In a cluster: HTTPS with delegated authentication (the aggregator's front-proxy certificate,
+    client certificates, bearer tokens) and authorization (SubjectAccessReview). With
+    --standalone: plain HTTP on loopback, no Kubernetes, no authentication.
+    """
     from adapter.backends.factory import build_backend
+    from adapter.server import run_adapter
 
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -144,12 +172,18 @@ def serve(
         standalone=standalone,
         tls_cert_file=tls_cert_file,
         tls_private_key_file=tls_private_key_file,
+        kubeconfig=kubeconfig,
+        auth_cache_ttl=auth_cache_ttl,
+        shutdown_timeout=shutdown_timeout,
         cache_ttl=cache_ttl,
         max_sample_age=max_sample_age,
         discovery_interval=discovery_interval,
         query_timeout=query_timeout,
         log_level=log_level,
     )
+    if bool(settings.tls_cert_file) != bool(settings.tls_private_key_file):
+        typer.echo("error: give both --tls-cert-file and --tls-private-key-file", err=True)
+        raise typer.Exit(2)
     try:
         rules = _load(settings)
     except AdapterError as exc:
@@ -157,21 +191,6 @@ def serve(
         raise typer.Exit(2) from exc
     for warning in rules.warnings:
         log.warning("%s", warning)
-    ctx = build_context(settings, backend=build_backend(settings), rules=rules)
-    ssl: dict[str, Any] = {}
-    if not settings.standalone:
-        cert, key = settings.tls_cert_file, settings.tls_private_key_file
-        if not (cert and key):
-            from adapter.tls import self_signed
-
-            tmp = Path(tempfile.mkdtemp(prefix="llm-metrics-adapter-tls-"))
-            cert_pem, key_pem = self_signed(["localhost", "127.0.0.1"])
-            (tmp / "tls.crt").write_bytes(cert_pem)
-            (tmp / "tls.key").write_bytes(key_pem)
-            os.chmod(tmp / "tls.key", 0o600)
-            cert, key = str(tmp / "tls.crt"), str(tmp / "tls.key")
-            log.info("no --tls-cert-file given: serving a self-signed certificate")
-        ssl = {"ssl_certfile": cert, "ssl_keyfile": key}
     log.info(
         "serving %d rules (%s) from %s on %s://%s:%d",
         len(rules.rules),
@@ -181,14 +200,11 @@ def serve(
         settings.host,
         settings.port,
     )
-    uvicorn.run(
-        create_app(ctx),
-        host=settings.host,
-        port=settings.port,
-        log_level=log_level.lower(),
-        access_log=False,
-        **ssl,
-    )
+    try:
+        asyncio.run(run_adapter(settings, rules=rules, backend=build_backend(settings)))
+    except AdapterError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(2) from exc
 
 
 @app.command("check-config")

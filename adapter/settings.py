@@ -47,3 +47,13 @@ class Settings:
     """Seconds between background discovery refreshes."""
 
     log_level: str = "info"
+
+    # Kubernetes and delegated authentication (serving mode; unused with ``standalone``)
+    kubeconfig: str | None = None
+    """Kubeconfig file; ``None``: the in-cluster service account."""
+    auth_cache_ttl: float = 10.0
+    """Seconds TokenReview and SubjectAccessReview answers (allowed and denied) are reused."""
+    tls_reload_interval: float = 5.0
+    """Seconds between checks of the serving certificate files for a rotation."""
+    shutdown_timeout: float = 10.0
+    """Seconds in-flight requests may take to finish after SIGTERM."""

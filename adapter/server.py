@@ -1,0 +1,382 @@
+"""The HTTPS server: uvicorn with a live TLS context and the client certificate in the ASGI scope.
+
+- :class:`ServingTLS` owns the ``ssl.SSLContext``: the serving certificate from files (reloaded
+  when their modification time, size or inode changes; new handshakes get the new certificate) or
+  a self-signed one, and the CAs client certificates are verified against (``CERT_OPTIONAL``:
+  a client without a certificate may still use a bearer token). Rotated CAs are added to the live
+  context; the application still decides which CA issued a certificate (:mod:`adapter.auth.certs`).
+- :class:`ClientCertProtocol` (uvicorn's h11 protocol) hands each connection's client certificate
+  to the application as ``scope["extensions"]["tls"]["client_cert_chain"]`` (PEM strings, the
+  ASGI TLS extension); the value is ``None`` when the client sent no certificate. uvicorn itself
+  puts nothing there.
+- :func:`build_server` / :func:`serve` run it with graceful shutdown: on SIGTERM uvicorn stops
+  accepting, lets in-flight requests finish for up to ``shutdown_timeout`` seconds, then exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import shutil
+import ssl
+import tempfile
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from adapter.auth.authn import Authenticator
+from adapter.auth.authz import Authorizer
+from adapter.auth.certs import der_to_pem
+from adapter.auth.config import AuthConfig, AuthConfigHolder
+from adapter.auth.middleware import AuthMiddleware
+from adapter.errors import AdapterError, ConfigError
+from adapter.settings import Settings
+from adapter.tls import self_signed
+
+if TYPE_CHECKING:
+    from adapter.backends.base import Backend
+    from adapter.k8s import KubeClient
+    from adapter.rules.loader import RuleSet
+
+__all__ = [
+    "ClientCertProtocol",
+    "ServingTLS",
+    "bound_port",
+    "build_server",
+    "run_adapter",
+    "serve",
+    "tls_extension",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class _FileStamp:
+    mtime_ns: int
+    size: int
+    inode: int
+
+    @classmethod
+    def of(cls, path: Path) -> _FileStamp:
+        st = path.stat()
+        return cls(st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+class ServingTLS:
+    """The server's ``SSLContext`` (``context``), kept current.
+
+    ``cert_file``/``key_file`` are PEM paths; ``client_ca_pem`` is the PEM bundle of CAs a client
+    certificate may chain to (empty: no client certificates are requested). TLS 1.2 or later,
+    ALPN ``http/1.1`` (the server speaks HTTP/1.1 only).
+    """
+
+    def __init__(
+        self,
+        cert_file: str | os.PathLike[str],
+        key_file: str | os.PathLike[str],
+        *,
+        client_ca_pem: bytes = b"",
+        _owned_dir: Path | None = None,
+    ) -> None:
+        self.cert_file = Path(cert_file)
+        self.key_file = Path(key_file)
+        self._owned_dir = _owned_dir
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.minimum_version = ssl.TLSVersion.TLSv1_2
+        self.context.set_alpn_protocols(["http/1.1"])
+        self.context.verify_mode = ssl.CERT_NONE
+        self.reloads = 0
+        """How many times the serving certificate was reloaded after start."""
+        try:
+            self._stamps = self._stamp()
+            self.context.load_cert_chain(str(self.cert_file), str(self.key_file))
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                f"cannot load the serving certificate {self.cert_file} / key {self.key_file}: {exc}"
+            ) from exc
+        self.add_client_cas(client_ca_pem)
+
+    @classmethod
+    def generate(cls, hosts: Sequence[str], *, client_ca_pem: bytes = b"") -> ServingTLS:
+        """A self-signed serving certificate for ``hosts``, in a private temporary directory."""
+        directory = Path(tempfile.mkdtemp(prefix="llm-metrics-adapter-tls-"))
+        cert_pem, key_pem = self_signed(list(hosts))
+        key_path = directory / "tls.key"
+        key_path.touch(mode=0o600)
+        key_path.write_bytes(key_pem)
+        (directory / "tls.crt").write_bytes(cert_pem)
+        return cls(
+            directory / "tls.crt", key_path, client_ca_pem=client_ca_pem, _owned_dir=directory
+        )
+
+    def _stamp(self) -> tuple[_FileStamp, _FileStamp]:
+        return _FileStamp.of(self.cert_file), _FileStamp.of(self.key_file)
+
+    def add_client_cas(self, pem: bytes) -> None:
+        """Trust ``pem`` (one or more CA certificates) for client certificates from now on.
+
+        OpenSSL can only add to a live context's trust store: a CA removed from the cluster's
+        configuration still completes the handshake, but :mod:`adapter.auth` no longer accepts
+        certificates it issued.
+        """
+        if not pem.strip():
+            return
+        try:
+            self.context.load_verify_locations(cadata=pem.decode("ascii"))
+        except (ssl.SSLError, ValueError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot use the client CA bundle: {exc}") from exc
+        self.context.verify_mode = ssl.CERT_OPTIONAL
+
+    def reload_if_changed(self) -> bool:
+        """Reload the certificate and key if either file changed; ``True`` if reloaded.
+
+        A half-written or mismatched pair is logged and retried on the next poll; the previous
+        certificate keeps serving meanwhile.
+        """
+        try:
+            stamps = self._stamp()
+        except OSError as exc:
+            log.warning("serving certificate not readable, keeping the current one: %s", exc)
+            return False
+        if stamps == self._stamps:
+            return False
+        try:
+            self.context.load_cert_chain(str(self.cert_file), str(self.key_file))
+        except (OSError, ssl.SSLError) as exc:
+            log.warning("serving certificate changed but does not load yet: %s", exc)
+            return False
+        self._stamps = stamps
+        self.reloads += 1
+        log.info("reloaded the serving certificate from %s", self.cert_file)
+        return True
+
+    async def watch(self, interval: float) -> None:
+        """Poll the files every ``interval`` seconds until cancelled."""
+        while True:
+            await asyncio.sleep(interval)
+            self.reload_if_changed()
+
+    def close(self) -> None:
+        """Remove a generated certificate's temporary directory."""
+        if self._owned_dir is not None:
+            shutil.rmtree(self._owned_dir, ignore_errors=True)
+            self._owned_dir = None
+
+
+def tls_extension(transport: asyncio.BaseTransport) -> dict[str, Any] | None:
+    """The ASGI TLS extension for a connection, or ``None`` if it is not TLS."""
+    ssl_object = transport.get_extra_info("ssl_object")
+    if ssl_object is None:
+        return None
+    der = ssl_object.getpeercert(binary_form=True)
+    cipher = ssl_object.cipher()
+    return {
+        "server_cert": None,
+        "client_cert_chain": [der_to_pem(der)] if der else None,
+        "client_cert_name": None,
+        "client_cert_error": None,
+        "tls_version": ssl_object.version(),
+        "cipher_suite": cipher[0] if cipher else None,
+    }
+
+
+class ClientCertProtocol(H11Protocol):
+    """uvicorn's h11 protocol, plus the ASGI TLS extension on every request of the connection.
+
+    asyncio calls ``connection_made`` after the TLS handshake, so the peer certificate is known;
+    the application callable is wrapped for this connection only.
+    """
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        extension = tls_extension(transport)
+        if extension is None:
+            return
+        inner = self.app
+
+        async def app_with_tls(scope: Any, receive: Any, send: Any) -> None:
+            extensions = dict(scope.get("extensions") or {})
+            extensions["tls"] = extension
+            scope["extensions"] = extensions
+            await inner(scope, receive, send)
+
+        self.app = app_with_tls
+
+
+def build_server(
+    app: Any,
+    *,
+    host: str,
+    port: int,
+    tls: ServingTLS | None,
+    shutdown_timeout: float = 10.0,
+    log_level: str = "info",
+) -> uvicorn.Server:
+    """A uvicorn server for ``app`` on ``host:port`` (``port=0``: any free port, see
+    :func:`bound_port`). HTTPS with :class:`ClientCertProtocol` when ``tls`` is given, else
+    plain HTTP (standalone mode). ``shutdown_timeout``: seconds in-flight requests get on SIGTERM.
+    """
+    context = tls.context if tls is not None else None
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        http=ClientCertProtocol if tls is not None else "h11",
+        ws="none",
+        lifespan="on",
+        ssl_context_factory=(lambda _config, _default: context) if context is not None else None,
+        timeout_graceful_shutdown=max(1, math.ceil(shutdown_timeout)),
+        log_level=log_level.lower(),
+        access_log=False,
+        # Nothing in front of the adapter may rewrite the client address: it is logged.
+        proxy_headers=False,
+        server_header=False,
+    )
+    return uvicorn.Server(config)
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background task %s failed", task.get_name(), exc_info=task.exception())
+
+
+def bound_port(server: uvicorn.Server) -> int:
+    """The TCP port a started server listens on."""
+    for listener in server.servers:
+        for sock in listener.sockets:
+            port: int = sock.getsockname()[1]
+            return port
+    raise RuntimeError("the server is not listening yet")
+
+
+async def serve(
+    server: uvicorn.Server,
+    *,
+    tls: ServingTLS | None = None,
+    reload_interval: float = 5.0,
+    background: Sequence[Coroutine[Any, Any, None]] = (),
+) -> None:
+    """Run ``server`` until it exits (SIGTERM/SIGINT or ``server.should_exit``).
+
+    Meanwhile the serving certificate is polled every ``reload_interval`` seconds and the
+    ``background`` coroutines run; all of them are cancelled when the server stops.
+    """
+    tasks = [asyncio.create_task(job) for job in background]
+    for task in tasks:
+        task.add_done_callback(_log_failure)
+    if tls is not None:
+        tasks.append(asyncio.create_task(tls.watch(reload_interval), name="tls-reload"))
+    try:
+        await server.serve()
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+_STARTUP_RETRY_S = 30.0
+
+
+async def _read_auth_config(kube: KubeClient) -> AuthConfig:
+    """The delegated-auth configmap, retried for up to ``_STARTUP_RETRY_S`` seconds at start."""
+    deadline = time.monotonic() + _STARTUP_RETRY_S
+    delay = 0.5
+    while True:
+        try:
+            return await kube.read_auth_config()
+        except AdapterError as exc:
+            if time.monotonic() + delay > deadline:
+                raise ConfigError(
+                    f"cannot read the delegated authentication configuration ({exc.message}); "
+                    "the adapter's service account needs the role "
+                    "extension-apiserver-authentication-reader in kube-system"
+                ) from exc
+            log.warning("%s; retrying in %.1fs", exc.message, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+async def run_adapter(settings: Settings, *, rules: RuleSet, backend: Backend) -> None:
+    """Serve until SIGTERM/SIGINT.
+
+    Standalone: plain HTTP, no Kubernetes, no authentication. Otherwise: HTTPS (files or a
+    self-signed certificate), delegated authentication and authorization against the cluster,
+    and the watch-backed object cache for Pods and Object metrics. Raises :class:`ConfigError`
+    when the cluster configuration cannot be read at start.
+    """
+    from starlette.middleware import Middleware
+
+    from adapter.app import build_context, create_app
+    from adapter.k8s import KubeClient, ObjectCache
+
+    if settings.standalone:
+        ctx = build_context(settings, backend=backend, rules=rules)
+        server = build_server(
+            create_app(ctx),
+            host=settings.host,
+            port=settings.port,
+            tls=None,
+            shutdown_timeout=settings.shutdown_timeout,
+            log_level=settings.log_level,
+        )
+        await serve(server)
+        return
+
+    kube = KubeClient.connect(settings.kubeconfig, timeout=settings.query_timeout)
+    stops: list[Callable[[], None]] = [kube.close]
+    try:
+        holder = AuthConfigHolder(await _read_auth_config(kube))
+        config = holder.current
+        if not config.requestheader_cas:
+            log.warning(
+                "the cluster publishes no requestheader CA: requests through the aggregator "
+                "cannot be authenticated (is the aggregation layer configured?)"
+            )
+        if settings.tls_cert_file and settings.tls_private_key_file:
+            tls = ServingTLS(
+                settings.tls_cert_file,
+                settings.tls_private_key_file,
+                client_ca_pem=config.ca_bundle_pem,
+            )
+        else:
+            log.info("no --tls-cert-file given: serving a self-signed certificate")
+            tls = ServingTLS.generate(
+                ["localhost", "127.0.0.1"], client_ca_pem=config.ca_bundle_pem
+            )
+        stops.append(tls.close)
+        holder.subscribe(lambda new: tls.add_client_cas(new.ca_bundle_pem))
+        stops.append(kube.watch_auth_config(holder, asyncio.get_running_loop()))
+        objects = ObjectCache(kube)
+        objects.start()
+        stops.append(objects.stop)
+
+        ctx = build_context(settings, backend=backend, rules=rules, objects=objects)
+        ttl = settings.auth_cache_ttl
+        auth = Middleware(
+            AuthMiddleware,
+            authenticator=Authenticator(holder, tokens=kube, token_ttl=ttl),
+            authorizer=Authorizer(kube, allow_ttl=ttl, deny_ttl=ttl),
+        )
+        server = build_server(
+            create_app(ctx, middleware=[auth]),
+            host=settings.host,
+            port=settings.port,
+            tls=tls,
+            shutdown_timeout=settings.shutdown_timeout,
+            log_level=settings.log_level,
+        )
+        await serve(server, tls=tls, reload_interval=settings.tls_reload_interval)
+    finally:
+        for stop in reversed(stops):
+            stop()
