@@ -1,0 +1,54 @@
+{{/* Name of the namespaced objects and prefix of the cluster-wide ones. */}}
+{{- define "lma.name" -}}
+{{- .Values.name | default "llm-metrics-adapter" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "lma.namespace" -}}
+{{- .Values.namespace.name | default .Release.Namespace -}}
+{{- end -}}
+
+{{/* Selector labels: deliberately only the name, so the selectors equal deploy/base's. */}}
+{{- define "lma.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "lma.name" . }}
+{{- end -}}
+
+{{- define "lma.labels" -}}
+{{ include "lma.selectorLabels" . }}
+app.kubernetes.io/part-of: llm-metrics-adapter
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- end -}}
+
+{{- define "lma.image" -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
+{{- end -}}
+
+{{/* The Prometheus-compatible query URL: GMP's for backend.gmpProjectId, else backend.prometheusUrl. */}}
+{{- define "lma.prometheusUrl" -}}
+{{- $b := .Values.backend -}}
+{{- if and $b.gmpProjectId $b.prometheusUrl -}}
+{{- fail "backend: set gmpProjectId or prometheusUrl, not both" -}}
+{{- else if $b.gmpProjectId -}}
+{{- printf "https://monitoring.googleapis.com/v1/projects/%s/location/global/prometheus" $b.gmpProjectId -}}
+{{- else if $b.prometheusUrl -}}
+{{- $b.prometheusUrl -}}
+{{- else -}}
+{{- fail "backend: set gmpProjectId (Managed Prometheus) or prometheusUrl" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "lma.tlsSecretName" -}}
+{{- if eq .Values.tls.mode "existing-secret" -}}
+{{- required "tls.existingSecret is required with tls.mode=existing-secret" .Values.tls.existingSecret -}}
+{{- else -}}
+{{- printf "%s-tls" (include "lma.name" .) -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "lma.validateTls" -}}
+{{- if not (has .Values.tls.mode (list "self-signed" "helm" "existing-secret")) -}}
+{{- fail (printf "tls.mode must be self-signed, helm or existing-secret, not %q" .Values.tls.mode) -}}
+{{- end -}}
+{{- end -}}
