@@ -1,0 +1,320 @@
+"""adapter.k8s against a real kube-apiserver: the auth configmap (read and watched), TokenReview,
+SubjectAccessReview, and the watch-backed object cache checked against the apiserver's own
+label-selector filtering.
+
+Starts its own control plane (``tests/e2e/controlplane.py``); missing binaries FAIL these tests
+with the command that builds them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+import trustme
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+from adapter.auth.attributes import request_attributes
+from adapter.auth.config import AuthConfigHolder
+from adapter.auth.user import UserInfo
+from adapter.k8s import KubeClient, KubernetesError, ObjectCache, selector_matches
+from adapter.models import GroupResource
+from adapter.selectors import parse_selector
+from tests.e2e.controlplane import ControlPlane, ControlPlaneError, mark_pod_ready
+
+NS = "k8s-client-test"
+
+
+def _untyped(api: object) -> Any:
+    """The generated client's strict model types get in the way of plain dict bodies."""
+    return api
+
+
+_WAIT_S = 15.0
+
+
+@pytest.fixture(scope="module")
+def plane() -> Iterator[ControlPlane]:
+    plane = ControlPlane(
+        controllers=("serviceaccount-controller", "serviceaccount-token-controller")
+    )
+    failure = None
+    try:
+        plane.start()
+    except ControlPlaneError as exc:
+        failure = str(exc)
+    if failure is not None:
+        pytest.fail(failure, pytrace=False)
+    try:
+        with plane.admin_client() as api:
+            core = _untyped(k8s.CoreV1Api(api))
+            core.create_namespace({"metadata": {"name": NS}})
+            # Pods need the namespace's default ServiceAccount; do not wait for the controller.
+            with contextlib.suppress(ApiException):
+                core.create_namespaced_service_account(NS, {"metadata": {"name": "default"}})
+        yield plane
+    finally:
+        plane.stop()
+
+
+@pytest.fixture
+async def kube(plane: ControlPlane) -> AsyncIterator[KubeClient]:
+    client = KubeClient.connect(str(plane.kubeconfig_path), timeout=10)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+async def _eventually(check: Callable[[], Any], what: str, timeout: float = _WAIT_S) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+async def test_the_auth_configmap_is_read_as_the_apiserver_publishes_it(
+    plane: ControlPlane, kube: KubeClient
+) -> None:
+    config = await kube.read_auth_config()
+    assert config.requestheader_ca_pem.strip() == plane.front_proxy_ca_file.read_bytes().strip()
+    assert config.client_ca_pem.strip() == plane.ca_file.read_bytes().strip()
+    assert config.allowed_names == ("front-proxy-client",)
+    assert config.username_headers == ("X-Remote-User",)
+    assert config.uid_headers == ("X-Remote-Uid",)
+    assert config.group_headers == ("X-Remote-Group",)
+    assert config.extra_header_prefixes == ("X-Remote-Extra-",)
+
+
+async def test_a_rotated_requestheader_ca_reaches_the_holder(
+    plane: ControlPlane, kube: KubeClient
+) -> None:
+    holder = AuthConfigHolder(await kube.read_auth_config())
+    stop = kube.watch_auth_config(holder, asyncio.get_running_loop())
+    try:
+        extra_ca = trustme.CA().cert_pem.bytes().decode()
+        bundle = plane.front_proxy_ca_file.read_text().strip() + "\n" + extra_ca
+        with plane.admin_client() as api:
+            _untyped(k8s.CoreV1Api(api)).patch_namespaced_config_map(
+                "extension-apiserver-authentication",
+                "kube-system",
+                {"data": {"requestheader-client-ca-file": bundle}},
+            )
+        await _eventually(
+            lambda: len(holder.current.requestheader_cas) == 2, "the rotated CA bundle"
+        )
+        assert holder.updates >= 1
+    finally:
+        stop()
+
+
+async def test_token_review(plane: ControlPlane, kube: KubeClient) -> None:
+    with plane.admin_client() as api:
+        core = _untyped(k8s.CoreV1Api(api))
+        core.create_namespaced_service_account(NS, {"metadata": {"name": "reader"}})
+        request = core.create_namespaced_service_account_token(
+            "reader", NS, {"spec": {"expirationSeconds": 600}}
+        )
+    token = request.status.token
+    user = await kube.review_token(token)
+    assert user is not None
+    assert user.name == f"system:serviceaccount:{NS}:reader"
+    assert "system:serviceaccounts" in user.groups
+    assert user.uid
+    assert await kube.review_token("not-a-real-token") is None
+
+
+async def test_subject_access_review(plane: ControlPlane, kube: KubeClient) -> None:
+    pods = request_attributes(
+        "GET", f"/apis/custom.metrics.k8s.io/v1beta2/namespaces/{NS}/pods/*/m"
+    )
+    external = request_attributes("GET", f"/apis/external.metrics.k8s.io/v1beta1/namespaces/{NS}/m")
+    discovery = request_attributes("GET", "/apis/custom.metrics.k8s.io/v1beta2")
+    nobody = UserInfo(name="nobody", groups=("system:authenticated",))
+    assert not (await kube.review_access(nobody, pods)).allowed
+    assert (await kube.review_access(nobody, discovery)).allowed  # system:discovery
+    assert not (await kube.review_access(UserInfo(name="anon", groups=()), discovery)).allowed
+
+    with plane.admin_client() as api:
+        rbac = _untyped(k8s.RbacAuthorizationV1Api(api))
+        rbac.create_cluster_role(
+            {
+                "metadata": {"name": "metrics-reader-test"},
+                "rules": [
+                    {
+                        "apiGroups": ["custom.metrics.k8s.io"],
+                        "resources": ["*"],
+                        "verbs": ["get", "list"],
+                    }
+                ],
+            }
+        )
+        rbac.create_cluster_role_binding(
+            {
+                "metadata": {"name": "metrics-reader-test"},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": "metrics-reader-test",
+                },
+                "subjects": [
+                    {"kind": "User", "name": "reader", "apiGroup": "rbac.authorization.k8s.io"}
+                ],
+            }
+        )
+    reader = UserInfo(name="reader", groups=("system:authenticated",))
+    # RBAC's authorizer cache is immediate for new bindings on a single apiserver, but be patient.
+    await _eventually(lambda: _allowed(kube, reader, pods), "the ClusterRoleBinding to take effect")
+    # ``pods/m`` is covered by resources "*"; external metrics are a different group.
+    assert not (await kube.review_access(reader, external)).allowed
+
+
+async def _allowed(kube: KubeClient, user: UserInfo, attributes: Any) -> bool:
+    return (await kube.review_access(user, attributes)).allowed
+
+
+async def test_an_unreachable_api_is_a_clear_error(plane: ControlPlane) -> None:
+    from kubernetes import config as k8s_config
+
+    api = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
+        config_file=str(plane.kubeconfig_path), persist_config=False
+    )
+    api.configuration.host = "https://127.0.0.1:1"
+    kube = KubeClient(api, timeout=2)
+    try:
+        with pytest.raises(KubernetesError, match="SubjectAccessReview") as info:
+            await kube.review_access(UserInfo(name="x"), request_attributes("GET", "/apis"))
+        assert "token" not in info.value.message.lower()
+        with pytest.raises(KubernetesError, match="TokenReview") as token_info:
+            await kube.review_token("super-secret-value")
+        assert "super-secret-value" not in token_info.value.message
+    finally:
+        kube.close()
+
+
+def _pod(name: str, labels: dict[str, str]) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"containers": [{"name": "c", "image": "example.invalid/none"}]},
+    }
+
+
+SELECTORS = [
+    "",
+    "app=web",
+    "app!=web",
+    "app in (web,db)",
+    "app notin (web)",
+    "tier",
+    "!tier",
+    "app=web,tier=front",
+    "app=web,!tier",
+    "tier notin (back),app",
+]
+
+
+async def test_object_cache_answers_like_the_apiserver(
+    plane: ControlPlane, kube: KubeClient
+) -> None:
+    pods = {
+        "web-1": {"app": "web", "tier": "front"},
+        "web-2": {"app": "web"},
+        "db-1": {"app": "db", "tier": "back"},
+        "job-1": {"app": "web", "tier": "batch"},
+        "gone-1": {"app": "web", "tier": "front"},
+        "bare": {},
+    }
+    with plane.admin_client() as api:
+        core = _untyped(k8s.CoreV1Api(api))
+        apps = _untyped(k8s.AppsV1Api(api))
+        for name, labels in pods.items():
+            core.create_namespaced_pod(NS, _pod(name, labels))
+        mark_pod_ready(api, NS, "web-1")
+        core.create_namespaced_service(
+            NS, {"metadata": {"name": "web"}, "spec": {"ports": [{"port": 80}]}}
+        )
+        apps.create_namespaced_deployment(
+            NS,
+            {
+                "metadata": {"name": "server", "labels": {"app": "web"}},
+                "spec": {
+                    "selector": {"matchLabels": {"app": "server"}},
+                    "template": _pod("x", {"app": "server"})
+                    | {"metadata": {"labels": {"app": "server"}}},
+                },
+            },
+        )
+
+    cache = ObjectCache(kube, ready_wait=5)
+    cache.start()
+    try:
+        assert await cache.wait_ready(_WAIT_S)
+        pods_resource = GroupResource("pods")
+        assert await cache.names(GroupResource("nodes"), None, ()) is None
+        await _eventually(
+            lambda: _names_are(cache, pods_resource, set(pods)), "every pod in the cache"
+        )
+        status = cache.status()
+        assert status["pods"]["ready"] is True and status["pods"]["objects"] >= len(pods)
+        assert await cache.names(GroupResource("services"), NS, ()) == ("web",)
+        assert await cache.names(GroupResource("deployments", "apps"), NS, ()) == ("server",)
+        assert await cache.names(GroupResource("deployments", "apps"), "elsewhere", ()) == ()
+
+        # A finished pod and a deleted pod are not returned.
+        with plane.admin_client() as api:
+            core = _untyped(k8s.CoreV1Api(api))
+            core.patch_namespaced_pod_status(
+                "job-1",
+                NS,
+                {"status": {"phase": "Succeeded"}},
+                _content_type="application/merge-patch+json",
+            )
+            core.delete_namespaced_pod("gone-1", NS, grace_period_seconds=0)
+        live = set(pods) - {"job-1", "gone-1"}
+        await _eventually(
+            lambda: _names_are(cache, pods_resource, live), "finished and deleted pods to go"
+        )
+
+        # Every selector: the cache agrees with the apiserver's own filtering (live pods).
+        with plane.admin_client() as api:
+            core = _untyped(k8s.CoreV1Api(api))
+            for text in SELECTORS:
+                listed = core.list_namespaced_pod(NS, label_selector=text).items
+                expected = tuple(sorted(p.metadata.name for p in listed if p.metadata.name in live))
+                got = await cache.names(pods_resource, NS, parse_selector(text))
+                assert got == expected, text
+                for p in listed:
+                    assert selector_matches(p.metadata.labels or {}, parse_selector(text))
+    finally:
+        cache.stop()
+
+
+async def _names_are(cache: ObjectCache, resource: GroupResource, want: set[str]) -> bool:
+    return set(await cache.names(resource, NS, ()) or ()) == want
+
+
+def test_selector_matches_numeric_comparisons() -> None:
+    assert selector_matches({"gen": "5"}, parse_selector("gen>3"))
+    assert not selector_matches({"gen": "5"}, parse_selector("gen<3"))
+    assert not selector_matches({"gen": "x"}, parse_selector("gen>3"))
+    assert not selector_matches({}, parse_selector("gen>3"))
+
+
+def test_a_bad_kubeconfig_is_a_config_error(tmp_path: Any) -> None:
+    from adapter.errors import ConfigError
+
+    path = tmp_path / "kubeconfig"
+    path.write_text("apiVersion: v1\nkind: Config\nclusters: []\n")
+    with pytest.raises(ConfigError, match="kubeconfig"):
+        KubeClient.connect(str(path))
