@@ -318,3 +318,92 @@ def test_a_bad_kubeconfig_is_a_config_error(tmp_path: Any) -> None:
     path.write_text("apiVersion: v1\nkind: Config\nclusters: []\n")
     with pytest.raises(ConfigError, match="kubeconfig"):
         KubeClient.connect(str(path))
+
+
+class _Forwarder:
+    """A TCP forwarder to the apiserver that can be cut (every connection dropped) and restored."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def cut(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        for writer in list(self._writers):
+            writer.close()
+        self._writers.clear()
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, OSError):
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.close()
+            return
+        self._writers |= {writer, up_writer}
+        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+
+
+async def test_the_object_cache_keeps_its_state_through_an_outage_and_catches_up(
+    plane: ControlPlane,
+) -> None:
+    from kubernetes import config as k8s_config
+
+    api_port = int(plane.api_url.rsplit(":", 1)[1])
+    forwarder = _Forwarder(api_port)
+    await forwarder.start()
+    api = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
+        config_file=str(plane.kubeconfig_path), persist_config=False
+    )
+    api.configuration.host = f"https://127.0.0.1:{forwarder.port}"
+    kube = KubeClient(api, timeout=3)
+    cache = ObjectCache(kube, ready_wait=5)
+    resource = GroupResource("services")
+    cache.start()
+    try:
+        with plane.admin_client() as admin:
+            _untyped(k8s.CoreV1Api(admin)).create_namespaced_service(
+                NS, {"metadata": {"name": "before"}, "spec": {"ports": [{"port": 80}]}}
+            )
+        await _eventually(lambda: _service_names(cache, resource, {"before"}), "the first service")
+        await forwarder.cut()
+        with plane.admin_client() as admin:
+            _untyped(k8s.CoreV1Api(admin)).create_namespaced_service(
+                NS, {"metadata": {"name": "during"}, "spec": {"ports": [{"port": 80}]}}
+            )
+        await asyncio.sleep(1.0)
+        # Cut off: the last known state is still served.
+        assert await _service_names(cache, resource, {"before"})
+        await _eventually(
+            lambda: cache.status()["services"]["error"] is not None, "the watch to notice"
+        )
+        await forwarder.start()  # same port
+        await _eventually(
+            lambda: _service_names(cache, resource, {"before", "during"}),
+            "the cache to catch up after the outage",
+            timeout=30,
+        )
+    finally:
+        cache.stop()
+        await forwarder.cut()
+        kube.close()
+
+
+async def _service_names(cache: ObjectCache, resource: GroupResource, want: set[str]) -> bool:
+    names = set(await cache.names(resource, NS, ()) or ())
+    return {"before", "during"} & names == want
