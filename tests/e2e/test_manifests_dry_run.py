@@ -314,7 +314,8 @@ def _install_pod_monitoring_crd(api: _Api) -> None:
     name = POD_MONITORING_CRD["metadata"]["name"]
     while True:
         status, crd = api.request("GET", f"{path}/{name}")
-        conditions = {c["type"]: c["status"] for c in crd.get("status", {}).get("conditions", [])}
+        raw_conditions = (crd.get("status") or {}).get("conditions") or []
+        conditions = {c["type"]: c["status"] for c in raw_conditions}
         if status == 200 and conditions.get("Established") == "True":
             break
         assert time.monotonic() < deadline, f"PodMonitoring CRD not Established: {conditions}"
