@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PROMETHEUS ?= /usr/bin/prometheus
 
-.PHONY: help setup prometheus control-plane lint typecheck importlint fmt unit integration e2e test demo clean
+.PHONY: help setup prometheus control-plane tools lint typecheck importlint fmt unit integration e2e test demo clean
 
 help:
 	@echo "make demo   - start a real Prometheus, a JetStream simulator and the adapter; show live values"
@@ -33,6 +33,9 @@ prometheus:
 control-plane:
 	@bash hack/build-control-plane.sh
 
+tools:
+	@bash hack/install-tools.sh
+
 fmt: setup
 	$(BIN)/ruff format adapter tests bench
 	$(BIN)/ruff check --fix adapter tests bench
@@ -47,16 +50,16 @@ typecheck: setup
 importlint: setup
 	$(BIN)/lint-imports
 
-unit: setup
+unit: setup tools
 	$(BIN)/pytest -q tests/unit tests/api
 
 integration: setup prometheus
 	$(BIN)/pytest -q -m integration tests/integration
 
-e2e: setup prometheus control-plane
+e2e: setup prometheus control-plane tools
 	$(BIN)/pytest -q -m e2e tests/e2e
 
-test: setup prometheus control-plane lint typecheck importlint
+test: setup lint typecheck importlint prometheus control-plane tools
 	$(BIN)/pytest -q tests
 
 demo: setup prometheus
