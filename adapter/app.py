@@ -55,7 +55,9 @@ def build_context(
         timeout=settings.query_timeout,
         telemetry=telemetry,
     )
-    cache: SingleFlightCache[str, QueryResult] = SingleFlightCache(ttl=settings.cache_ttl)
+    cache: SingleFlightCache[tuple[str, str], QueryResult] = SingleFlightCache(
+        ttl=settings.cache_ttl
+    )
     provider = MetricsProvider(
         registry=registry,
         backend=backend,

@@ -5,13 +5,13 @@ translate. The HTTP layer, ``/debug/query`` and the ``query`` command all call :
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from adapter.backends.base import Backend
 from adapter.cache import CacheState, SingleFlightCache
-from adapter.errors import BackendError, NotFoundError
+from adapter.errors import BackendError, BackendUnavailableError, NotFoundError
 from adapter.models import GroupResource, MetricValue, QueryResult, Requirement
 from adapter.paths import ApiRequest
 from adapter.registry import MetricRegistry
@@ -70,7 +70,8 @@ class MetricsProvider:
         *,
         registry: MetricRegistry,
         backend: Backend,
-        cache: SingleFlightCache[str, QueryResult],
+        cache: SingleFlightCache[tuple[str, str], QueryResult],
+        backends: Mapping[str, Backend] | None = None,
         scope: Scope,
         objects: ObjectSource | None = None,
         query_timeout: float = 10.0,
@@ -79,6 +80,7 @@ class MetricsProvider:
     ) -> None:
         self.registry = registry
         self.backend = backend
+        self.backends: dict[str, Backend] = {"promql": backend, **(backends or {})}
         self.cache = cache
         self.scope = scope
         self.objects = objects
@@ -86,21 +88,34 @@ class MetricsProvider:
         self.max_sample_age = max_sample_age
         self.telemetry = telemetry or Telemetry()
 
-    async def _fetch(self, query: str) -> QueryResult:
+    def _backend_for(self, metric: ServedMetric) -> Backend:
+        backend = self.backends.get(metric.rule.backend)
+        if backend is None:
+            raise BackendUnavailableError(
+                f"rule {metric.rule.id} needs the {metric.rule.backend} backend, which is not"
+                " configured",
+                backend=metric.rule.backend,
+            )
+        return backend
+
+    async def _fetch(self, backend: Backend, query: str) -> QueryResult:
         t = self.telemetry
         started = time.perf_counter()
         try:
-            result = await self.backend.query(query, timeout=self.query_timeout)
+            result = await backend.query(query, timeout=self.query_timeout)
         except BackendError as exc:
-            t.backend_queries.labels(self.backend.name, type(exc).__name__).inc()
+            t.backend_queries.labels(backend.name, type(exc).__name__).inc()
             raise
-        t.backend_queries.labels(self.backend.name, "ok").inc()
-        t.backend_seconds.labels(self.backend.name).observe(time.perf_counter() - started)
+        t.backend_queries.labels(backend.name, "ok").inc()
+        t.backend_seconds.labels(backend.name).observe(time.perf_counter() - started)
         return result
 
-    async def _run(self, built: BuiltQuery, trace: Trace) -> QueryResult:
+    async def _run(self, metric: ServedMetric, built: BuiltQuery, trace: Trace) -> QueryResult:
         trace.built = built
-        entry, state = await self.cache.get(built.query, lambda: self._fetch(built.query))
+        backend = self._backend_for(metric)
+        entry, state = await self.cache.get(
+            (backend.name, built.query), lambda: self._fetch(backend, built.query)
+        )
         self.telemetry.cache.labels(state).inc()
         trace.cache, trace.result, trace.fetched_at = state, entry.value, entry.fetched_at
         return entry.value
@@ -159,7 +174,7 @@ class MetricsProvider:
         values: list[MetricValue] = []
         if names != ():
             built = served.rule.build_query(served, metric_request, self.scope)
-            result = await self._run(built, trace)
+            result = await self._run(served, built, trace)
             now = time.time()
             values, trace.dropped = samples_to_custom(
                 result.samples,
@@ -190,7 +205,7 @@ class MetricsProvider:
         )
         trace.request = metric_request
         built = served.rule.build_query(served, metric_request, self.scope)
-        result = await self._run(built, trace)
+        result = await self._run(served, built, trace)
         now = time.time()
         values, trace.dropped = samples_to_external(
             result.samples,

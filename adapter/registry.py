@@ -19,7 +19,7 @@ from adapter import promql
 from adapter.backends.base import Backend
 from adapter.errors import AdapterError
 from adapter.models import GroupResource, Matcher
-from adapter.rules.base import Rule, Scope, ServedMetric
+from adapter.rules.base import MetricKind, Rule, Scope, ServedMetric
 from adapter.telemetry import Telemetry
 
 __all__ = ["MetricRegistry", "Snapshot"]
@@ -100,10 +100,22 @@ class MetricRegistry:
             self._telemetry.served_metrics.labels("external").set(len(snap.external))
 
     def find_custom(self, resource: GroupResource, metric: str) -> ServedMetric | None:
-        return self._snapshot.custom.get((resource, metric))
+        found = self._snapshot.custom.get((resource, metric))
+        return found if found is not None else self._resolve("custom", resource, metric)
 
     def find_external(self, metric: str) -> ServedMetric | None:
-        return self._snapshot.external.get(metric)
+        found = self._snapshot.external.get(metric)
+        return found if found is not None else self._resolve("external", None, metric)
+
+    def _resolve(
+        self, kind: MetricKind, resource: GroupResource | None, metric: str
+    ) -> ServedMetric | None:
+        # Name-family rules (Stackdriver-style names) are not listed; they answer by pattern.
+        for rule in self._rules:
+            served = rule.resolve(kind, resource, metric)
+            if served is not None:
+                return served
+        return None
 
     def _scoped(self, selector: str) -> str:
         if not self._scope.cluster:

@@ -106,6 +106,19 @@ class Rule(Protocol):
         """
         ...
 
+    @property
+    def backend(self) -> str:
+        """Which backend evaluates this rule's queries: ``promql`` or ``cloud-monitoring``."""
+        ...
+
+    def resolve(
+        self, kind: MetricKind, resource: GroupResource | None, name: str
+    ) -> ServedMetric | None:
+        """For rules serving a family of names not listed in advance (Stackdriver-style
+        ``prometheus.googleapis.com|<metric>|gauge``): the served metric for ``name``, or ``None``.
+        Listed rules return ``None``."""
+        ...
+
     def static_metrics(self) -> list[ServedMetric]:
         """Metrics served without discovery (presets, native rules). Empty for discovered rules."""
         ...

@@ -87,6 +87,15 @@ class NativeRule:
     window: int | None
     warnings: tuple[str, ...] = field(default=())
 
+    @property
+    def backend(self) -> str:
+        return "promql"
+
+    def resolve(
+        self, kind: MetricKind, resource: GroupResource | None, name: str
+    ) -> ServedMetric | None:
+        return None
+
     def static_metrics(self) -> list[ServedMetric]:
         return [
             ServedMetric(

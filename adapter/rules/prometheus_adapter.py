@@ -223,6 +223,15 @@ class PrometheusAdapterRule:
     def source(self) -> RuleSource:
         return "prometheus-adapter"
 
+    @property
+    def backend(self) -> str:
+        return "promql"
+
+    def resolve(
+        self, kind: MetricKind, resource: GroupResource | None, name: str
+    ) -> ServedMetric | None:
+        return None
+
     def static_metrics(self) -> list[ServedMetric]:
         return []
 
@@ -314,7 +323,8 @@ class PrometheusAdapterRule:
     def _custom_query(
         self, metric: ServedMetric, request: MetricRequest
     ) -> tuple[str, str, str | None]:
-        assert metric.resource is not None
+        if metric.resource is None:
+            raise QueryError(f"custom metric {metric.name} names no resource")
         is_namespaces = metric.resource == resources.NAMESPACES.group_resource
         res_label = self._mapper.label_for(metric.resource)
         if res_label is None:
