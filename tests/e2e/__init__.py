@@ -1,0 +1,1 @@
+"""End-to-end tests against a real local Kubernetes control plane (marker ``e2e``)."""
