@@ -77,7 +77,7 @@ class FakeBackend:
         """Make every later call raise ``exc`` (``None`` restores normal answers)."""
         self._failure = exc
 
-    async def query(self, query: str, *, timeout: float) -> QueryResult:  # noqa: ASYNC109 - the Backend protocol
+    async def query(self, query: str, *, timeout: float) -> QueryResult:
         """Evaluate ``query`` over the stored series at the current time."""
         self.queries.append(query)
         started = time.monotonic()
@@ -109,17 +109,17 @@ class FakeBackend:
             backend=self.name,
         )
 
-    async def metric_names(self, match: Sequence[str], *, timeout: float) -> list[str]:  # noqa: ASYNC109 - the Backend protocol
+    async def metric_names(self, match: Sequence[str], *, timeout: float) -> list[str]:
         """Distinct ``__name__`` values of series matching any selector in ``match`` (or all)."""
         await self._enter(timeout)
         return sorted({e.labels[_NAME] for e in self._matching(match) if _NAME in e.labels})
 
-    async def label_names(self, match: Sequence[str], *, timeout: float) -> list[str]:  # noqa: ASYNC109 - the Backend protocol
+    async def label_names(self, match: Sequence[str], *, timeout: float) -> list[str]:
         """Distinct label names of series matching any selector in ``match`` (all if empty)."""
         await self._enter(timeout)
         return sorted({name for e in self._matching(match) for name in e.labels})
 
-    async def ping(self, *, timeout: float) -> None:  # noqa: ASYNC109 - the Backend protocol
+    async def ping(self, *, timeout: float) -> None:
         """Succeeds unless :meth:`fail_with` set a failure (or ``delay`` exceeds ``timeout``)."""
         await self._enter(timeout)
 
@@ -129,7 +129,7 @@ class FakeBackend:
 
     # -- internals ---------------------------------------------------------------------------
 
-    async def _enter(self, timeout: float) -> None:  # noqa: ASYNC109 - mirrors the protocol
+    async def _enter(self, timeout: float) -> None:
         if self.delay > 0:
             if timeout < self.delay:
                 await asyncio.sleep(max(timeout, 0.0))

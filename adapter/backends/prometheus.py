@@ -178,7 +178,7 @@ class PrometheusBackend:
             trust_env=False,
         )
 
-    async def query(self, query: str, *, timeout: float) -> QueryResult:  # noqa: ASYNC109 - the Backend protocol
+    async def query(self, query: str, *, timeout: float) -> QueryResult:
         """Evaluate ``query`` at the backend's now (``/api/v1/query``, GET or POST per settings)."""
         started = time.monotonic()
         if self._settings.method == "POST":
@@ -201,7 +201,7 @@ class PrometheusBackend:
             backend=self.name,
         )
 
-    async def metric_names(self, match: Sequence[str], *, timeout: float) -> list[str]:  # noqa: ASYNC109 - the Backend protocol
+    async def metric_names(self, match: Sequence[str], *, timeout: float) -> list[str]:
         """``GET /api/v1/label/__name__/values?match[]=…``.
 
         Always GET with ``match[]`` in the query string: GMP rejects ``match[]`` in a POST body.
@@ -212,7 +212,7 @@ class PrometheusBackend:
             data, backend=self.name, path=self._path(path), limit=self._settings.max_samples
         )
 
-    async def label_names(self, match: Sequence[str], *, timeout: float) -> list[str]:  # noqa: ASYNC109 - the Backend protocol
+    async def label_names(self, match: Sequence[str], *, timeout: float) -> list[str]:
         """``GET /api/v1/labels?match[]=…``."""
         path = "/api/v1/labels"
         data = await self._call("GET", path, params=[("match[]", m) for m in match], total=timeout)
@@ -220,7 +220,7 @@ class PrometheusBackend:
             data, backend=self.name, path=self._path(path), limit=self._settings.max_samples
         )
 
-    async def ping(self, *, timeout: float) -> None:  # noqa: ASYNC109 - the Backend protocol
+    async def ping(self, *, timeout: float) -> None:
         """Readiness: the backend evaluates ``vector(1)`` within ``timeout`` seconds."""
         await self.query("vector(1)", timeout=timeout)
 
