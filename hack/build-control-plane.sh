@@ -76,7 +76,8 @@ if [[ ${REGEN} -eq 0 ]] && cache_is_complete; then
   exit 0
 fi
 
-[[ -x "${GO}" ]] || die "Go toolchain not found (looked for 'go' on PATH and /usr/local/go/bin/go); install Go >= 1.25"
+{ [[ -x "${GO}" ]] && "${GO}" version >/dev/null 2>&1; } \
+  || die "Go toolchain not found or not working (looked for 'go' on PATH and /usr/local/go/bin/go, or \$GO); install Go >= 1.26"
 say "using $("${GO}" version)"
 
 # Prints the path of the upstream k8s.io/kubernetes go.mod (downloads it if needed).
