@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PROMETHEUS ?= /usr/bin/prometheus
 
-.PHONY: help setup prometheus control-plane tools lint typecheck importlint fmt unit integration e2e test demo clean
+.PHONY: help setup prometheus browser control-plane tools lint typecheck importlint fmt unit integration e2e test demo clean
 
 help:
 	@echo "make demo   - start a real Prometheus, a JetStream simulator and the adapter; show live values"
@@ -29,6 +29,13 @@ prometheus:
 	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
 	fi
 	@$(PROMETHEUS) --version 2>&1 | head -1
+
+# Headless Chromium for the /debug/ui browser test.
+browser:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+	  echo ">> installing Debian's chromium and chromium-driver (apt-get)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; \
+	fi
 
 control-plane:
 	@bash hack/build-control-plane.sh
@@ -53,13 +60,13 @@ importlint: setup
 unit: setup tools
 	$(BIN)/pytest -q tests/unit tests/api
 
-integration: setup prometheus
+integration: setup prometheus browser
 	$(BIN)/pytest -q -m integration tests/integration
 
 e2e: setup prometheus control-plane tools
 	$(BIN)/pytest -q -m e2e tests/e2e
 
-test: setup lint typecheck importlint prometheus control-plane tools
+test: setup lint typecheck importlint prometheus browser control-plane tools
 	$(BIN)/pytest -q tests
 
 demo: setup prometheus
