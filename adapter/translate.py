@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from adapter.models import GroupResource, MetricValue, ObjectRef, Requirement, Sample
+from adapter.models import GroupResource, MetricValue, ObjectRef, QueryResult, Requirement, Sample
+from adapter.promql import FRESHNESS_LABEL
 from adapter.quantity import format_quantity
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "format_timestamp",
     "kind_for",
     "label_selector_object",
+    "restamp",
     "samples_to_custom",
     "samples_to_external",
 ]
@@ -76,6 +78,42 @@ class Dropped:
     labels: dict[str, str]
     value: float
     reason: str
+
+
+def restamp(result: QueryResult, *, by: Sequence[str]) -> QueryResult:
+    """Split the answer to a :func:`adapter.promql.with_freshness` query.
+
+    Value samples get the time of the data they were computed from — the oldest input's newest
+    sample for their ``by`` group — instead of Prometheus' evaluation time. A group without a
+    freshness sample takes the oldest freshness seen (never a younger age than the data has).
+    """
+    values: list[Sample] = []
+    stamps: dict[tuple[str, ...], float] = {}
+    for sample in result.samples:
+        if sample.labels.get(FRESHNESS_LABEL) == "ts":
+            if math.isfinite(sample.value):
+                stamps[tuple(sample.labels.get(label, "") for label in by)] = sample.value
+        else:
+            labels = {k: v for k, v in sample.labels.items() if k != FRESHNESS_LABEL}
+            values.append(Sample(labels=labels, value=sample.value, timestamp=sample.timestamp))
+    oldest = min(stamps.values(), default=None)
+    restamped = []
+    for sample in values:
+        ts = stamps.get(tuple(sample.labels.get(label, "") for label in by), oldest)
+        restamped.append(
+            sample
+            if ts is None
+            else Sample(
+                labels=sample.labels, value=sample.value, timestamp=min(ts, sample.timestamp)
+            )
+        )
+    return QueryResult(
+        query=result.query,
+        samples=tuple(restamped),
+        raw=result.raw,
+        duration=result.duration,
+        backend=result.backend,
+    )
 
 
 def _object_name(sample: Sample, object_labels: Sequence[str]) -> str:

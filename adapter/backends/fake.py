@@ -5,7 +5,8 @@ included) and one value each. Supported PromQL: vector selectors with ``=``, ``!
 ``!~`` (regexes anchored, as in Prometheus); ``sum``/``avg``/``max``/``min``/``count`` with or
 without ``by (…)``/``without (…)``; ``+ - * /`` between vectors (one-to-one, optionally with
 ``on (…)``/``ignoring (…)``), between a vector and a scalar, and between scalars; unary minus;
-number literals; parentheses. Anything else raises :class:`BackendResponseError` ("fake backend
+number literals; parentheses; ``or``; ``timestamp()`` and ``label_replace()`` (what
+:func:`adapter.promql.with_freshness` uses). Anything else raises :class:`BackendResponseError` ("fake backend
 does not evaluate …"), so a test never gets a silently wrong number.
 
 Differences from Prometheus, on purpose: a selected sample keeps the timestamp it was given (or
@@ -254,6 +255,8 @@ class _Evaluator:
             return self._aggregate(expr)
         if isinstance(expr, promql_parser.BinaryExpr):
             return self._binary(expr)
+        if isinstance(expr, promql_parser.Call):
+            return self._call(expr)
         if isinstance(expr, promql_parser.UnaryExpr):
             inner = self.eval(expr.expr)
             if isinstance(inner, float):
@@ -345,6 +348,8 @@ class _Evaluator:
 
     def _binary(self, expr: promql_parser.BinaryExpr) -> _Value:
         op = str(expr.op)
+        if op == "or":
+            return self._union(expr)
         fn = _ARITHMETIC.get(op)
         if fn is None:
             raise self._unsupported(f"the operator {op}")
@@ -371,6 +376,57 @@ class _Evaluator:
         if isinstance(rhs, float):
             return [_Element(_drop_name(e.labels), fn(e.value, rhs), e.timestamp) for e in lhs]
         return self._match(lhs, rhs, fn, on=on, ignoring=ignoring)
+
+    def _union(self, expr: promql_parser.BinaryExpr) -> _Vector:
+        if expr.modifier is not None and expr.modifier.matching is not None:
+            raise self._unsupported(f"'or' with on/ignoring ({expr})")
+        lhs, rhs = self.eval(expr.lhs), self.eval(expr.rhs)
+        if isinstance(lhs, float) or isinstance(rhs, float):
+            raise BackendResponseError(
+                "bad_data: set operator 'or' not allowed in binary scalar expression",
+                backend=self._backend,
+            )
+        seen = {self._signature(e.labels, None, []) for e in lhs}
+        return lhs + [e for e in rhs if self._signature(e.labels, None, []) not in seen]
+
+    def _call(self, expr: promql_parser.Call) -> _Vector:
+        name = expr.func.name
+        args = list(expr.args)
+        if name == "timestamp" and len(args) == 1:
+            inner = self._vector_arg(args[0], name)
+            return [_Element(_drop_name(e.labels), e.timestamp, self._now) for e in inner]
+        if name == "label_replace" and len(args) == 5:
+            inner = self._vector_arg(args[0], name)
+            dst, replacement, src, pattern = (self._string_arg(a) for a in args[1:])
+            regex = self._regex(pattern)
+            template = re.sub(r"\$\{?(\w+)\}?", r"\\g<\1>", replacement)
+            out = []
+            for e in inner:
+                match = regex.match(e.labels.get(src, ""))
+                labels = dict(e.labels)
+                if match is not None:
+                    value = match.expand(template)
+                    if value:
+                        labels[dst] = value
+                    else:
+                        labels.pop(dst, None)
+                out.append(_Element(labels, e.value, e.timestamp))
+            return out
+        raise self._unsupported(f"the function {name}")
+
+    def _vector_arg(self, arg: object, function: str) -> _Vector:
+        value = self.eval(arg)
+        if isinstance(value, float):
+            raise BackendResponseError(
+                f"bad_data: expected an instant vector in {function}, got a scalar",
+                backend=self._backend,
+            )
+        return value
+
+    def _string_arg(self, arg: object) -> str:
+        if not isinstance(arg, promql_parser.StringLiteral):
+            raise self._unsupported(f"a non-literal string argument ({arg})")
+        return str(arg.val)
 
     def _signature(
         self, labels: dict[str, str], on: list[str] | None, ignoring: list[str]

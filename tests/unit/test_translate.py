@@ -9,6 +9,7 @@ from adapter.translate import (
     format_timestamp,
     kind_for,
     label_selector_object,
+    restamp,
     samples_to_custom,
     samples_to_external,
 )
@@ -134,3 +135,32 @@ def test_label_selector_object() -> None:
         ],
     }
     assert label_selector_object(()) is None
+
+
+def test_restamp_gives_values_the_time_of_their_data() -> None:
+    from adapter.models import QueryResult
+
+    ev = NOW  # Prometheus stamps every result with the evaluation time
+    result = QueryResult(
+        query="q",
+        samples=(
+            s(1.0, ts=ev, pod="a", id="a", __lma_part="value"),
+            s(2.0, ts=ev, pod="b", id="b", __lma_part="value"),
+            s(3.0, ts=ev, pod="c", id="c", __lma_part="value"),
+            s(NOW - 4, ts=ev, pod="a", id="a", __lma_part="ts"),
+            s(NOW - 90, ts=ev, pod="b", id="b", __lma_part="ts"),
+            s(math.nan, ts=ev, pod="c", id="c", __lma_part="ts"),
+        ),
+    )
+    out = restamp(result, by=("pod", "id"))
+    got = {x.labels["pod"]: (x.value, x.timestamp) for x in out.samples}
+    # c has no usable freshness: it takes the oldest seen, never a younger age than the data has
+    assert got == {"a": (1.0, NOW - 4), "b": (2.0, NOW - 90), "c": (3.0, NOW - 90)}
+    assert all("__lma_part" not in x.labels for x in out.samples)
+
+
+def test_restamp_without_freshness_keeps_evaluation_time() -> None:
+    from adapter.models import QueryResult
+
+    result = QueryResult(query="q", samples=(s(1.0, ts=NOW, __lma_part="value"),))
+    assert restamp(result, by=()).samples[0].timestamp == NOW
