@@ -5,6 +5,11 @@ Static rules (presets, native rules) are listed from the start; prometheus-adapt
 discovered from metric names and label names — never by listing series, so memory follows the
 number of distinct metric names, not the number of series in the backend. A rule whose discovery
 fails keeps the metrics it had.
+
+GMP (a backend named ``gmp``) matches metric names exactly: a ``{__name__=~"..."}`` selector
+fails there. Under GMP, a rule whose discovery selector does not name its metric exactly is
+reported when the rules are set (a warning in the log) and skipped by every refresh, with the
+reason in :attr:`Snapshot.errors` (shown by ``/debug/metrics``); no such selector is ever sent.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ from dataclasses import dataclass, field
 
 from adapter import promql
 from adapter.backends.base import Backend
-from adapter.errors import AdapterError
+from adapter.backends.factory import GMP_BACKEND_NAME
+from adapter.errors import AdapterError, QueryError
 from adapter.models import GroupResource, Matcher
 from adapter.rules.base import MetricKind, Rule, Scope, ServedMetric
 from adapter.telemetry import Telemetry
@@ -25,6 +31,38 @@ from adapter.telemetry import Telemetry
 __all__ = ["MetricRegistry", "Snapshot"]
 
 log = logging.getLogger(__name__)
+
+
+def _selector_problem(selector: str) -> str | None:
+    """Why ``selector`` (a query or series selector) is refused by GMP, or ``None``."""
+    try:
+        infos = promql.selectors(selector)
+    except QueryError:
+        return None  # rule validation reports unparsable queries itself
+    for info in infos:
+        exact = bool(info.name) or any(m.label == "__name__" and m.op == "=" for m in info.matchers)
+        if not exact:
+            by_regex = any(m.label == "__name__" for m in info.matchers)
+            how = "selects metric names by regex" if by_regex else "names no metric"
+            return f"{selector} {how}"
+    return None
+
+
+def _inexact_names(rule: Rule) -> str | None:
+    """Why GMP cannot serve ``rule`` (exact metric names only), or ``None``."""
+    texts = list(rule.discovery_selectors())
+    query = getattr(rule, "query", None)  # native rules and presets
+    if isinstance(query, str):
+        texts.append(query)
+    for text in texts:
+        problem = _selector_problem(text)
+        if problem is not None:
+            return (
+                f"GMP matches metric names exactly, and {problem}; write one rule per "
+                "metric with its exact name (e.g. seriesQuery: "
+                "'jetstream_prefill_backlog_size{namespace!=\"\"}')"
+            )
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +97,15 @@ class MetricRegistry:
         interval: float = 60.0,
         timeout: float = 30.0,
         telemetry: Telemetry | None = None,
+        exact_metric_names: bool | None = None,
     ) -> None:
+        """``exact_metric_names``: refuse discovery selectors that do not name their metric
+        exactly (GMP's rule); ``None`` turns it on when the backend is named ``gmp``."""
         self._backend = backend
+        self.exact_metric_names = (
+            backend.name == GMP_BACKEND_NAME if exact_metric_names is None else exact_metric_names
+        )
+        self._name_problems: dict[str, str] = {}
         self._scope = scope
         self.interval = interval
         self.timeout = timeout
@@ -81,7 +126,14 @@ class MetricRegistry:
         self._rules = tuple(rules)
         ids = {r.id for r in self._rules}
         self._discovered = {k: v for k, v in self._discovered.items() if k in ids}
-        self._rebuild(refreshed_at=None, errors={})
+        self._name_problems = {}
+        if self.exact_metric_names:
+            for rule in self._rules:
+                problem = _inexact_names(rule)
+                if problem is not None:
+                    self._name_problems[rule.id] = problem
+                    log.warning("rule %s: %s", rule.id, problem)
+        self._rebuild(refreshed_at=None, errors=dict(self._name_problems))
 
     def _rebuild(self, *, refreshed_at: float | None, errors: Mapping[str, str]) -> None:
         metrics: list[ServedMetric] = []
@@ -138,10 +190,12 @@ class MetricRegistry:
 
     async def refresh(self) -> Snapshot:
         """Run discovery for every rule that needs it; keep old results for rules that fail."""
-        errors: dict[str, str] = {}
+        errors: dict[str, str] = dict(self._name_problems)
         for rule in self._rules:
             if not rule.discovery_selectors():
                 continue
+            if rule.id in self._name_problems:
+                continue  # GMP would refuse the selector; the reason is already in errors
             try:
                 self._discovered[rule.id] = await self._discover(rule)
             except AdapterError as exc:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["Settings"]
+__all__ = ["GMP_DEFAULT_MAX_SAMPLE_AGE", "Settings"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,3 +57,27 @@ class Settings:
     """Seconds between checks of the serving certificate files for a rotation."""
     shutdown_timeout: float = 10.0
     """Seconds in-flight requests may take to finish after SIGTERM."""
+
+    # Google Managed Service for Prometheus, queried directly (no frontend proxy)
+    gmp_project: str | None = None
+    """Project whose GMP PromQL API is queried with Google credentials; replaces prometheus_url."""
+    gmp_credentials_file: str | None = None
+    """Google credentials file (service-account key...). ``None``: Application Default
+    Credentials (Workload Identity on GKE, or ``GOOGLE_APPLICATION_CREDENTIALS``)."""
+    gmp_token_refresh_margin: float = 300.0
+    """Seconds before an access token expires at which it is replaced."""
+    gmp_base_url: str = "https://monitoring.googleapis.com"
+    """For tests only: where GMP's API is reached (a local proxy). Users never change it."""
+
+    def __post_init__(self) -> None:
+        # GMP has no staleness: a deleted pod's series answers its last value for the whole
+        # 5-minute lookback. Unless told otherwise, GMP mode refuses samples older than
+        # GMP_DEFAULT_MAX_SAMPLE_AGE seconds (see docs/migration.md for why that value).
+        if self.gmp_project and self.max_sample_age is None:
+            object.__setattr__(self, "max_sample_age", GMP_DEFAULT_MAX_SAMPLE_AGE)
+
+
+GMP_DEFAULT_MAX_SAMPLE_AGE = 240.0
+"""Seconds. System metrics are sampled every 60 s and may lag up to 120 s, so their newest value
+can be 180 s old; 60 s more of margin, and still below the 300 s lookback in which GMP keeps
+answering for series that stopped."""

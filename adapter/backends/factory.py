@@ -1,20 +1,111 @@
-"""Build the configured backend from process settings."""
+"""Build the configured backend from process settings.
+
+Two PromQL modes:
+
+- ``prometheus_url`` (default): any Prometheus-compatible API, including the GMP frontend proxy;
+- ``gmp_project``: GMP's own query API for that project, authenticated with Google credentials
+  (:mod:`adapter.backends.google_auth`); the backend is then named ``gmp``, which also turns on
+  GMP's exact-metric-name rule in discovery (:mod:`adapter.registry`).
+"""
 
 from __future__ import annotations
 
+from typing import Literal
+
+import httpx
+
 from adapter.backends.base import Backend
+from adapter.backends.google_auth import (
+    GoogleAuth,
+    HttpxTokenRequest,
+    adc_loader,
+    file_loader,
+    gmp_query_url,
+)
 from adapter.backends.prometheus import PrometheusBackend, PrometheusSettings
 from adapter.errors import ConfigError
 from adapter.settings import Settings
 
-__all__ = ["build_backend"]
+__all__ = [
+    "GMP_BACKEND_NAME",
+    "build_backend",
+    "build_cloud_monitoring_backend",
+    "build_gmp_auth",
+    "check_backend_settings",
+]
+
+GMP_BACKEND_NAME = "gmp"
+
+_DEFAULT_PROMETHEUS_URL = Settings().prometheus_url
 
 
-def build_backend(settings: Settings) -> Backend:
+def check_backend_settings(settings: Settings) -> None:
+    """Raise :class:`ConfigError` for contradictory backend settings (no I/O)."""
     method = settings.prometheus_method.upper()
     if method not in {"GET", "POST"}:
         raise ConfigError(
             f"--prometheus-method must be GET or POST, not {settings.prometheus_method!r}"
+        )
+    if not settings.gmp_project:
+        if settings.gmp_credentials_file:
+            raise ConfigError("--gmp-credentials-file needs --gmp-project")
+        return
+    if settings.prometheus_url.rstrip("/") != _DEFAULT_PROMETHEUS_URL:
+        raise ConfigError(
+            "give either --gmp-project (query GMP directly) or --prometheus-url (any "
+            "Prometheus, or the GMP frontend), not both"
+        )
+    if settings.prometheus_bearer_token_file:
+        raise ConfigError(
+            "--prometheus-bearer-token-file does not apply with --gmp-project: GMP is "
+            "queried with Google credentials"
+        )
+    gmp_query_url(settings.gmp_project, base_url=settings.gmp_base_url)
+
+
+def build_gmp_auth(settings: Settings) -> GoogleAuth:
+    """The Google-credentials auth flow for ``settings`` (reads a key file now, if named).
+
+    Raises :class:`ConfigError` for an unusable credentials file. ADC are discovered at the
+    first query, in a worker thread, so building never blocks on the metadata server.
+    """
+    loader = (
+        file_loader(settings.gmp_credentials_file)
+        if settings.gmp_credentials_file
+        else adc_loader()
+    )
+    return GoogleAuth(
+        loader,
+        refresh_margin=settings.gmp_token_refresh_margin,
+        request=HttpxTokenRequest(timeout=settings.query_timeout),
+        backend=GMP_BACKEND_NAME,
+    )
+
+
+def build_backend(
+    settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None
+) -> Backend:
+    """The backend ``settings`` describe. Raises :class:`ConfigError`; does no network I/O.
+
+    ``transport`` replaces the network (tests).
+    """
+    check_backend_settings(settings)
+    method: Literal["GET", "POST"] = (
+        "POST" if settings.prometheus_method.upper() == "POST" else "GET"
+    )
+    if settings.gmp_project:
+        return PrometheusBackend(
+            PrometheusSettings(
+                url=gmp_query_url(settings.gmp_project, base_url=settings.gmp_base_url),
+                ca_file=settings.prometheus_ca_file,
+                insecure_skip_verify=settings.prometheus_insecure_skip_verify,
+                headers=dict(settings.prometheus_headers),
+                method=method,
+                timeout=settings.query_timeout,
+                name=GMP_BACKEND_NAME,
+            ),
+            transport=transport,
+            auth=build_gmp_auth(settings),
         )
     return PrometheusBackend(
         PrometheusSettings(
@@ -23,7 +114,30 @@ def build_backend(settings: Settings) -> Backend:
             ca_file=settings.prometheus_ca_file,
             insecure_skip_verify=settings.prometheus_insecure_skip_verify,
             headers=dict(settings.prometheus_headers),
-            method="POST" if method == "POST" else "GET",
+            method=method,
             timeout=settings.query_timeout,
-        )
+        ),
+        transport=transport,
     )
+
+
+def build_cloud_monitoring_backend(settings: Settings) -> Backend:
+    """The Cloud Monitoring backend for Stackdriver-style names (gRPC, Application Default
+    Credentials). Raises :class:`ConfigError` without a project or usable credentials; does no
+    network I/O (the channel connects at the first call)."""
+    import google.auth.exceptions
+    from google.cloud import monitoring_v3
+
+    from adapter.backends.cloud_monitoring import CloudMonitoringBackend
+
+    project = settings.cloud_monitoring_project or settings.gmp_project
+    if not project:
+        raise ConfigError("Cloud Monitoring needs --cloud-monitoring-project or --gmp-project")
+    try:
+        client = monitoring_v3.MetricServiceAsyncClient()
+    except google.auth.exceptions.DefaultCredentialsError as exc:
+        raise ConfigError(
+            "no Google credentials for Cloud Monitoring (Workload Identity or "
+            "GOOGLE_APPLICATION_CREDENTIALS)"
+        ) from exc
+    return CloudMonitoringBackend(client, project=project)
