@@ -60,6 +60,21 @@ ClusterOpt = Annotated[
     str | None,
     typer.Option(envvar=_env("cluster"), help='Scope every query to cluster="<name>".'),
 ]
+GmpProjectOpt = Annotated[
+    str | None,
+    typer.Option(
+        envvar=_env("gmp-project"),
+        help="Query this project's Google Managed Prometheus directly with Google credentials "
+        "(Workload Identity / Application Default Credentials); replaces --prometheus-url.",
+    ),
+]
+GmpCredentialsOpt = Annotated[
+    str | None,
+    typer.Option(
+        envvar=_env("gmp-credentials-file"),
+        help="Google credentials file for --gmp-project. Default: Application Default Credentials.",
+    ),
+]
 TimeoutOpt = Annotated[
     float, typer.Option(envvar=_env("query-timeout"), help="Seconds per backend call.")
 ]
@@ -95,6 +110,8 @@ def serve(
         typer.Option(help="Extra header 'Name: value' (repeatable). Never logged."),
     ] = None,
     prometheus_method: Annotated[str, typer.Option(envvar=_env("prometheus-method"))] = "GET",
+    gmp_project: GmpProjectOpt = None,
+    gmp_credentials_file: GmpCredentialsOpt = None,
     config: ConfigOpt = None,
     presets: PresetsOpt = True,
     cluster: ClusterOpt = None,
@@ -163,6 +180,8 @@ def serve(
         prometheus_insecure_skip_verify=prometheus_insecure_skip_verify,
         prometheus_headers=_parse_headers(prometheus_header or []),
         prometheus_method=prometheus_method,
+        gmp_project=gmp_project,
+        gmp_credentials_file=gmp_credentials_file,
         config=config,
         presets=presets,
         cluster=cluster,
@@ -244,6 +263,8 @@ def query(
     presets: PresetsOpt = True,
     cluster: ClusterOpt = None,
     query_timeout: TimeoutOpt = 10.0,
+    gmp_project: GmpProjectOpt = None,
+    gmp_credentials_file: GmpCredentialsOpt = None,
     explain: Annotated[
         bool, typer.Option(help="Also print the backend query and raw answer.")
     ] = False,
@@ -261,6 +282,8 @@ def query(
         presets=presets,
         cluster=cluster,
         query_timeout=query_timeout,
+        gmp_project=gmp_project,
+        gmp_credentials_file=gmp_credentials_file,
         standalone=True,
     )
 
