@@ -19,6 +19,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from adapter import __version__
 from adapter.api import debug, discovery, health, metrics, openapi
+from adapter.api import hpa as hpa_api
+from adapter.api import ui as ui_api
 from adapter.api.status import install_error_handlers
 from adapter.backends.base import Backend
 from adapter.cache import SingleFlightCache
@@ -172,16 +174,15 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
-        # No 307 to the slash-less path: its Location is built from the client's Host header
-        # (a redirect anywhere the client names) and the aggregator's callers cannot follow it.
-        # A trailing slash gets the same metav1.Status as any other unknown path.
-        redirect_slashes=False,
         lifespan=lifespan,
     )
     app.state.ctx = ctx
     install_error_handlers(app)
     for module in (health, openapi, debug, discovery, metrics):
         app.include_router(module.router)
+    app.include_router(hpa_api.router)
+    app.include_router(ui_api.router)
+    ui_api.install(ctx)
     for item in reversed(middleware):
         app.add_middleware(item.cls, *item.args, **item.kwargs)
     app.add_middleware(_Instrument, telemetry=ctx.telemetry)

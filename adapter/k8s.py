@@ -179,6 +179,62 @@ class KubeClient:
         reason = str(status.get("reason") or status.get("evaluationError") or "")
         return Decision(allowed=bool(status.get("allowed")), reason=reason)
 
+    # ------------------------------------------------------------------ for ``explain``
+
+    async def read_hpa(self, namespace: str, name: str) -> dict[str, Any]:
+        """An ``autoscaling/v2`` HorizontalPodAutoscaler as JSON."""
+        api = k8s_client.AutoscalingV2Api(self.api)
+        answer: dict[str, Any] = await self._call(
+            f"reading HorizontalPodAutoscaler {namespace}/{name}",
+            api.read_namespaced_horizontal_pod_autoscaler,
+            name,
+            namespace,
+        )
+        return answer
+
+    async def read_scale(self, namespace: str, kind: str, name: str) -> dict[str, Any]:
+        """The ``autoscaling/v1`` Scale of a Deployment, StatefulSet or ReplicaSet."""
+        apps = k8s_client.AppsV1Api(self.api)
+        functions: dict[str, Callable[..., Any]] = {
+            "Deployment": apps.read_namespaced_deployment_scale,
+            "StatefulSet": apps.read_namespaced_stateful_set_scale,
+            "ReplicaSet": apps.read_namespaced_replica_set_scale,
+        }
+        fn = functions.get(kind)
+        if fn is None:
+            raise KubernetesError(
+                f"scale target kind {kind!r} is not supported here (Deployment, StatefulSet,"
+                " ReplicaSet)"
+            )
+        answer: dict[str, Any] = await self._call(
+            f"reading the scale of {kind} {namespace}/{name}", fn, name, namespace
+        )
+        return answer
+
+    async def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        """Pods of ``namespace`` matching the label selector string (the scale's selector)."""
+        api = k8s_client.CoreV1Api(self.api)
+        answer = await self._call(
+            f"listing pods in {namespace}",
+            api.list_namespaced_pod,
+            namespace,
+            label_selector=selector,
+        )
+        return list(answer.get("items") or [])
+
+    async def list_hpa_events(self, namespace: str, name: str) -> list[dict[str, Any]]:
+        """Events about one HorizontalPodAutoscaler (``SuccessfulRescale``, ``Failed…``)."""
+        api = k8s_client.CoreV1Api(self.api)
+        answer = await self._call(
+            f"listing events of {namespace}/{name}",
+            api.list_namespaced_event,
+            namespace,
+            field_selector=(
+                f"involvedObject.kind=HorizontalPodAutoscaler,involvedObject.name={name}"
+            ),
+        )
+        return list(answer.get("items") or [])
+
     async def read_auth_config(self) -> AuthConfig:
         """Read ``kube-system/extension-apiserver-authentication`` once."""
         api = k8s_client.CoreV1Api(self.api)
@@ -422,6 +478,11 @@ class ObjectCache:
 
     def stop(self) -> None:
         self._stop.set()
+
+    @property
+    def client(self) -> KubeClient:
+        """The client this cache lists with (``/debug/hpa`` reads HPAs through it)."""
+        return self._client
 
     @staticmethod
     def _error_recorder(store: _Store) -> Callable[[str], None]:

@@ -1,0 +1,338 @@
+"""Explain one HPA: read it, its scale target and pods, fetch every metric through the same
+:meth:`MetricsProvider.answer` the API serves (with the request the controller would make),
+and run :func:`adapter.hpa.decide` on them.
+
+Used by ``GET /debug/hpa/{namespace}/{name}`` and ``llm-metrics-adapter explain``. The
+controller's own recommendation history and scale events live in its memory: they are not
+visible here, and the document says so (``unseen``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+from urllib.parse import quote
+
+from adapter.errors import AdapterError, BadRequestError
+from adapter.hpa import (
+    DEFAULT_DOWNSCALE_STABILIZATION_S,
+    DEFAULT_TOLERANCE,
+    Decision,
+    History,
+    HpaSpec,
+    MetricSpec,
+    PodInfo,
+    Reading,
+    decide,
+    parse_hpa,
+)
+from adapter.paths import parse_path_string
+from adapter.provider import MetricsProvider
+from adapter.quantity import format_quantity
+
+__all__ = [
+    "HpaReader",
+    "decision_document",
+    "explain_hpa",
+    "label_selector_string",
+    "metric_request_path",
+    "pod_info",
+    "render_explanation",
+]
+
+
+class HpaReader(Protocol):
+    """What explain reads from Kubernetes; :class:`adapter.k8s.KubeClient` implements it."""
+
+    async def read_hpa(self, namespace: str, name: str) -> dict[str, Any]: ...
+
+    async def read_scale(self, namespace: str, kind: str, name: str) -> dict[str, Any]: ...
+
+    async def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]: ...
+
+
+def label_selector_string(selector: Mapping[str, Any] | None) -> str:
+    """A ``metav1.LabelSelector`` as the string form the HPA sends (``a=b,c in (d,e)``)."""
+    if not selector:
+        return ""
+    parts = [f"{k}={v}" for k, v in sorted((selector.get("matchLabels") or {}).items())]
+    for expr in selector.get("matchExpressions") or ():
+        key, op = expr.get("key", ""), expr.get("operator", "")
+        values = ",".join(sorted(str(v) for v in expr.get("values") or ()))
+        if op == "In":
+            parts.append(f"{key} in ({values})")
+        elif op == "NotIn":
+            parts.append(f"{key} notin ({values})")
+        elif op == "Exists":
+            parts.append(key)
+        elif op == "DoesNotExist":
+            parts.append(f"!{key}")
+        else:
+            raise BadRequestError(f"unknown label selector operator {op!r}")
+    return ",".join(parts)
+
+
+def _resource_of(kind: str, api_version: str) -> str:
+    group = api_version.split("/")[0] if "/" in api_version else ""
+    plural = kind.lower()
+    plural = plural + "es" if plural.endswith("s") else plural + "s"
+    return f"{plural}.{group}" if group else plural
+
+
+def metric_request_path(spec: MetricSpec, *, namespace: str, pod_selector: str) -> str:
+    """The metrics API path (with query) the HPA controller requests for ``spec``."""
+    metric_selector = label_selector_string(spec.selector)
+    if spec.kind == "External":
+        path = f"/apis/external.metrics.k8s.io/v1beta1/namespaces/{namespace}/{spec.name}"
+        return path + (f"?labelSelector={quote(metric_selector)}" if metric_selector else "")
+    base = "/apis/custom.metrics.k8s.io/v1beta2"
+    query = f"?metricLabelSelector={quote(metric_selector)}" if metric_selector else ""
+    if spec.kind == "Pods":
+        query = f"?labelSelector={quote(pod_selector)}" + (
+            f"&metricLabelSelector={quote(metric_selector)}" if metric_selector else ""
+        )
+        return f"{base}/namespaces/{namespace}/pods/*/{spec.name}{query}"
+    assert spec.described is not None
+    if spec.described.kind == "Namespace":
+        return f"{base}/namespaces/{namespace}/metrics/{spec.name}{query}"
+    resource = _resource_of(spec.described.kind, spec.described.api_version)
+    return f"{base}/namespaces/{namespace}/{resource}/{spec.described.name}/{spec.name}{query}"
+
+
+def pod_info(pod: Mapping[str, Any]) -> PodInfo:
+    meta = pod.get("metadata") or {}
+    status = pod.get("status") or {}
+    ready = any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in status.get("conditions") or ()
+    )
+    return PodInfo(
+        name=str(meta.get("name", "")),
+        phase=str(status.get("phase") or "Pending"),
+        ready=ready,
+        deleting=bool(meta.get("deletionTimestamp")),
+    )
+
+
+def _milli(value: float) -> int:
+    # The API renders round(value × 1000) milli-units; the HPA reads exactly that back.
+    return round(value * 1000)
+
+
+async def _read(
+    provider: MetricsProvider, spec: MetricSpec, path: str
+) -> tuple[Reading, dict[str, Any]]:
+    info: dict[str, Any] = {"path": path}
+    if spec.kind in {"Resource", "ContainerResource"}:
+        info["note"] = "metrics.k8s.io is not served by this adapter"
+        return Reading(seen=False), info
+    try:
+        answer = await provider.answer(parse_path_string(path))
+    except AdapterError as exc:
+        info["error"] = f"{exc.code} {exc.reason}: {exc.message}"
+        return Reading(error=exc.message), info
+    values = answer.values
+    info["items"] = [
+        {
+            "name": v.described.name if v.described else None,
+            "labels": v.labels or None,
+            "value": format_quantity(v.value),
+            "ageSeconds": round(max(0.0, time.time() - v.timestamp), 3),
+        }
+        for v in values
+    ]
+    if not values:
+        api = "external" if spec.kind == "External" else "custom"
+        return Reading(error=f"no metrics returned from {api} metrics API"), info
+    if spec.kind == "Pods":
+        return Reading(
+            per_pod={v.described.name: _milli(v.value) for v in values if v.described}
+        ), info
+    return Reading(values=tuple(_milli(v.value) for v in values)), info
+
+
+def _q(milli: int | None) -> str | None:
+    return None if milli is None else format_quantity(milli / 1000)
+
+
+def _ratio(r: float | None) -> float | str | None:
+    if r is None:
+        return None
+    return round(r, 6) if math.isfinite(r) else str(r)
+
+
+def decision_document(decision: Decision) -> dict[str, Any]:
+    return {
+        "currentReplicas": decision.current_replicas,
+        "minReplicas": decision.min_replicas,
+        "maxReplicas": decision.max_replicas,
+        "metricDesiredReplicas": decision.metric_desired,
+        "metric": decision.metric_name or None,
+        "stabilizedReplicas": decision.stabilized,
+        "desiredReplicas": decision.desired,
+        "reason": decision.reason,
+        "message": decision.message,
+        "ableToScale": decision.able_to_scale or None,
+        "scalingLimited": decision.scaling_limited or None,
+        "scalingActive": decision.scaling_active,
+        "notes": list(decision.notes),
+    }
+
+
+async def explain_hpa(
+    provider: MetricsProvider,
+    kube: HpaReader,
+    namespace: str,
+    name: str,
+    *,
+    history: History | None = None,
+    default_tolerance: float = DEFAULT_TOLERANCE,
+    downscale_stabilization_s: float = DEFAULT_DOWNSCALE_STABILIZATION_S,
+) -> dict[str, Any]:
+    """The explanation document (JSON-able). Raises AdapterError when the HPA, its scale or its
+    pods cannot be read; metric failures are part of the document, as the HPA sees them."""
+    raw = await kube.read_hpa(namespace, name)
+    spec: HpaSpec = parse_hpa(raw)
+    scale = await kube.read_scale(namespace, spec.target.kind, spec.target.name)
+    spec_replicas = int((scale.get("spec") or {}).get("replicas") or 0)
+    scale_status = scale.get("status") or {}
+    status_replicas = int(scale_status.get("replicas") or 0)
+    selector = str(scale_status.get("selector") or "")
+    pods: Sequence[PodInfo] = []
+    if selector:
+        pods = [pod_info(p) for p in await kube.list_pods(namespace, selector)]
+    readings: list[Reading] = []
+    fetched: list[dict[str, Any]] = []
+    for metric in spec.metrics:
+        path = metric_request_path(metric, namespace=namespace, pod_selector=selector)
+        reading, info = await _read(provider, metric, path)
+        readings.append(reading)
+        fetched.append(info)
+    decision = decide(
+        spec,
+        spec_replicas=spec_replicas,
+        status_replicas=status_replicas,
+        pods=pods,
+        readings=readings,
+        history=history,
+        default_tolerance=default_tolerance,
+        downscale_stabilization_s=downscale_stabilization_s,
+    )
+    unseen = [
+        "the controller's recent recommendations and scale events (kept in its memory): "
+        + (
+            "taken as given"
+            if history is not None
+            else "stabilization windows and rate policies see only this proposal"
+        ),
+        f"the controller's flags: tolerance {default_tolerance},"
+        f" downscale stabilization {downscale_stabilization_s:g}s assumed",
+    ]
+    if not selector:
+        unseen.append("the scale target publishes no selector: the HPA cannot scale it")
+    metrics_doc = []
+    for spec_m, result, info in zip(spec.metrics, decision.metrics, fetched, strict=True):
+        metrics_doc.append(
+            {
+                "type": spec_m.kind,
+                "name": spec_m.name,
+                "target": {
+                    "type": spec_m.target_type,
+                    "value": _q(spec_m.target_milli),
+                    "averageUtilization": spec_m.utilization,
+                },
+                "current": _q(result.usage_milli),
+                "ratio": _ratio(result.ratio),
+                "proposal": result.proposal,
+                "readyPods": result.ready_pods,
+                "missingPods": list(result.missing_pods),
+                "unreadyPods": list(result.unready_pods),
+                "ignoredPods": list(result.ignored_pods),
+                "reason": result.reason,
+                "error": result.error,
+                "seen": result.seen,
+                "request": info,
+            }
+        )
+    status = raw.get("status") or {}
+    return {
+        "hpa": {
+            "namespace": namespace,
+            "name": name,
+            "scaleTargetRef": {
+                "kind": spec.target.kind,
+                "name": spec.target.name,
+                "apiVersion": spec.target.api_version,
+            },
+            "minReplicas": spec.min_replicas,
+            "maxReplicas": spec.max_replicas,
+            "behavior": spec.behavior is not None,
+        },
+        "scale": {
+            "specReplicas": spec_replicas,
+            "statusReplicas": status_replicas,
+            "selector": selector,
+        },
+        "pods": {
+            "total": len(pods),
+            "runningReady": sum(1 for p in pods if p.phase == "Running" and p.ready),
+            "pending": sum(1 for p in pods if p.phase == "Pending"),
+            "names": [p.name for p in pods],
+        },
+        "metrics": metrics_doc,
+        "decision": decision_document(decision),
+        "controller": {
+            "desiredReplicas": status.get("desiredReplicas"),
+            "currentReplicas": status.get("currentReplicas"),
+            "lastScaleTime": status.get("lastScaleTime"),
+            "conditions": [
+                {k: c.get(k) for k in ("type", "status", "reason", "message")}
+                for c in status.get("conditions") or ()
+            ],
+        },
+        "unseen": unseen,
+    }
+
+
+def render_explanation(doc: Mapping[str, Any], *, console: Any = None) -> None:
+    """Print the document as tables (rich): the HPA, each metric, the decision, what is unseen."""
+    from rich.console import Console
+    from rich.table import Table
+
+    out = console or Console()
+    hpa, scale, pods, decision = doc["hpa"], doc["scale"], doc["pods"], doc["decision"]
+    ref = hpa["scaleTargetRef"]
+    out.print(
+        f"[bold]HPA {hpa['namespace']}/{hpa['name']}[/bold] → {ref['kind']} {ref['name']}:"
+        f" {scale['specReplicas']} replicas ({pods['runningReady']} of {pods['total']} pods"
+        f" running and ready), range {hpa['minReplicas']}–{hpa['maxReplicas']},"
+        f" behavior {'set' if hpa['behavior'] else 'default'}"
+    )
+    table = Table(title="metrics")
+    for column in ("type", "metric", "current", "target", "ratio", "proposal", "why"):
+        table.add_column(column)
+    for m in doc["metrics"]:
+        target = m["target"]["value"] or f"{m['target']['averageUtilization']}%"
+        table.add_row(
+            m["type"],
+            m["name"],
+            m["current"] or "–",
+            f"{target} ({m['target']['type']})",
+            "–" if m["ratio"] is None else str(m["ratio"]),
+            "–" if m["proposal"] is None else str(m["proposal"]),
+            f"{m['reason']}: {m['error']}" if m["error"] else m["reason"],
+        )
+    out.print(table)
+    out.print(
+        f"[bold]desired replicas: {decision['desiredReplicas']}[/bold]"
+        f" ({decision['reason']}: {decision['message']})"
+    )
+    controller = doc["controller"]
+    if controller.get("desiredReplicas") is not None:
+        out.print(f"the controller's last status.desiredReplicas: {controller['desiredReplicas']}")
+    for note in decision["notes"]:
+        out.print(f"note: {note}")
+    for item in doc["unseen"]:
+        out.print(f"[dim]not seen: {item}[/dim]")
