@@ -174,6 +174,10 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
+        # No 307 to the slash-less path: its Location is built from the client's Host header
+        # (a redirect anywhere the client names) and the aggregator's callers cannot follow it.
+        # A trailing slash gets the same metav1.Status as any other unknown path.
+        redirect_slashes=False,
         lifespan=lifespan,
     )
     app.state.ctx = ctx

@@ -1,4 +1,4 @@
-"""The ``llm-metrics-adapter`` command: ``serve``, ``check-config`` and ``query``.
+"""The ``llm-metrics-adapter`` command: ``serve``, ``check-config``, ``query`` and ``explain``.
 
 Every ``serve`` flag has an environment variable ``LMA_<FLAG>`` (``--prometheus-url`` →
 ``LMA_PROMETHEUS_URL``), so manifests can use either.
@@ -310,6 +310,82 @@ def query(
         typer.echo(f"error ({exc.code} {exc.reason}): {exc.message}", err=True)
         raise typer.Exit(1) from exc
     typer.echo(json.dumps(result, indent=2))
+
+
+@app.command()
+def explain(
+    target: Annotated[str, typer.Argument(help="The HPA as NAMESPACE/NAME.")],
+    kubeconfig: Annotated[
+        str | None,
+        typer.Option(envvar=_env("kubeconfig"), help="Kubeconfig. Default: in-cluster."),
+    ] = None,
+    prometheus_url: PrometheusUrl = "http://127.0.0.1:9090",
+    config: ConfigOpt = None,
+    presets: PresetsOpt = True,
+    cluster: ClusterOpt = None,
+    query_timeout: TimeoutOpt = 10.0,
+    tolerance: Annotated[
+        float, typer.Option(help="The controller's --horizontal-pod-autoscaler-tolerance.")
+    ] = 0.1,
+    downscale_stabilization: Annotated[
+        float,
+        typer.Option(
+            help="Seconds: the controller's --horizontal-pod-autoscaler-downscale-stabilization."
+        ),
+    ] = 300.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the JSON document.")] = False,
+) -> None:
+    """Explain what an HPA decides from this adapter's values, metric by metric."""
+    from adapter.app import build_context
+    from adapter.backends.factory import build_backend
+    from adapter.explain import explain_hpa, render_explanation
+    from adapter.k8s import KubeClient, ObjectCache
+
+    namespace, sep, name = target.partition("/")
+    if not sep or not namespace or not name:
+        typer.echo("error: give the HPA as NAMESPACE/NAME", err=True)
+        raise typer.Exit(2)
+    settings = _settings(
+        prometheus_url=prometheus_url,
+        config=config,
+        presets=presets,
+        cluster=cluster,
+        query_timeout=query_timeout,
+        kubeconfig=kubeconfig,
+    )
+
+    async def run() -> dict[str, Any]:
+        kube = KubeClient.connect(kubeconfig, timeout=query_timeout)
+        objects = ObjectCache(kube)
+        objects.start()
+        ctx = build_context(
+            settings, backend=build_backend(settings), rules=_load(settings), objects=objects
+        )
+        try:
+            await objects.wait_ready(query_timeout)
+            await ctx.registry.refresh()
+            return await explain_hpa(
+                ctx.provider,
+                kube,
+                namespace,
+                name,
+                default_tolerance=tolerance,
+                downscale_stabilization_s=downscale_stabilization,
+            )
+        finally:
+            objects.stop()
+            await ctx.backend.aclose()
+            kube.close()
+
+    try:
+        doc = asyncio.run(run())
+    except AdapterError as exc:
+        typer.echo(f"error ({exc.code} {exc.reason}): {exc.message}", err=True)
+        raise typer.Exit(1) from exc
+    if as_json:
+        typer.echo(json.dumps(doc, indent=2))
+    else:
+        render_explanation(doc)
 
 
 @app.command()
