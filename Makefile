@@ -74,3 +74,15 @@ demo: setup prometheus
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+
+# The side-by-side benchmark against prometheus-adapter (about 15-20 minutes; never part of
+# `make test`). Builds prometheus-adapter into ~/.cache, installs wrk and the `bench` extra.
+# A subset: `make bench BENCH_ARGS="--scenarios hpa,burst --growth 10k"` (see bench/README.md).
+.PHONY: bench
+bench: setup prometheus control-plane
+	@$(BIN)/pip install --quiet -e '.[dev,bench]'
+	@command -v wrk >/dev/null || { echo ">> installing Debian's wrk (apt-get)"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk >/dev/null \
+	  || { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk >/dev/null; }; }
+	@bash bench/build-prometheus-adapter.sh >/dev/null
+	$(BIN)/python -m bench.run $(BENCH_ARGS)

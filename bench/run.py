@@ -1,0 +1,872 @@
+"""The benchmark: llm-metrics-adapter and prometheus-adapter side by side, in one run.
+
+``python -m bench.run`` (what ``make bench`` runs) does, on 127.0.0.1 only:
+
+1. builds (or reuses) prometheus-adapter with ``bench/build-prometheus-adapter.sh``;
+2. starts the synthetic JetStream exporter (:mod:`bench.exporter`), a real Prometheus scraping it
+   (:class:`adapter.sim.prometheus.LocalPrometheus`) and a real kube-apiserver
+   (``tests/e2e/controlplane.py``) holding the benchmark's namespaces and pods;
+3. starts both adapters in their in-cluster mode with the SAME rules file
+   (``bench/prometheus-adapter-rules.yaml``), the same Prometheus, HTTPS with a self-signed
+   serving certificate and delegated authentication and authorization against that apiserver
+   (bearer token → TokenReview, then SubjectAccessReview; both cache answers for 10 s), plus a
+   second instance of ours with the result cache off (for the cache-miss overhead);
+4. runs the scenarios (see ``bench/README.md``) and writes ``docs/benchmarks/results.json``;
+   :mod:`bench.report` turns that into ``docs/benchmarks.md`` and the PNG plots.
+
+Every process it starts is stopped at the end (and by ``atexit``); every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import atexit
+import contextlib
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from adapter.sim.prometheus import LocalPrometheus
+from bench import load
+from bench.exporter import ENGINES, GAUGES, PODS
+from bench.procstat import ProcSampler, read_stat
+
+__all__ = ["main"]
+
+ROOT = Path(__file__).resolve().parent.parent
+RULES = ROOT / "bench" / "prometheus-adapter-rules.yaml"
+RESULTS = ROOT / "docs" / "benchmarks" / "results.json"
+
+HPA_SERIES_PER_NAMESPACE = PODS * (len(GAUGES) + ENGINES)
+GROWTH_LEVELS = {"10k": 10_000, "100k": 100_000, "1m": 1_000_000}
+SHARD = 100_000
+CACHE_TTL = 5.0
+RELIST = 15.0
+
+
+def say(msg: str) -> None:
+    print(f">> [{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+# --------------------------------------------------------------------------- processes
+
+
+@dataclass
+class Proc:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+    base_url: str = ""
+    sampler: ProcSampler | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def tail(self, n: int = 3000) -> str:
+        try:
+            return self.log.read_bytes()[-n:].decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.sampler is not None:
+            self.sampler.stop()
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(timeout=10)
+
+
+@dataclass
+class Stack:
+    """Everything started, stopped in reverse order."""
+
+    stops: list[Callable[[], None]] = field(default_factory=list)
+
+    def close(self) -> None:
+        while self.stops:
+            with contextlib.suppress(Exception):
+                self.stops.pop()()
+
+
+def spawn(stack: Stack, name: str, argv: Sequence[str], workdir: Path, **kw: Any) -> Proc:
+    log = workdir / f"{name}.log"
+    handle = open(log, "wb")  # noqa: SIM115 - closed with the process
+    popen = subprocess.Popen(
+        list(argv), stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, **kw
+    )
+    proc = Proc(name=name, popen=popen, log=log)
+    stack.stops.append(handle.close)
+    stack.stops.append(proc.stop)
+    return proc
+
+
+def build_prometheus_adapter() -> tuple[str, str]:
+    """(binary path, version): builds on first use, cached under ~/.cache."""
+    script = ROOT / "bench" / "build-prometheus-adapter.sh"
+    proc = subprocess.run(
+        ["bash", str(script)], stdout=subprocess.PIPE, text=True, timeout=3600, check=False
+    )
+    if proc.returncode != 0:
+        raise SystemExit("!! building prometheus-adapter failed (see the messages above)")
+    binary = proc.stdout.strip().splitlines()[-1]
+    version = binary.split("prometheus-adapter-")[-1].split("/")[0]
+    return binary, version
+
+
+# --------------------------------------------------------------------------- prometheus
+
+
+def prom_counters(prom_url: str) -> dict[str, float]:
+    """From Prometheus' own /metrics (not its query API, so reading it adds no /api/v1/query)."""
+    text = httpx.get(f"{prom_url}/metrics", timeout=10, trust_env=False).text
+    out: dict[str, float] = {"query": 0.0, "head_series": 0.0}
+    for line in text.splitlines():
+        if line.startswith("prometheus_http_requests_total{") and (
+            'handler="/api/v1/query"' in line
+        ):
+            out["query"] += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("prometheus_tsdb_head_series "):
+            out["head_series"] = float(line.split()[1])
+    return out
+
+
+def wait_head_series(prom_url: str, want: int, timeout: float) -> float:
+    deadline = time.monotonic() + timeout
+    while True:
+        have = prom_counters(prom_url)["head_series"]
+        if have >= want:
+            return have
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"Prometheus has {have:.0f} series, wanted {want} in {timeout}s")
+        time.sleep(1)
+
+
+# --------------------------------------------------------------------------- kubernetes
+
+
+def setup_cluster(cp: Any, namespaces: int) -> str:
+    """Namespaces bench-<i> with PODS pods each (label app=jetstream), and a bearer token of a
+    service account bound to cluster-admin (what the HPA controller's identity may do and more)."""
+    from kubernetes import client as k8s
+
+    api = cp.admin_client()
+    try:
+        core = k8s.CoreV1Api(api)
+        rbac = k8s.RbacAuthorizationV1Api(api)
+        for i in range(namespaces):
+            ns = f"bench-{i}"
+            core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=ns)))
+            for j in range(PODS):
+                core.create_namespaced_pod(
+                    ns,
+                    k8s.V1Pod(
+                        metadata=k8s.V1ObjectMeta(
+                            name=f"{ns}-jetstream-{j}", labels={"app": "jetstream"}
+                        ),
+                        spec=k8s.V1PodSpec(
+                            containers=[k8s.V1Container(name="jetstream", image="jetstream")],
+                            automount_service_account_token=False,
+                        ),
+                    ),
+                )
+        core.create_namespaced_service_account(
+            "default", k8s.V1ServiceAccount(metadata=k8s.V1ObjectMeta(name="bench-hpa"))
+        )
+        rbac.create_cluster_role_binding(
+            k8s.V1ClusterRoleBinding(
+                metadata=k8s.V1ObjectMeta(name="bench-hpa"),
+                role_ref=k8s.V1RoleRef(
+                    api_group="rbac.authorization.k8s.io", kind="ClusterRole", name="cluster-admin"
+                ),
+                subjects=[
+                    k8s.RbacV1Subject(kind="ServiceAccount", name="bench-hpa", namespace="default")
+                ],
+            )
+        )
+        token = core.create_namespaced_service_account_token(
+            "bench-hpa",
+            "default",
+            k8s.AuthenticationV1TokenRequest(
+                spec=k8s.V1TokenRequestSpec(audiences=[], expiration_seconds=7200)
+            ),
+        )
+        if token.status is None:
+            raise RuntimeError("the apiserver issued no service account token")
+        return str(token.status.token)
+    finally:
+        api.close()
+
+
+# --------------------------------------------------------------------------- adapters
+
+
+def start_ours(
+    stack: Stack, workdir: Path, *, name: str, kubeconfig: Path, prom_url: str, cache_ttl: float
+) -> Proc:
+    port = _free_port()
+    proc = spawn(
+        stack,
+        name,
+        [
+            str(ROOT / ".venv" / "bin" / "llm-metrics-adapter"),
+            "serve",
+            f"--kubeconfig={kubeconfig}",
+            f"--prometheus-url={prom_url}",
+            f"--config={RULES}",
+            "--no-presets",
+            "--host=127.0.0.1",
+            f"--port={port}",
+            f"--cache-ttl={cache_ttl}",
+            f"--discovery-interval={RELIST}",
+            "--auth-cache-ttl=10",
+            "--log-level=warning",
+        ],
+        workdir,
+        cwd=str(ROOT),
+    )
+    proc.base_url = f"https://127.0.0.1:{port}"
+    return proc
+
+
+def start_theirs(
+    stack: Stack, workdir: Path, *, binary: str, kubeconfig: Path, prom_url: str
+) -> Proc:
+    port = _free_port()
+    certs = workdir / "pa-certs"
+    certs.mkdir(exist_ok=True)
+    proc = spawn(
+        stack,
+        "prometheus-adapter",
+        [
+            binary,
+            "--bind-address=127.0.0.1",
+            f"--secure-port={port}",
+            f"--cert-dir={certs}",  # it writes its own self-signed serving cert there
+            f"--lister-kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            f"--prometheus-url={prom_url}/",
+            f"--metrics-relist-interval={int(RELIST)}s",
+            f"--config={RULES}",
+            "--v=1",
+        ],
+        workdir,
+    )
+    proc.base_url = f"https://127.0.0.1:{port}"
+    return proc
+
+
+def wait_answers(proc: Proc, paths: Sequence[str], token: str, timeout: float) -> None:
+    """Until every path answers 200 with at least one item (discovery done, pods listed)."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    with httpx.Client(
+        verify=False,  # noqa: S501 - the adapter's self-signed cert on loopback
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+        trust_env=False,
+    ) as client:
+        while time.monotonic() < deadline:
+            if proc.popen.poll() is not None:
+                raise RuntimeError(f"{proc.name} exited: {proc.tail()}")
+            try:
+                ok = True
+                for p in paths:
+                    r = client.get(proc.base_url + p)
+                    if r.status_code != 200 or not r.json().get("items"):
+                        ok, last = False, f"{p}: {r.status_code} {r.text[:200]}"
+                        break
+                if ok:
+                    return
+            except httpx.HTTPError as exc:
+                last = f"{type(exc).__name__}"
+            time.sleep(1)
+    raise RuntimeError(f"{proc.name} did not answer within {timeout}s: {last}\n{proc.tail()}")
+
+
+def cache_counts(proc: Proc, token: str) -> dict[str, float]:
+    """Our adapter's cache lookups by result, from its /metrics."""
+    r = httpx.get(
+        proc.base_url + "/metrics",
+        headers={"Authorization": f"Bearer {token}"},
+        verify=False,  # noqa: S501 - loopback, self-signed
+        timeout=10,
+        trust_env=False,
+    )
+    out: dict[str, float] = {}
+    for m in re.finditer(
+        r'^llm_metrics_adapter_cache_requests_total\{result="(\w+)"\} (\S+)$', r.text, re.M
+    ):
+        out[m.group(1)] = float(m.group(2))
+    return out
+
+
+# --------------------------------------------------------------------------- measurement
+
+
+@dataclass
+class Bench:
+    prom: LocalPrometheus
+    token: str
+    ours: Proc
+    theirs: Proc
+    nocache: Proc
+    hpa_paths: list[str]
+    prom_proc_pid: int | None = None
+
+    def measure(self, proc: Proc, run: Callable[[], load.LoadResult]) -> dict[str, Any]:
+        """Run one load against ``proc``; add backend queries, CPU, peak RSS and cache stats."""
+        assert proc.sampler is not None
+        before_q = prom_counters(self.prom.url)["query"]
+        before = proc.sampler.mark()
+        before_cache = cache_counts(proc, self.token) if proc is not self.theirs else {}
+        result = run()
+        after = read_stat(proc.pid)
+        peak = proc.sampler.phase_peak()
+        queries = prom_counters(self.prom.url)["query"] - before_q
+        out = result.as_dict()
+        out.update(
+            backend_queries=int(queries),
+            queries_per_1000=round(1000 * queries / result.requests, 1)
+            if result.requests
+            else None,
+            cpu_s=round(after.cpu_s - before.cpu_s, 2),
+            cpu_ms_per_request=round(1000 * (after.cpu_s - before.cpu_s) / result.requests, 3)
+            if result.requests
+            else None,
+            peak_rss_mib=round(peak, 1),
+            rss_mib=round(after.rss_mib, 1),
+        )
+        if proc is not self.theirs:
+            cache = cache_counts(proc, self.token)
+            delta = {k: cache.get(k, 0) - before_cache.get(k, 0) for k in cache}
+            total = sum(delta.values())
+            out["cache"] = {k: int(v) for k, v in delta.items() if v}
+            out["hit_ratio"] = round(delta.get("hit", 0) / total, 4) if total else None
+        return out
+
+    def both(self, run: Callable[[Proc], load.LoadResult]) -> dict[str, Any]:
+        # prometheus-adapter first, then ours: alternate nothing else, so both see a warm
+        # Prometheus and the same background.
+        return {
+            "theirs": self.measure(self.theirs, lambda: run(self.theirs)),
+            "ours": self.measure(self.ours, lambda: run(self.ours)),
+        }
+
+
+def pods_path(ns: str, metric: str) -> str:
+    return (
+        f"/apis/custom.metrics.k8s.io/v1beta2/namespaces/{ns}/pods/*/{metric}"
+        "?labelSelector=app%3Djetstream"
+    )
+
+
+def external_path(ns: str, metric: str) -> str:
+    return f"/apis/external.metrics.k8s.io/v1beta1/namespaces/{ns}/{metric}"
+
+
+def hpa_paths(hpas: int) -> list[str]:
+    """HPA i scales the JetStream Deployment in bench-<i> on a Pods metric and an External one."""
+    paths: list[str] = []
+    for i in range(hpas):
+        paths.append(pods_path(f"bench-{i}", "jetstream_prefill_backlog_size"))
+        paths.append(external_path(f"bench-{i}", "num_requests_waiting"))
+    return paths
+
+
+def scenario_hpa(b: Bench, seconds: float, connections: int) -> dict[str, Any]:
+    res = b.both(
+        lambda p: load.run_wrk(
+            p.base_url, b.hpa_paths, token=b.token, connections=connections, seconds=seconds
+        )
+    )
+    res["distinct_queries"] = len(b.hpa_paths)
+    res["connections"] = connections
+    # The cache's promise: at most one backend query per distinct query per TTL window.
+    windows = seconds / CACHE_TTL + 1
+    res["ours_query_bound"] = int(len(b.hpa_paths) * windows)
+    return res
+
+
+def scenario_paced(b: Bench, period: float, rounds: int) -> dict[str, Any]:
+    return b.both(
+        lambda p: asyncio.run(
+            load.paced(p.base_url, b.hpa_paths, token=b.token, period=period, rounds=rounds)
+        )
+    )
+
+
+def scenario_hit(b: Bench, seconds: float, connections: int) -> dict[str, Any]:
+    path = [external_path("bench-0", "num_requests_waiting")]
+    return b.both(
+        lambda p: load.run_wrk(
+            p.base_url, path, token=b.token, connections=connections, seconds=seconds
+        )
+    )
+
+
+def scenario_burst(b: Bench, k: int, ns: str) -> dict[str, Any]:
+    # A path no other scenario uses, so ours starts from a cold cache entry after the settle.
+    path = external_path(ns, "jetstream_transfer_backlog_size")
+    return b.both(
+        lambda p: asyncio.run(
+            load.burst(p.base_url, path, token=b.token, k=k, settle=CACHE_TTL + 1.0)
+        )
+    )
+
+
+def scenario_miss(b: Bench, n: int) -> dict[str, Any]:
+    """Raw PromQL against Prometheus vs the same answer through ours with the cache off (and
+    with it on), one request at a time: what a cache miss adds on top of its backend query."""
+    path = external_path("bench-0", "kv_cache_utilization_perc")
+    auth = {"Authorization": f"Bearer {b.token}"}
+    explained = httpx.get(
+        b.nocache.base_url + "/debug/query",
+        params={"path": path},
+        headers=auth,
+        verify=False,  # noqa: S501 - loopback, self-signed
+        timeout=10,
+        trust_env=False,
+    ).json()
+    query = explained.get("backend", {}).get("query") or explained.get("query")
+    if not query:
+        query = _find_query(explained)
+    raw = asyncio.run(
+        load.sequential(f"{b.prom.url}/api/v1/query", n=n, params={"query": str(query)})
+    )
+    miss = b.measure(
+        b.nocache,
+        lambda: asyncio.run(load.sequential(b.nocache.base_url + path, n=n, headers=auth)),
+    )
+    hit = b.measure(
+        b.ours, lambda: asyncio.run(load.sequential(b.ours.base_url + path, n=n, headers=auth))
+    )
+    theirs = b.measure(
+        b.theirs, lambda: asyncio.run(load.sequential(b.theirs.base_url + path, n=n, headers=auth))
+    )
+    return {
+        "query": query,
+        "raw": raw.as_dict(),
+        "ours_nocache": miss,
+        "ours_hit": hit,
+        "theirs": theirs,
+        "miss_overhead_ms": round(miss["p50_ms"] - raw.p50_ms, 3),
+    }
+
+
+def _find_query(doc: Any) -> str | None:
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            if k == "query" and isinstance(v, str):
+                return v
+            found = _find_query(v)
+            if found:
+                return found
+    return None
+
+
+def scenario_profile(b: Bench, seconds: float, out: Path) -> dict[str, Any]:
+    """py-spy samples our adapter under the saturated HPA load: the hottest functions."""
+    spy = ROOT / ".venv" / "bin" / "py-spy"
+    if not spy.exists():
+        return {"error": "py-spy not installed: pip install -e '.[bench]'"}
+    raw = out.with_suffix(".collapsed")
+    rec = subprocess.Popen(
+        [
+            str(spy),
+            "record",
+            "--format",
+            "raw",
+            "--rate",
+            "200",
+            "--nonblocking",
+            "-d",
+            str(int(seconds) + 1),
+            "-o",
+            str(raw),
+            "-p",
+            str(b.ours.pid),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(0.5)
+    load.run_wrk(b.ours.base_url, b.hpa_paths, token=b.token, connections=16, seconds=seconds)
+    try:
+        rec.wait(timeout=seconds + 30)
+    except subprocess.TimeoutExpired:
+        rec.kill()
+        rec.wait(timeout=10)
+    if not raw.exists():
+        return {"error": "py-spy wrote no profile"}
+    return summarize_profile(raw)
+
+
+def summarize_profile(path: Path, top: int = 20) -> dict[str, Any]:
+    """Self time (leaf frame) and inclusive time per function, in % of samples."""
+    self_t: dict[str, int] = {}
+    incl: dict[str, int] = {}
+    total = 0
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        stack, _, count_s = line.rpartition(" ")
+        if not stack or not count_s.isdigit():
+            continue
+        count = int(count_s)
+        total += count
+        frames = [re.sub(r" \(.*?/(site-packages/|adapter/)", r" (\1", f) for f in stack.split(";")]
+        leaf = frames[-1]
+        self_t[leaf] = self_t.get(leaf, 0) + count
+        for f in set(frames):
+            incl[f] = incl.get(f, 0) + count
+
+    def pct(d: dict[str, int]) -> list[list[Any]]:
+        return [
+            [k, round(100 * v / total, 1)]
+            for k, v in sorted(d.items(), key=lambda kv: -kv[1])[:top]
+        ]
+
+    ours_incl = {k: v for k, v in incl.items() if "(adapter/" in k}
+    return {"samples": total, "self": pct(self_t), "inclusive_adapter": pct(ours_incl)}
+
+
+def scenario_growth(
+    b: Bench,
+    level: str,
+    series: int,
+    bulk: Sequence[str],
+    sizes: Sequence[int],
+    hpa_series: int,
+    seconds: float,
+) -> dict[str, Any]:
+    have, targets = hpa_series, [b.prom.targets[0]]
+    for addr, size in zip(bulk, sizes, strict=True):
+        if have >= series:
+            break
+        targets.append(addr)
+        have += size
+    b.prom.set_targets(targets)
+    say(f"growth {level}: {len(targets)} targets, waiting for {have} series in Prometheus")
+    started = time.monotonic()
+    head = wait_head_series(b.prom.url, have, timeout=300)
+    ingest_s = time.monotonic() - started
+    # Two relist/discovery periods, so both adapters have listed with the new series present.
+    time.sleep(2 * RELIST + 2)
+    wait_answers(b.theirs, b.hpa_paths[:2], b.token, timeout=120)
+    res = scenario_hpa(b, seconds, connections=16)
+    res.update(
+        level=level,
+        head_series=int(head),
+        ingest_s=round(ingest_s, 1),
+        prometheus_rss_mib=round(read_stat(b.prom_proc_pid).rss_mib, 1)
+        if b.prom_proc_pid
+        else None,
+    )
+    for side, proc in (("theirs", b.theirs), ("ours", b.ours)):
+        st = read_stat(proc.pid)
+        res[side]["hwm_mib"] = round(st.hwm_mib, 1)
+    return res
+
+
+# --------------------------------------------------------------------------- environment
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem_kib = 0
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_kib = int(line.split()[1])
+    return {
+        "nproc": os.cpu_count(),
+        "memory_gib": round(mem_kib / 1024**2, 1),
+        "cpu": cpu,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "loadavg_start": os.getloadavg(),
+    }
+
+
+def versions(pa_binary: str, pa_version: str) -> dict[str, str]:
+    def first_line(argv: list[str]) -> str:
+        with contextlib.suppress(Exception):
+            p = subprocess.run(argv, capture_output=True, text=True, timeout=20, check=False)
+            return (p.stdout or p.stderr).strip().splitlines()[0]
+        return "unknown"
+
+    from adapter import __version__
+
+    return {
+        "llm-metrics-adapter": __version__,
+        "prometheus-adapter": pa_version,
+        "prometheus": first_line(["/usr/bin/prometheus", "--version"]),
+        "go": first_line(["go", "version"]),
+        "wrk": first_line(["wrk", "--version"]),
+        "kube-apiserver": "v1.35.4",
+    }
+
+
+def _find_prometheus_pid(prom: LocalPrometheus) -> int | None:
+    proc = getattr(prom, "_proc", None)
+    return proc.pid if proc is not None else None
+
+
+# --------------------------------------------------------------------------- main
+
+
+SCENARIOS = ("hpa", "paced", "hit", "burst", "miss", "profile", "growth")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m bench.run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        help=f"comma-separated subset of {','.join(SCENARIOS)}",
+    )
+    p.add_argument("--growth", default="10k,100k,1m", help="series levels for the growth scenario")
+    p.add_argument("--hpas", type=int, default=50, help="HPAs (namespaces), 2 metrics each")
+    p.add_argument("--seconds", type=float, default=15.0, help="length of each saturation run")
+    p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--no-report", action="store_true", help="skip docs/benchmarks.md and plots")
+    args = p.parse_args(argv)
+    args.scenarios = [s for s in args.scenarios.split(",") if s]
+    unknown = set(args.scenarios) - set(SCENARIOS)
+    if unknown:
+        p.error(f"unknown scenarios {sorted(unknown)}")
+    args.growth = [g for g in args.growth.split(",") if g]
+    if set(args.growth) - set(GROWTH_LEVELS):
+        p.error(f"growth levels are {','.join(GROWTH_LEVELS)}")
+    return args
+
+
+def shard_sizes(hpa_series: int, top: int) -> list[int]:
+    """Bulk shard sizes so that hpa + the first shards reach 10k, 100k, then 1M in SHARD steps."""
+    sizes = [10_000 - hpa_series, 90_000]
+    have = 100_000
+    while have < top:
+        sizes.append(SHARD)
+        have += SHARD
+    return sizes
+
+
+@contextlib.contextmanager
+def running(args: argparse.Namespace) -> Iterator[tuple[Bench, dict[str, Any]]]:
+    sys.path.insert(0, str(ROOT))
+    from tests.e2e.controlplane import ControlPlane
+
+    info: dict[str, Any] = {}
+    stack = Stack()
+    atexit.register(stack.close)
+    workdir = Path(tempfile.mkdtemp(prefix="lma-bench-"))
+    stack.stops.append(lambda: shutil.rmtree(workdir, ignore_errors=True))
+    try:
+        say("prometheus-adapter: building or reusing the cached binary")
+        pa_binary, pa_version = build_prometheus_adapter()
+        info["versions"] = versions(pa_binary, pa_version)
+        hpa_series = args.hpas * HPA_SERIES_PER_NAMESPACE
+        top = max(GROWTH_LEVELS[g] for g in args.growth) if "growth" in args.scenarios else 10_000
+        sizes = shard_sizes(hpa_series, top)
+        say(f"exporter: {args.hpas} HPA namespaces ({hpa_series} series), bulk shards {sizes}")
+        exporter = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bench.exporter",
+                f"--hpa-namespaces={args.hpas}",
+                f"--shard-sizes={','.join(map(str, sizes))}",
+            ],
+            cwd=str(ROOT),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+
+        def stop_exporter() -> None:
+            exporter.kill()
+            exporter.wait(timeout=10)
+
+        stack.stops.append(stop_exporter)
+        assert exporter.stdout is not None
+        addrs = json.loads(exporter.stdout.readline())
+        prom = LocalPrometheus(
+            [addrs["hpa"], addrs["bulk"][0]],
+            scrape_interval="15s",
+            ready_timeout=60,
+            extra_args=["--storage.tsdb.retention.time=2h"],
+        )
+        prom.start()
+        stack.stops.append(prom.stop)
+        say(f"prometheus: {prom.url}; waiting for the first scrape")
+        wait_head_series(prom.url, 10_000, timeout=120)
+
+        say("control plane: starting etcd and kube-apiserver (loopback)")
+        cp = ControlPlane(
+            controllers=("serviceaccount-controller",),
+            extra_apiserver_args=["--disable-admission-plugins=ServiceAccount"],
+        )
+        cp.start()
+        stack.stops.append(cp.stop)
+        token = setup_cluster(cp, args.hpas)
+        kubeconfig = cp.kubeconfig_path
+
+        say("adapters: starting llm-metrics-adapter (x2) and prometheus-adapter")
+        ours = start_ours(
+            stack,
+            workdir,
+            name="ours",
+            kubeconfig=kubeconfig,
+            prom_url=prom.url,
+            cache_ttl=CACHE_TTL,
+        )
+        nocache = start_ours(
+            stack,
+            workdir,
+            name="ours-nocache",
+            kubeconfig=kubeconfig,
+            prom_url=prom.url,
+            cache_ttl=0,
+        )
+        theirs = start_theirs(
+            stack, workdir, binary=pa_binary, kubeconfig=kubeconfig, prom_url=prom.url
+        )
+        paths = hpa_paths(args.hpas)
+        probe = [paths[0], paths[1], external_path("bench-0", "kv_cache_utilization_perc")]
+        for proc in (ours, nocache, theirs):
+            wait_answers(proc, probe, token, timeout=180)
+            proc.sampler = ProcSampler(proc.pid)
+        say("all three adapters answer")
+        bench = Bench(
+            prom=prom,
+            token=token,
+            ours=ours,
+            theirs=theirs,
+            nocache=nocache,
+            hpa_paths=paths,
+            prom_proc_pid=_find_prometheus_pid(prom),
+        )
+        info["bulk"] = addrs["bulk"]
+        info["shard_sizes"] = sizes
+        info["hpa_series"] = hpa_series
+        info["startup_rss_mib"] = {
+            "ours": round(read_stat(ours.pid).rss_mib, 1),
+            "theirs": round(read_stat(theirs.pid).rss_mib, 1),
+        }
+        yield bench, info
+        info["final_hwm_mib"] = {
+            "ours": round(read_stat(ours.pid).hwm_mib, 1),
+            "theirs": round(read_stat(theirs.pid).hwm_mib, 1),
+        }
+        info["adapter_logs_tail"] = {p.name: p.tail(1500) for p in (ours, nocache, theirs)}
+    finally:
+        stack.close()
+        atexit.unregister(stack.close)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    began = time.monotonic()
+    results: dict[str, Any] = {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": machine(),
+        "config": {
+            "hpas": args.hpas,
+            "metrics_per_hpa": 2,
+            "seconds": args.seconds,
+            "cache_ttl_s": CACHE_TTL,
+            "relist_s": RELIST,
+            "scenarios": args.scenarios,
+            "growth": args.growth,
+        },
+        "scenarios": {},
+    }
+    sc = results["scenarios"]
+    with running(args) as (b, info):
+        results.update(info)
+        if "hpa" in args.scenarios:
+            say(
+                f"HPA pattern, saturated: {len(b.hpa_paths)} paths, 16 connections, {args.seconds}s each"
+            )
+            sc["hpa"] = scenario_hpa(b, args.seconds, connections=16)
+        if "paced" in args.scenarios:
+            say("HPA pattern, paced: every 15 s each HPA syncs, 5 workers, 2 rounds each")
+            sc["paced"] = scenario_paced(b, period=15.0, rounds=2)
+        if "hit" in args.scenarios:
+            say("one hot path, 64 connections (cache hits for ours)")
+            sc["hit64"] = scenario_hit(b, args.seconds, connections=64)
+        if "burst" in args.scenarios:
+            for i, k in enumerate((64, 256)):
+                say(f"burst: {k} identical concurrent requests")
+                sc[f"burst{k}"] = scenario_burst(b, k, f"bench-{i + 1}")
+        if "miss" in args.scenarios:
+            say("cache-miss overhead: raw PromQL vs through the adapter, sequential")
+            sc["miss"] = scenario_miss(b, n=300)
+        if "profile" in args.scenarios:
+            say("profiling ours (py-spy) under the saturated HPA pattern")
+            sc["profile"] = scenario_profile(b, 10.0, args.out.with_name("profile"))
+        if "growth" in args.scenarios:
+            sc["growth"] = []
+            for level in args.growth:
+                sc["growth"].append(
+                    scenario_growth(
+                        b,
+                        level,
+                        GROWTH_LEVELS[level],
+                        info["bulk"],
+                        info["shard_sizes"],
+                        info["hpa_series"],
+                        seconds=min(args.seconds, 10.0),
+                    )
+                )
+                say(
+                    f"growth {level}: ours RSS {sc['growth'][-1]['ours']['rss_mib']} MiB, "
+                    f"theirs {sc['growth'][-1]['theirs']['rss_mib']} MiB"
+                )
+    results["machine"]["loadavg_end"] = os.getloadavg()
+    results["wall_s"] = round(time.monotonic() - began, 1)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    say(f"results: {args.out} ({results['wall_s']} s)")
+    if not args.no_report:
+        from bench import report
+
+        report.write(results, out_dir=args.out.parent)
+
+
+if __name__ == "__main__":
+    main()
