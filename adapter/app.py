@@ -26,9 +26,12 @@ from adapter.backends.base import Backend
 from adapter.cache import SingleFlightCache
 from adapter.context import AppContext
 from adapter.errors import BackendError
+from adapter.logging import AccessLog, UserProbe
 from adapter.models import QueryResult
 from adapter.provider import MetricsProvider, ObjectSource
 from adapter.registry import MetricRegistry
+from adapter.reload import RulesWatcher
+from adapter.resilience import BreakerPolicy
 from adapter.rules.base import Scope as RuleScope
 from adapter.rules.loader import RuleSet
 from adapter.settings import Settings
@@ -58,7 +61,7 @@ def build_context(
         telemetry=telemetry,
     )
     cache: SingleFlightCache[tuple[str, str], QueryResult] = SingleFlightCache(
-        ttl=settings.cache_ttl
+        ttl=settings.cache_ttl, stale_ttl=settings.stale_if_error
     )
     provider = MetricsProvider(
         registry=registry,
@@ -69,6 +72,12 @@ def build_context(
         query_timeout=settings.query_timeout,
         max_sample_age=settings.max_sample_age,
         telemetry=telemetry,
+        stale_if_error=settings.stale_if_error,
+        breaker_policy=BreakerPolicy(
+            failure_threshold=settings.circuit_failures,
+            cooldown=settings.circuit_cooldown,
+            max_cooldown=settings.circuit_max_cooldown,
+        ),
     )
     return AppContext(
         settings=settings,
@@ -149,8 +158,17 @@ def create_app(
     """The ASGI app. ``background=False`` skips discovery and readiness tasks (tests drive them).
 
     ``middleware`` (authentication and authorization, in serving mode) runs inside the
-    instrumentation, so rejected requests are counted too.
+    instrumentation and the access log, so rejected requests are counted and logged too.
+
+    With a rules file (``settings.config``) and ``settings.rules_reload_interval > 0``, a
+    :class:`adapter.reload.RulesWatcher` is on ``app.state.rules_watcher`` (``None`` otherwise);
+    its polling task runs with the other background tasks.
     """
+    watcher = (
+        RulesWatcher(ctx, interval=ctx.settings.rules_reload_interval)
+        if ctx.settings.config and ctx.settings.rules_reload_interval > 0
+        else None
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -158,6 +176,8 @@ def create_app(
         if background:
             tasks.append(asyncio.create_task(ctx.registry.run(), name="discovery"))
             tasks.append(asyncio.create_task(_probe_backend(ctx), name="backend-probe"))
+            if watcher is not None:
+                tasks.append(asyncio.create_task(watcher.run(), name="rules-reload"))
         try:
             yield
         finally:
@@ -181,13 +201,17 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.ctx = ctx
+    app.state.rules_watcher = watcher
     install_error_handlers(app)
     for module in (health, openapi, debug, discovery, metrics):
         app.include_router(module.router)
     app.include_router(hpa_api.router)
     app.include_router(ui_api.router)
     ui_api.install(ctx)
+    # Added first, so innermost: it sees the user the auth middleware put in the scope.
+    app.add_middleware(UserProbe)
     for item in reversed(middleware):
         app.add_middleware(item.cls, *item.args, **item.kwargs)
     app.add_middleware(_Instrument, telemetry=ctx.telemetry)
+    app.add_middleware(AccessLog)
     return app

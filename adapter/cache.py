@@ -4,6 +4,10 @@ Two HPAs asking for the same rendered query share one cache entry, and however m
 arrive while that query is in flight, the backend sees it once: the first caller fetches, the rest
 await the same future. Errors are not cached; every waiter receives the error of the fetch it
 joined.
+
+With ``stale_ttl > 0`` the cache also keeps each key's last good answer for that many seconds
+(a separate bounded map, so it outlives the short freshness TTL): :meth:`SingleFlightCache.stale`
+hands it out when a fetch fails (``--stale-if-error``).
 """
 
 from __future__ import annotations
@@ -21,8 +25,9 @@ __all__ = ["CacheState", "Cached", "SingleFlightCache"]
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
-CacheState = Literal["hit", "miss", "shared", "disabled"]
-"""``hit``: served from the cache; ``miss``: this call fetched; ``shared``: joined an in-flight fetch."""
+CacheState = Literal["hit", "miss", "shared", "disabled", "stale"]
+"""``hit``: served from the cache; ``miss``: this call fetched; ``shared``: joined an in-flight fetch;
+``stale``: the fetch failed and the last good answer was served instead (set by the provider)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,12 +39,22 @@ class Cached(Generic[V]):
 
 
 class SingleFlightCache(Generic[K, V]):
-    """``ttl`` in seconds; ``ttl <= 0`` disables caching but keeps single-flight."""
+    """``ttl`` in seconds; ``ttl <= 0`` disables caching but keeps single-flight.
 
-    def __init__(self, *, ttl: float, maxsize: int = 10_000) -> None:
+    ``stale_ttl`` in seconds (``0``: off): how long a key's last good answer stays available to
+    :meth:`stale`; at most ``maxsize`` such answers are kept.
+    """
+
+    def __init__(self, *, ttl: float, maxsize: int = 10_000, stale_ttl: float = 0.0) -> None:
         self.ttl = ttl
+        self.stale_ttl = stale_ttl
         self._entries: TTLCache[K, Cached[V]] | None = (
             TTLCache(maxsize=maxsize, ttl=ttl, timer=time.monotonic) if ttl > 0 else None
+        )
+        self._last_good: TTLCache[K, Cached[V]] | None = (
+            TTLCache(maxsize=maxsize, ttl=stale_ttl, timer=time.monotonic)
+            if stale_ttl > 0
+            else None
         )
         self._inflight: dict[K, asyncio.Future[Cached[V]]] = {}
 
@@ -54,7 +69,20 @@ class SingleFlightCache(Generic[K, V]):
         """The cached entry without fetching, or ``None``."""
         return self._entries.get(key) if self._entries is not None else None
 
+    def stale(self, key: K, *, now: float | None = None) -> Cached[V] | None:
+        """The last good answer for ``key`` if it was fetched at most ``stale_ttl`` seconds ago
+        (``now``: unix seconds, default the current time); else ``None``."""
+        if self._last_good is None:
+            return None
+        entry = self._last_good.get(key)
+        if entry is None:
+            return None
+        age = (time.time() if now is None else now) - entry.fetched_at
+        return entry if age <= self.stale_ttl else None
+
     def clear(self) -> None:
+        """Drop the fresh entries (the next lookup of every key fetches). Last good answers stay:
+        a key is the query text itself, so they remain the right answer for it."""
         if self._entries is not None:
             self._entries.clear()
 
@@ -82,6 +110,8 @@ class SingleFlightCache(Generic[K, V]):
             entry = Cached(value=await fetch(), fetched_at=time.time())
             if self._entries is not None:
                 self._entries[key] = entry
+            if self._last_good is not None:
+                self._last_good[key] = entry
             return entry
         finally:
             self._inflight.pop(key, None)

@@ -160,6 +160,42 @@ def serve(
     discovery_interval: Annotated[float, typer.Option(envvar=_env("discovery-interval"))] = 60.0,
     query_timeout: TimeoutOpt = 10.0,
     log_level: Annotated[str, typer.Option(envvar=_env("log-level"))] = "info",
+    log_format: Annotated[
+        str,
+        typer.Option(
+            envvar=_env("log-format"),
+            help="json, text, or auto (JSON unless stderr is a terminal).",
+        ),
+    ] = "auto",
+    stale_if_error: Annotated[
+        float,
+        typer.Option(
+            envvar=_env("stale-if-error"),
+            help="Seconds: on a backend failure, serve the last good answer if at most this old"
+            " (0: off).",
+        ),
+    ] = 0.0,
+    circuit_failures: Annotated[
+        int,
+        typer.Option(
+            envvar=_env("circuit-failures"),
+            help="Consecutive failed backend queries that open its circuit breaker (0: off).",
+        ),
+    ] = 5,
+    circuit_cooldown: Annotated[
+        float,
+        typer.Option(
+            envvar=_env("circuit-cooldown"),
+            help="Seconds an open circuit fails fast before one probe; doubles up to 60 s.",
+        ),
+    ] = 5.0,
+    rules_reload_interval: Annotated[
+        float,
+        typer.Option(
+            envvar=_env("rules-reload-interval"),
+            help="Seconds between checks of --config for a change (0: no reload).",
+        ),
+    ] = 2.0,
 ) -> None:
     """Serve the custom and external metrics APIs.
 
@@ -168,11 +204,14 @@ def serve(
     --standalone: plain HTTP on loopback, no Kubernetes, no authentication.
     """
     from adapter.backends.factory import build_backend
+    from adapter.logging import configure_logging
     from adapter.server import run_adapter
 
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    try:
+        configure_logging(level=log_level, fmt=log_format)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
     settings = _settings(
         prometheus_url=prometheus_url,
         prometheus_bearer_token_file=prometheus_bearer_token_file,
@@ -198,6 +237,12 @@ def serve(
         discovery_interval=discovery_interval,
         query_timeout=query_timeout,
         log_level=log_level,
+        log_format=log_format,
+        stale_if_error=stale_if_error,
+        circuit_failures=circuit_failures,
+        circuit_cooldown=circuit_cooldown,
+        circuit_max_cooldown=max(60.0, circuit_cooldown),
+        rules_reload_interval=rules_reload_interval,
     )
     if bool(settings.tls_cert_file) != bool(settings.tls_private_key_file):
         typer.echo("error: give both --tls-cert-file and --tls-private-key-file", err=True)

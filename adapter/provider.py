@@ -15,6 +15,7 @@ from adapter.errors import BackendError, BackendUnavailableError, NotFoundError
 from adapter.models import GroupResource, MetricValue, QueryResult, Requirement
 from adapter.paths import ApiRequest
 from adapter.registry import MetricRegistry
+from adapter.resilience import BreakerPolicy, BreakerState, CircuitBreaker
 from adapter.rules.base import BuiltQuery, MetricRequest, Scope, ServedMetric
 from adapter.telemetry import Telemetry
 from adapter.translate import (
@@ -53,6 +54,8 @@ class Trace:
     fetched_at: float | None = None
     dropped: list[Dropped] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    stale_error: str | None = None
+    """With ``cache == "stale"``: why the backend could not give a fresh answer."""
 
 
 @dataclass(slots=True)
@@ -63,7 +66,13 @@ class Answer:
 
 
 class MetricsProvider:
-    """``query_timeout`` and ``max_sample_age`` in seconds (``None``: no age limit)."""
+    """``query_timeout`` and ``max_sample_age`` in seconds (``None``: no age limit).
+
+    Every backend query goes through that backend's :class:`CircuitBreaker` (``breaker_policy``).
+    ``stale_if_error`` in seconds (``0``: off): when a fetch fails, the last good answer for the
+    same query is served instead if it is at most that old (the cache must keep last good answers
+    at least that long: ``SingleFlightCache(stale_ttl=...)``).
+    """
 
     def __init__(
         self,
@@ -77,6 +86,8 @@ class MetricsProvider:
         query_timeout: float = 10.0,
         max_sample_age: float | None = None,
         telemetry: Telemetry | None = None,
+        stale_if_error: float = 0.0,
+        breaker_policy: BreakerPolicy | None = None,
     ) -> None:
         self.registry = registry
         self.backend = backend
@@ -87,6 +98,31 @@ class MetricsProvider:
         self.query_timeout = query_timeout
         self.max_sample_age = max_sample_age
         self.telemetry = telemetry or Telemetry()
+        self.stale_if_error = stale_if_error
+        self.breaker_policy = breaker_policy or BreakerPolicy()
+        self.breakers: dict[str, CircuitBreaker] = {}
+        for configured in self.backends.values():
+            self.breaker_for(configured)
+
+    def breaker_for(self, backend: Backend) -> CircuitBreaker:
+        """The circuit breaker of ``backend`` (by name), created closed on first use."""
+        breaker = self.breakers.get(backend.name)
+        if breaker is None:
+            gauge = self.telemetry.circuit_state.labels(backend.name)
+            rejections = self.telemetry.circuit_rejections.labels(backend.name)
+
+            def on_change(state: BreakerState) -> None:
+                gauge.set(CircuitBreaker.gauge_value(state))
+
+            breaker = CircuitBreaker(
+                backend.name,
+                self.breaker_policy,
+                on_change=on_change,
+                on_reject=rejections.inc,
+            )
+            gauge.set(CircuitBreaker.gauge_value("closed"))
+            self.breakers[backend.name] = breaker
+        return breaker
 
     def _backend_for(self, metric: ServedMetric) -> Backend:
         backend = self.backends.get(metric.rule.backend)
@@ -98,7 +134,7 @@ class MetricsProvider:
             )
         return backend
 
-    async def _fetch(self, backend: Backend, query: str) -> QueryResult:
+    async def _query(self, backend: Backend, query: str) -> QueryResult:
         t = self.telemetry
         started = time.perf_counter()
         try:
@@ -110,12 +146,23 @@ class MetricsProvider:
         t.backend_seconds.labels(backend.name).observe(time.perf_counter() - started)
         return result
 
+    async def _fetch(self, backend: Backend, query: str) -> QueryResult:
+        # The breaker fails fast while open, without touching the backend.
+        return await self.breaker_for(backend).call(lambda: self._query(backend, query))
+
     async def _run(self, metric: ServedMetric, built: BuiltQuery, trace: Trace) -> QueryResult:
         trace.built = built
         backend = self._backend_for(metric)
-        entry, state = await self.cache.get(
-            (backend.name, built.query), lambda: self._fetch(backend, built.query)
-        )
+        key = (backend.name, built.query)
+        try:
+            entry, state = await self.cache.get(key, lambda: self._fetch(backend, built.query))
+        except BackendError as exc:
+            stale = self.cache.stale(key) if self.stale_if_error > 0 else None
+            if stale is None:
+                raise
+            entry, state = stale, "stale"
+            trace.stale_error = exc.message
+            self.telemetry.stale_answers.labels(backend.name).inc()
         self.telemetry.cache.labels(state).inc()
         trace.cache, trace.result, trace.fetched_at = state, entry.value, entry.fetched_at
         return entry.value

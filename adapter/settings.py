@@ -69,6 +69,21 @@ class Settings:
     gmp_base_url: str = "https://monitoring.googleapis.com"
     """For tests only: where GMP's API is reached (a local proxy). Users never change it."""
 
+    # Failure policy, rules reload, logs
+    stale_if_error: float = 0.0
+    """Seconds: when a backend query fails, serve the last good answer for it if at most this
+    old (marked stale in /debug/query). 0: off, the request fails at once."""
+    circuit_failures: int = 5
+    """Consecutive failed queries that open a backend's circuit breaker; 0 disables it."""
+    circuit_cooldown: float = 5.0
+    """Seconds an open circuit refuses queries before one probe; doubles per failed probe."""
+    circuit_max_cooldown: float = 60.0
+    """Seconds: the cap of the doubling cool-down."""
+    rules_reload_interval: float = 2.0
+    """Seconds between checks of the rules file for a change; 0 disables reloading."""
+    log_format: str = "auto"
+    """``json``, ``text``, or ``auto`` (JSON unless stderr is a terminal)."""
+
     def __post_init__(self) -> None:
         # GMP has no staleness: a deleted pod's series answers its last value for the whole
         # 5-minute lookback. Unless told otherwise, GMP mode refuses samples older than

@@ -15,6 +15,12 @@ _AGE_BUCKETS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600)
 
 
 class Telemetry:
+    """Every metric the adapter exports; attribute names are the instruments' short names.
+
+    ``auth_decisions`` is for the auth middleware: ``.labels(result, authenticator).inc()`` with
+    ``result`` one of ``allowed``, ``denied``, ``error``.
+    """
+
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
@@ -76,5 +82,41 @@ class Telemetry:
             "llm_metrics_adapter_served_metrics",
             "Metrics currently listed, by API group.",
             ["group"],
+            registry=r,
+        )
+        self.rule_reloads = Counter(
+            "llm_metrics_adapter_rule_reloads_total",
+            "Rules file reloads by result: ok (applied) or error (the last good rules kept).",
+            ["result"],
+            registry=r,
+        )
+        self.rules_reload_success = Gauge(
+            "llm_metrics_adapter_rules_last_reload_success_timestamp_seconds",
+            "Unix time the rules file was last loaded and applied (the initial load counts).",
+            registry=r,
+        )
+        self.stale_answers = Counter(
+            "llm_metrics_adapter_stale_answers_total",
+            "Answers served from the last good backend answer because a fetch failed.",
+            ["backend"],
+            registry=r,
+        )
+        self.circuit_state = Gauge(
+            "llm_metrics_adapter_backend_circuit_state",
+            "Backend circuit breaker: 0 closed, 1 half-open (one probe allowed), 2 open.",
+            ["backend"],
+            registry=r,
+        )
+        self.circuit_rejections = Counter(
+            "llm_metrics_adapter_backend_circuit_rejections_total",
+            "Backend queries refused without being sent because the circuit was open.",
+            ["backend"],
+            registry=r,
+        )
+        self.auth_decisions = Counter(
+            "llm_metrics_adapter_auth_decisions_total",
+            "Authentication and authorization decisions: allowed, denied or error, by"
+            " authenticator (front-proxy, client-cert, token, anonymous, ...).",
+            ["result", "authenticator"],
             registry=r,
         )

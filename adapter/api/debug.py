@@ -79,6 +79,8 @@ def trace_document(trace: Trace, *, now: float, cache_ttl: float) -> dict[str, A
             "entryAgeSeconds": round(now - trace.fetched_at, 3),
             "ttlSeconds": cache_ttl,
         }
+        if trace.stale_error is not None:
+            doc["cache"]["error"] = trace.stale_error
     if trace.result is not None:
         doc["backend"] = {
             "name": trace.result.backend,
@@ -101,6 +103,8 @@ def trace_document(trace: Trace, *, now: float, cache_ttl: float) -> dict[str, A
 async def debug_metrics(request: Request) -> Response:
     ctx = context(request)
     snap = ctx.registry.snapshot
+    watcher = getattr(request.app.state, "rules_watcher", None)
+    reload_status = watcher.status if watcher is not None else None
     metrics = [served_metric_info(m) for m in snap.custom.values()]
     metrics += [served_metric_info(m) for m in snap.external.values()]
     return json_response(
@@ -108,6 +112,14 @@ async def debug_metrics(request: Request) -> Response:
             "rulesFile": ctx.rules.file,
             "rulesFormat": ctx.rules.format,
             "warnings": list(ctx.rules.warnings),
+            "lastReload": format_timestamp(reload_status.last_reload)
+            if reload_status is not None and reload_status.last_reload is not None
+            else None,
+            "reloadError": reload_status.error if reload_status is not None else None,
+            "circuitBreakers": {
+                name: breaker.snapshot() for name, breaker in ctx.provider.breakers.items()
+            },
+            "staleIfErrorSeconds": ctx.provider.stale_if_error,
             "lastDiscovery": format_timestamp(snap.refreshed_at) if snap.refreshed_at else None,
             "discoveryErrors": dict(snap.errors),
             "cluster": ctx.settings.cluster,

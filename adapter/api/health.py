@@ -21,8 +21,13 @@ router = APIRouter()
 def readiness_checks(request: Request) -> list[tuple[str, bool, str]]:
     """``(name, ok, detail)`` for each readiness condition."""
     ctx = context(request)
+    rules_detail = f"{len(ctx.rules.rules)} rules loaded ({ctx.rules.format})"
+    watcher = getattr(request.app.state, "rules_watcher", None)
+    if watcher is not None and watcher.status.error is not None:
+        # Still ready: the last good rules keep serving.
+        rules_detail = f"serving the last good rules; reload failed: {watcher.status.error}"
     return [
-        ("rules", True, f"{len(ctx.rules.rules)} rules loaded ({ctx.rules.format})"),
+        ("rules", True, rules_detail),
         (
             "backend",
             ctx.backend_ready,
