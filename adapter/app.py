@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI
@@ -48,8 +48,17 @@ def build_context(
     backend: Backend,
     rules: RuleSet,
     objects: ObjectSource | None = None,
+    backends: Mapping[str, Backend] | None = None,
 ) -> AppContext:
-    """Wire registry, cache and provider. No I/O: also used by the ``query`` command."""
+    """Wire registry, cache and provider. No I/O: also used by the ``query`` command.
+
+    ``backends``: extra backends by rule backend name (``cloud-monitoring``). When ``None`` and
+    a rule needs Cloud Monitoring, that backend is built from ``settings`` (no I/O either).
+    """
+    if backends is None and any(r.backend == "cloud-monitoring" for r in rules.rules):
+        from adapter.backends.factory import build_cloud_monitoring_backend
+
+        backends = {"cloud-monitoring": build_cloud_monitoring_backend(settings)}
     telemetry = Telemetry()
     scope = RuleScope(cluster=settings.cluster, cluster_label=settings.cluster_label)
     registry = MetricRegistry(
@@ -67,6 +76,7 @@ def build_context(
         registry=registry,
         backend=backend,
         cache=cache,
+        backends=backends,
         scope=scope,
         objects=objects,
         query_timeout=settings.query_timeout,
@@ -187,6 +197,9 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await ctx.backend.aclose()
+            for extra in ctx.provider.backends.values():
+                if extra is not ctx.backend:
+                    await extra.aclose()
 
     app = FastAPI(
         title="llm-metrics-adapter",

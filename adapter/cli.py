@@ -80,14 +80,55 @@ TimeoutOpt = Annotated[
 ]
 
 
+StackdriverNamesOpt = Annotated[
+    str,
+    typer.Option(
+        envvar=_env("stackdriver-names"),
+        help="Stackdriver-style names (prometheus.googleapis.com|<metric>|gauge): "
+        "cloud-monitoring, promql, off, or auto (Cloud Monitoring when a project is set).",
+    ),
+]
+CloudMonitoringProjectOpt = Annotated[
+    str | None,
+    typer.Option(
+        envvar=_env("cloud-monitoring-project"),
+        help="Project read through Cloud Monitoring (default: --gmp-project).",
+    ),
+]
+CloudMonitoringLocationOpt = Annotated[
+    str | None,
+    typer.Option(
+        envvar=_env("cloud-monitoring-location"),
+        help="The cluster's location, filtered on as resource.labels.location.",
+    ),
+]
+StackdriverWindowOpt = Annotated[
+    int,
+    typer.Option(
+        envvar=_env("stackdriver-window"),
+        help="Seconds: Cloud Monitoring lookback for gauges; PromQL rate window for counters.",
+    ),
+]
+AlignmentPeriodOpt = Annotated[
+    int,
+    typer.Option(
+        envvar=_env("cloud-monitoring-alignment-period"),
+        help="Seconds: ALIGN_RATE alignment period for counters in Cloud Monitoring.",
+    ),
+]
+
+
 def _settings(**kwargs: Any) -> Settings:
     return Settings(**{k: v for k, v in kwargs.items() if v is not None})
 
 
 def _load(settings: Settings) -> Any:
     from adapter.rules.loader import load_rules
+    from adapter.rules.stackdriver import options_from_settings
 
-    rules = load_rules(settings.config, presets=settings.presets)
+    rules = load_rules(
+        settings.config, presets=settings.presets, stackdriver=options_from_settings(settings)
+    )
     if not rules.rules:
         raise ConfigError("no rules to serve: give --config or leave the presets on")
     return rules
@@ -196,6 +237,11 @@ def serve(
             help="Seconds between checks of --config for a change (0: no reload).",
         ),
     ] = 2.0,
+    stackdriver_names: StackdriverNamesOpt = "auto",
+    cloud_monitoring_project: CloudMonitoringProjectOpt = None,
+    cloud_monitoring_location: CloudMonitoringLocationOpt = None,
+    stackdriver_window: StackdriverWindowOpt = 120,
+    cloud_monitoring_alignment_period: AlignmentPeriodOpt = 60,
 ) -> None:
     """Serve the custom and external metrics APIs.
 
@@ -243,6 +289,11 @@ def serve(
         circuit_cooldown=circuit_cooldown,
         circuit_max_cooldown=max(60.0, circuit_cooldown),
         rules_reload_interval=rules_reload_interval,
+        stackdriver_names=stackdriver_names,
+        cloud_monitoring_project=cloud_monitoring_project,
+        cloud_monitoring_location=cloud_monitoring_location,
+        stackdriver_window=stackdriver_window,
+        cloud_monitoring_alignment_period=cloud_monitoring_alignment_period,
     )
     if bool(settings.tls_cert_file) != bool(settings.tls_private_key_file):
         typer.echo("error: give both --tls-cert-file and --tls-private-key-file", err=True)
@@ -313,6 +364,11 @@ def query(
     explain: Annotated[
         bool, typer.Option(help="Also print the backend query and raw answer.")
     ] = False,
+    stackdriver_names: StackdriverNamesOpt = "auto",
+    cloud_monitoring_project: CloudMonitoringProjectOpt = None,
+    cloud_monitoring_location: CloudMonitoringLocationOpt = None,
+    stackdriver_window: StackdriverWindowOpt = 120,
+    cloud_monitoring_alignment_period: AlignmentPeriodOpt = 60,
 ) -> None:
     """Answer one metrics API path from the command line, without a server."""
     from adapter.api.debug import trace_document
@@ -330,6 +386,11 @@ def query(
         gmp_project=gmp_project,
         gmp_credentials_file=gmp_credentials_file,
         standalone=True,
+        stackdriver_names=stackdriver_names,
+        cloud_monitoring_project=cloud_monitoring_project,
+        cloud_monitoring_location=cloud_monitoring_location,
+        stackdriver_window=stackdriver_window,
+        cloud_monitoring_alignment_period=cloud_monitoring_alignment_period,
     )
 
     async def run() -> dict[str, Any]:
@@ -339,7 +400,8 @@ def query(
             await ctx.registry.refresh()
             answer = await ctx.provider.answer(parse_path_string(path), trace=trace)
         finally:
-            await ctx.backend.aclose()
+            for backend in {id(b): b for b in ctx.provider.backends.values()}.values():
+                await backend.aclose()
         if explain:
             import time
 

@@ -84,6 +84,19 @@ class Settings:
     log_format: str = "auto"
     """``json``, ``text``, or ``auto`` (JSON unless stderr is a terminal)."""
 
+    # Stackdriver-style names (prometheus.googleapis.com|<metric>|gauge), see docs/cloud-monitoring.md
+    stackdriver_names: str = "auto"
+    """``cloud-monitoring``, ``promql``, ``off``, or ``auto``: Cloud Monitoring when a project is
+    configured (``cloud_monitoring_project`` or ``gmp_project``), else PromQL."""
+    cloud_monitoring_project: str | None = None
+    """Project read through the Cloud Monitoring API; defaults to ``gmp_project``."""
+    cloud_monitoring_location: str | None = None
+    """The cluster's location (zone or region); filtered on as ``resource.labels.location``."""
+    stackdriver_window: int = 120
+    """Seconds. Cloud Monitoring lookback for gauges (newest point in it); PromQL rate window."""
+    cloud_monitoring_alignment_period: int = 60
+    """Seconds. Alignment period of ``ALIGN_RATE`` for counters in Cloud Monitoring mode."""
+
     def __post_init__(self) -> None:
         # GMP has no staleness: a deleted pod's series answers its last value for the whole
         # 5-minute lookback. Unless told otherwise, GMP mode refuses samples older than

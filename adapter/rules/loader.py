@@ -26,6 +26,7 @@ from adapter.models import GroupResource
 from adapter.rules.base import MetricKind, Rule
 from adapter.rules.native import NativeRule, compile_native
 from adapter.rules.prometheus_adapter import PrometheusAdapterRule, compile_discovery_rule
+from adapter.rules.stackdriver import StackdriverOptions, stackdriver_rules
 
 __all__ = [
     "MAX_DEPTH",
@@ -112,6 +113,16 @@ def preset_rules() -> tuple[NativeRule, ...]:
             compile_native(raw, index=i, file="presets.yaml", rule_id=rule_id, source="preset")
         )
     return tuple(out)
+
+
+def _pods_queries() -> dict[str, tuple[str, tuple[str, ...]]]:
+    # Stackdriver-style pods names reuse the pods preset of the same metric (PromQL mode), so
+    # prometheus.googleapis.com|jetstream_slots_used_percentage|gauge is the mean over idx too.
+    return {
+        r.name: (r.query, r.object_labels)
+        for r in preset_rules()
+        if r.kind == "custom" and r.resource == GroupResource("pods")
+    }
 
 
 def _key(rule: NativeRule) -> MetricKey:
@@ -231,8 +242,17 @@ def _load_prometheus_adapter(
     return [*custom, *external], warnings, known
 
 
-def load_rules_text(text: str, *, filename: str = "<string>", presets: bool = True) -> RuleSet:
-    """Compile rules from YAML text. Raises :class:`RuleError` naming ``filename``."""
+def load_rules_text(
+    text: str,
+    *,
+    filename: str = "<string>",
+    presets: bool = True,
+    stackdriver: StackdriverOptions | None = None,
+) -> RuleSet:
+    """Compile rules from YAML text. Raises :class:`RuleError` naming ``filename``.
+
+    ``stackdriver``: how Stackdriver-style names are served (see :func:`_with_presets`).
+    """
     base = Path(filename).name or filename
     doc = _parse_yaml(text, file=filename)
     if not isinstance(doc, dict):
@@ -254,7 +274,9 @@ def load_rules_text(text: str, *, filename: str = "<string>", presets: bool = Tr
             "(prometheus-adapter), not both",
             file=filename,
         )
-    return _with_presets(rules, warnings, known, file=filename, fmt=fmt, include=presets)
+    return _with_presets(
+        rules, warnings, known, file=filename, fmt=fmt, include=presets, stackdriver=stackdriver
+    )
 
 
 def _with_presets(
@@ -265,7 +287,12 @@ def _with_presets(
     file: str | None,
     fmt: RuleFormat,
     include: bool,
+    stackdriver: StackdriverOptions | None,
 ) -> RuleSet:
+    """The file's rules, then the presets, then the Stackdriver-style name families (lowest
+    precedence: they answer only names no other rule serves). ``stackdriver=None`` (the
+    default of the public loaders) or mode ``off`` leaves the families out; the ``serve`` and
+    ``query`` commands pass the options from the settings, so they are on by default there."""
     out = list(rules)
     if include:
         for preset in preset_rules():
@@ -273,16 +300,27 @@ def _with_presets(
                 warnings.append(f"{preset.id}: shadowed by a rule in {file}")
                 continue
             out.append(preset)
+    if stackdriver is not None:
+        out.extend(stackdriver_rules(stackdriver, pods_queries=_pods_queries()))
     return RuleSet(rules=tuple(out), file=file, format=fmt, warnings=tuple(warnings))
 
 
-def load_rules(path: str | Path | None, *, presets: bool = True) -> RuleSet:
+def load_rules(
+    path: str | Path | None,
+    *,
+    presets: bool = True,
+    stackdriver: StackdriverOptions | None = None,
+) -> RuleSet:
     """Load the rules file at ``path`` (``None``: presets only, format ``"none"``).
+
+    ``stackdriver``: how Stackdriver-style names are served (``None``: not at all).
 
     Raises :class:`RuleError` for an unreadable, oversized or invalid file.
     """
     if path is None:
-        return _with_presets([], [], set(), file=None, fmt="none", include=presets)
+        return _with_presets(
+            [], [], set(), file=None, fmt="none", include=presets, stackdriver=stackdriver
+        )
     name = str(path)
     try:
         with open(path, "rb") as fh:
@@ -295,4 +333,4 @@ def load_rules(path: str | Path | None, *, presets: bool = True) -> RuleSet:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise RuleError(f"not UTF-8 (byte {exc.start})", file=name) from None
-    return load_rules_text(text, filename=name, presets=presets)
+    return load_rules_text(text, filename=name, presets=presets, stackdriver=stackdriver)
