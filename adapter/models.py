@@ -11,8 +11,8 @@ from typing import Literal
 __all__ = [
     "CustomMetricInfo",
     "GroupResource",
-    "Matcher",
     "MatchOp",
+    "Matcher",
     "MetricValue",
     "ObjectRef",
     "QueryResult",

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from adapter import promql
 from adapter.backends.base import Backend
 from adapter.cache import CacheState, SingleFlightCache
 from adapter.errors import BackendError, BackendUnavailableError, NotFoundError
@@ -22,6 +23,7 @@ from adapter.translate import (
     Dropped,
     custom_list,
     external_list,
+    restamp,
     samples_to_custom,
     samples_to_external,
 )
@@ -150,12 +152,26 @@ class MetricsProvider:
         # The breaker fails fast while open, without touching the backend.
         return await self.breaker_for(backend).call(lambda: self._query(backend, query))
 
+    async def _fetch_fresh(
+        self, backend: Backend, built: BuiltQuery, *, is_promql: bool
+    ) -> QueryResult:
+        """Fetch ``built``; for PromQL, in one round trip with the time of the data it reads."""
+        wire = promql.with_freshness(built.query, by=built.object_labels) if is_promql else None
+        if wire is None:
+            return await self._fetch(backend, built.query)
+        return restamp(await self._fetch(backend, wire), by=built.object_labels)
+
     async def _run(self, metric: ServedMetric, built: BuiltQuery, trace: Trace) -> QueryResult:
         trace.built = built
         backend = self._backend_for(metric)
         key = (backend.name, built.query)
         try:
-            entry, state = await self.cache.get(key, lambda: self._fetch(backend, built.query))
+            entry, state = await self.cache.get(
+                key,
+                lambda: self._fetch_fresh(
+                    backend, built, is_promql=metric.rule.backend == "promql"
+                ),
+            )
         except BackendError as exc:
             stale = self.cache.stale(key) if self.stale_if_error > 0 else None
             if stale is None:

@@ -71,16 +71,16 @@ def parse_selector(text: str | None) -> tuple[Requirement, ...]:
         return tokens[index]
 
     while i < len(tokens):
-        token = tokens[i]
-        if token == "!":
+        word = tokens[i]
+        if word == "!":
             if i + 1 >= len(tokens):
                 raise BadRequestError(f"invalid label selector {text!r}: '!' needs a key")
             requirements.append(Requirement(_check_key(tokens[i + 1], text), "!"))
             i += 2
-        elif token in {"(", ")", ",", "=", "==", "!=", "<", ">"}:
-            raise BadRequestError(f"invalid label selector {text!r}: unexpected {token!r}")
+        elif word in {"(", ")", ",", "=", "==", "!=", "<", ">"}:
+            raise BadRequestError(f"invalid label selector {text!r}: unexpected {word!r}")
         else:
-            key = _check_key(token, text)
+            key = _check_key(word, text)
             op = tokens[i + 1] if i + 1 < len(tokens) else ","
             if op == ",":
                 requirements.append(Requirement(key, "exists"))

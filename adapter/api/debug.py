@@ -22,6 +22,7 @@ from adapter.errors import AdapterError, BadRequestError
 from adapter.paths import parse_path_string
 from adapter.provider import Trace
 from adapter.rules.base import ServedMetric
+from adapter.rules.stackdriver import family_rules
 from adapter.selectors import selector_to_string
 from adapter.translate import format_timestamp
 
@@ -61,6 +62,8 @@ def trace_document(trace: Trace, *, now: float, cache_ttl: float) -> dict[str, A
     doc: dict[str, Any] = {
         "metric": served_metric_info(trace.metric) if trace.metric else None,
         "query": trace.built.query if trace.built else None,
+        # What was sent: the rule's query plus its freshness companion (one round trip).
+        "backendQuery": trace.result.query if trace.result else None,
         "injected": list(trace.built.injected) if trace.built else [],
         "objectNames": list(trace.request.object_names)
         if trace.request and trace.request.object_names is not None
@@ -125,6 +128,8 @@ async def debug_metrics(request: Request) -> Response:
             "cluster": ctx.settings.cluster,
             "standalone": ctx.settings.standalone,
             "metrics": sorted(metrics, key=lambda m: (m["kind"], m["resource"] or "", m["name"])),
+            # Name families (Stackdriver-style names) are served by pattern, never listed.
+            "familyRules": family_rules(ctx.rules.rules),
         }
     )
 

@@ -149,7 +149,9 @@ async def test_debug_query_explains_an_answer(client: httpx.AsyncClient, fake: F
     path = "/apis/external.metrics.k8s.io/v1beta1/namespaces/team-a/jetstream_prefill_backlog_size"
     await client.get(path)
     doc = (await client.get("/debug/query", params={"path": path})).json()
-    assert doc["query"] == fake.queries[-1]
+    assert doc["backendQuery"] == fake.queries[-1]
+    assert doc["query"] == 'sum(jetstream_prefill_backlog_size{cluster="c1",namespace="team-a"})'
+    assert doc["query"] in doc["backendQuery"]
     assert doc["cache"]["state"] == "hit"
     assert doc["answer"]["items"][0]["value"] == "8"
     assert doc["metric"]["rule"].startswith("preset")
