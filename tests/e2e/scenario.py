@@ -390,6 +390,11 @@ class AdapterProcess:
     process: subprocess.Popen[bytes]
     log: Path
 
+    @property
+    def url(self) -> str:
+        """``https://127.0.0.1:<port>`` (self-signed: skip verification, present a client cert)."""
+        return f"https://127.0.0.1:{self.port}"
+
     def tail(self, limit: int = 4000) -> str:
         """The last ``limit`` bytes of its log."""
         data = self.log.read_bytes() if self.log.exists() else b""
@@ -406,7 +411,7 @@ class AdapterProcess:
         context.verify_mode = ssl.CERT_NONE  # the adapter's self-signed serving certificate
         try:
             with urllib.request.urlopen(
-                f"https://127.0.0.1:{self.port}/healthz", timeout=5, context=context
+                f"{self.url}/healthz", timeout=5, context=context
             ) as response:
                 return bool(response.status == 200)
         except (OSError, ssl.SSLError):
@@ -870,6 +875,19 @@ def _delete_workload(api: k8s.ApiClient, namespace: str, hpas: Sequence[str]) ->
         k8s.CoreV1Api(api).delete_collection_namespaced_pod(
             namespace, label_selector=",".join(f"{k}={v}" for k, v in APP_LABELS.items())
         )
+
+    # The next user of the namespace may create the Deployment again at once: wait until the
+    # foreground deletion has finished, so it does not patch an object on its way out.
+    def gone() -> bool:
+        try:
+            _untyped(k8s.AppsV1Api(api)).read_namespaced_deployment(DEPLOYMENT, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return True
+            raise
+        return False
+
+    wait_until(f"deployment {DEPLOYMENT} to be deleted", gone, timeout_s=30)
 
 
 @contextlib.contextmanager

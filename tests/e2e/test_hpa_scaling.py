@@ -1,0 +1,324 @@
+"""The real HPA controller scales a Deployment on the adapter's answers.
+
+One scenario per module (:mod:`tests.e2e.scenario`): the real kube-apiserver aggregates the
+adapter, which reads a real Prometheus scraping one simulated JetStream server per pod and a
+simulated TPU device plugin; kube-controller-manager's HPA controller (1 s sync, no scale-down
+stabilization) scales ``default/maxengine-server``. Each test applies one of the seed's HPAs from
+``deploy/examples`` to a fresh 1-replica Deployment, drives load, and checks:
+
+- the replica counts the HPA formula predicts from the values the pods export (the first step is
+  below every cap, so it shows the arithmetic; later steps end at ``maxReplicas``);
+- the HPA's own view of the metric (``status.currentMetrics``);
+- ``ScalingActive=True`` and ``AbleToScale=True`` while data flows, and no Warning event
+  (``FailedGetPodsMetric``, ``FailedGetExternalMetric``, …) for that HPA.
+
+Why the examples are adjusted: they have ``maxReplicas: 2`` (the guide's TPU node pool), which
+would hide the computed replica count behind the cap; the tests raise it. Where a target is
+changed the test says why.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import utils as k8s_utils
+
+from .controlplane import ControlPlane
+from .scenario import (
+    REPO,
+    Load,
+    Scenario,
+    example_hpa,
+    external_average_replicas,
+    open_scenario,
+    pods_average_replicas,
+    wait_until,
+)
+
+pytestmark = pytest.mark.e2e
+
+FAILED_METRIC_REASONS = frozenset(
+    {"FailedGetPodsMetric", "FailedGetExternalMetric", "FailedGetObjectMetric"}
+)
+STACKDRIVER_RULES = REPO / "adapter" / "rules" / "stackdriver.py"
+
+
+@pytest.fixture(scope="module")
+def scenario(
+    control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Scenario]:
+    with open_scenario(control_plane, Path(tmp_path_factory.mktemp("hpa-scenario"))) as running:
+        yield running
+
+
+@pytest.fixture
+def fresh(scenario: Scenario) -> Iterator[Scenario]:
+    """The scenario with no HPA, 1 Ready pod, idle load (also after the test)."""
+    scenario.reset(replicas=1)
+    yield scenario
+    scenario.fleet.check()
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _parse_quantity(quantity: str) -> Decimal:
+    parse: Any = k8s_utils.parse_quantity  # untyped in the client
+    return Decimal(parse(quantity))
+
+
+def current_metrics(scenario: Scenario, hpa: str) -> dict[str, Decimal]:
+    """Metric name → the HPA's current value (``averageValue``, else ``value``) from its status."""
+    status = scenario.hpa(hpa).get("status") or {}
+    values: dict[str, Decimal] = {}
+    for metric in status.get("currentMetrics") or []:
+        source = metric[metric["type"][0].lower() + metric["type"][1:]]
+        current = source["current"]
+        quantity = current.get("averageValue") or current.get("value")
+        if quantity is not None:
+            values[source["metric"]["name"]] = Decimal(_parse_quantity(quantity))
+    return values
+
+
+def wait_current(
+    scenario: Scenario, hpa: str, expected: dict[str, float], *, timeout_s: float = 30.0
+) -> None:
+    """Wait until the HPA's status shows ``expected`` (to 0.1 %) for every named metric."""
+
+    def probe() -> bool:
+        current = current_metrics(scenario, hpa)
+        return all(
+            name in current and math.isclose(float(current[name]), value, rel_tol=1e-3)
+            for name, value in expected.items()
+        )
+
+    wait_until(
+        f"HPA {hpa} to report {expected}",
+        probe,
+        timeout_s=timeout_s,
+        details=lambda: scenario.diagnostics(hpa),
+    )
+
+
+def wait_active(scenario: Scenario, hpa: str, expected: dict[str, float]) -> None:
+    """Wait until the HPA reads every metric (``ScalingActive=True``) and reports ``expected``."""
+    wait_until(
+        f"HPA {hpa} to become ScalingActive",
+        lambda: scenario.hpa_conditions(hpa).get("ScalingActive") == "True",
+        timeout_s=30,
+        details=lambda: scenario.diagnostics(hpa),
+    )
+    wait_current(scenario, hpa, expected)
+
+
+def assert_healthy(scenario: Scenario, hpa: str) -> None:
+    """ScalingActive and AbleToScale are True, and no metric fetch ever failed for this HPA."""
+    conditions = scenario.hpa_conditions(hpa)
+    assert conditions.get("ScalingActive") == "True", scenario.diagnostics(hpa)
+    assert conditions.get("AbleToScale") == "True", scenario.diagnostics(hpa)
+    failures = [e for e in scenario.hpa_events(hpa) if e["reason"] in FAILED_METRIC_REASONS]
+    assert not failures, scenario.diagnostics(hpa)
+    warnings = scenario.warnings(hpa)
+    assert not warnings, scenario.diagnostics(hpa)
+
+
+def first_step(seen: list[int]) -> int:
+    """The first replica count after 1 in an observed ``spec.replicas`` sequence."""
+    assert seen and seen[0] == 1, seen
+    assert len(seen) > 1, seen
+    return seen[1]
+
+
+def rescale_reasons(scenario: Scenario, hpa: str) -> list[str]:
+    return [
+        str(e["message"]) for e in scenario.hpa_events(hpa) if e["reason"] == "SuccessfulRescale"
+    ]
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def test_external_prefill_backlog_average_value(fresh: Scenario) -> None:
+    """The seed's prometheus-adapter variant: External ``jetstream_prefill_backlog_size``,
+    AverageValue 10 per replica. The adapter answers the namespace's total backlog."""
+    scenario = fresh
+    target, backlog, max_replicas = 10, 25, 5
+    hpa = scenario.apply_hpa(
+        example_hpa("hpa-external-prefill-backlog.yaml", max_replicas=max_replicas)
+    )
+    # Idle: total 0 over 1 pod.
+    wait_active(scenario, hpa, {"jetstream_prefill_backlog_size": 0})
+    scenario.hold(hpa, 1, seconds=2)
+
+    scenario.set_load(Load(prefill_backlog=backlog))
+    seen: list[int] = []
+    scenario.wait_replicas(hpa, max_replicas, seen=seen)
+    # One pod with 25 waiting: ceil(25 / 10) = 3, below maxReplicas and the scale-up limit.
+    expected_first = external_average_replicas(backlog * 1, target)
+    assert expected_first == 3
+    assert first_step(seen) == expected_first, scenario.diagnostics(hpa)
+    assert scenario.rescale_sizes(hpa)[0] == expected_first, scenario.diagnostics(hpa)
+    assert "external metric jetstream_prefill_backlog_size" in rescale_reasons(scenario, hpa)[0]
+    # All 5 pods scraped: the total is 125, which the HPA shows as 25 per replica (and would
+    # turn into ceil(125 / 10) = 13 replicas without the cap).
+    wait_current(scenario, hpa, {"jetstream_prefill_backlog_size": backlog})
+    assert_healthy(scenario, hpa)
+
+    scenario.set_load(Load(prefill_backlog=0))
+    scenario.wait_replicas(hpa, 1)
+    assert_healthy(scenario, hpa)
+
+
+def test_pods_slots_used_average_value(fresh: Scenario) -> None:
+    """Pods ``jetstream_slots_used_percentage``, AverageValue: the mean over a pod's decode
+    engines, one value per Running and Ready pod."""
+    scenario = fresh
+    # No seed example has a Pods slots metric (the guide uses it as External): build one from
+    # the Pods example, same Deployment and name. Target 300m instead of the guide's 800m, so a
+    # pod at 80 % asks for ceil(0.8 / 0.3) = 3 replicas, a number the formula has to produce.
+    manifest = example_hpa("hpa-pods-stackdriver-prefill-backlog.yaml", max_replicas=5)
+    pods_metric = manifest["spec"]["metrics"][0]["pods"]
+    pods_metric["metric"]["name"] = "jetstream_slots_used_percentage"
+    pods_metric["target"]["averageValue"] = "300m"
+    hpa = scenario.apply_hpa(manifest)
+    wait_active(scenario, hpa, {"jetstream_slots_used_percentage": 0})
+
+    slots = (0.9, 0.7)  # per pod: mean 0.8
+    scenario.set_load(Load(slots=slots))
+    seen: list[int] = []
+    scenario.wait_replicas(hpa, 5, seen=seen)
+    expected_first = pods_average_replicas([sum(slots) / len(slots)], 0.3)
+    assert expected_first == 3
+    assert first_step(seen) == expected_first, scenario.diagnostics(hpa)
+    assert "pods metric jetstream_slots_used_percentage" in rescale_reasons(scenario, hpa)[0]
+    wait_current(scenario, hpa, {"jetstream_slots_used_percentage": 0.8})
+    # The pods the HPA counted were made Running and Ready by status patches, which stuck.
+    phases = scenario.pod_phases()
+    assert len(phases) == 5 and all(p == ("Running", True) for p in phases.values()), phases
+    assert_healthy(scenario, hpa)
+
+    # 5 pods at 0.05: ratio 0.05 / 0.3 → ceil(0.167 × 5) = 1.
+    low = (0.05, 0.05)
+    assert pods_average_replicas([0.05] * 5, 0.3) == 1
+    scenario.set_load(Load(slots=low))
+    scenario.wait_replicas(hpa, 1)
+    assert_healthy(scenario, hpa)
+
+
+def test_external_memory_used_percentage(fresh: Scenario) -> None:
+    """External ``memory_used_percentage`` (TPU HBM used / total per pod, summed over the
+    namespace's pods), from the device plugin scraped in kube-system."""
+    scenario = fresh
+    # Target 400m instead of the guide's 850m: one pod at 90 % then asks for ceil(0.9 / 0.4) = 3
+    # replicas, a computed number below the cap rather than a bare doubling.
+    target, fraction = 0.4, 0.9
+    hpa = scenario.apply_hpa(
+        example_hpa(
+            "hpa-external-memory-used-percentage.yaml",
+            max_replicas=5,
+            targets={"memory_used_percentage": "400m"},
+        )
+    )
+    wait_active(scenario, hpa, {"memory_used_percentage": 0})
+
+    scenario.set_load(Load(memory_fraction=fraction))
+    seen: list[int] = []
+    scenario.wait_replicas(hpa, 5, seen=seen)
+    expected_first = external_average_replicas(fraction * 1, target)
+    assert expected_first == 3
+    assert first_step(seen) == expected_first, scenario.diagnostics(hpa)
+    assert "external metric memory_used_percentage" in rescale_reasons(scenario, hpa)[0]
+    # Every pod at 90 %: the total over 5 pods is 4.5, shown per replica as 0.9.
+    wait_current(scenario, hpa, {"memory_used_percentage": fraction})
+    assert_healthy(scenario, hpa)
+
+    scenario.set_load(Load(memory_fraction=0.05))
+    # 5 × 0.05 = 0.25 in total → ceil(0.25 / 0.4) = 1.
+    assert external_average_replicas(5 * 0.05, target) == 1
+    scenario.wait_replicas(hpa, 1)
+    assert_healthy(scenario, hpa)
+
+
+def test_multiple_metrics_the_larger_proposal_wins(fresh: Scenario) -> None:
+    """The seed's multi-metric HPA: Pods ``jetstream_prefill_backlog_size`` (AverageValue 10)
+    and External ``memory_used_percentage`` (AverageValue 850m), targets as in the seed."""
+    scenario = fresh
+    max_replicas = 4
+    hpa = scenario.apply_hpa(example_hpa("hpa-multiple-metrics.yaml", max_replicas=max_replicas))
+    wait_active(scenario, hpa, {"jetstream_prefill_backlog_size": 0, "memory_used_percentage": 0})
+
+    # Backlog 25 per pod asks for ceil(25 / 10) = 3; memory at 30 % asks for ceil(0.3 / 0.85) = 1.
+    scenario.set_load(Load(prefill_backlog=25, memory_fraction=0.3))
+    assert pods_average_replicas([25], 10) == 3
+    assert external_average_replicas(0.3, 0.85) == 1
+    seen: list[int] = []
+    scenario.wait_replicas(hpa, max_replicas, seen=seen)
+    assert first_step(seen) == 3, scenario.diagnostics(hpa)
+    assert "pods metric jetstream_prefill_backlog_size" in rescale_reasons(scenario, hpa)[0]
+    assert_healthy(scenario, hpa)
+
+    # Memory up first and seen by Prometheus, then the backlog gone: the two live on different
+    # scrape targets, and with the harness' 0 s downscale stabilization one HPA sync that saw
+    # the new backlog with the old memory would scale down.
+    scenario.set_load(Load(prefill_backlog=25, memory_fraction=1.0))
+    scenario.wait_scraped()
+    scenario.hold(hpa, max_replicas, seconds=2)
+    # Backlog gone (the Pods metric alone would go to 1), memory at 100 % on 4 pods: a total of
+    # 4.0 asks for ceil(4 / 0.85) = 5, capped at 4. The larger proposal holds the Deployment.
+    scenario.set_load(Load(prefill_backlog=0, memory_fraction=1.0))
+    assert external_average_replicas(4 * 1.0, 0.85) > max_replicas
+    wait_current(
+        scenario, hpa, {"jetstream_prefill_backlog_size": 0, "memory_used_percentage": 1.0}
+    )
+    scenario.hold(hpa, max_replicas, seconds=5)
+
+    # Memory low too: 4 × 0.1 = 0.4 → ceil(0.4 / 0.85) = 1, and the backlog says 1.
+    scenario.set_load(Load(prefill_backlog=0, memory_fraction=0.1))
+    scenario.wait_replicas(hpa, 1)
+    assert_healthy(scenario, hpa)
+
+
+def test_memory_alone_scales_a_multi_metric_hpa_up(fresh: Scenario) -> None:
+    """The other way round: with no backlog, the External memory metric alone scales up."""
+    scenario = fresh
+    max_replicas = 4
+    hpa = scenario.apply_hpa(example_hpa("hpa-multiple-metrics.yaml", max_replicas=max_replicas))
+    wait_active(scenario, hpa, {"jetstream_prefill_backlog_size": 0, "memory_used_percentage": 0})
+    # One pod at 100 %: ceil(1.0 / 0.85) = 2 (ratio 1.18, outside the 0.1 tolerance).
+    assert external_average_replicas(1.0, 0.85) == 2
+    scenario.set_load(Load(memory_fraction=1.0))
+    seen: list[int] = []
+    scenario.wait_replicas(hpa, max_replicas, seen=seen)
+    assert first_step(seen) == 2, scenario.diagnostics(hpa)
+    assert "external metric memory_used_percentage" in rescale_reasons(scenario, hpa)[0]
+    assert_healthy(scenario, hpa)
+    scenario.set_load(Load())
+    scenario.wait_replicas(hpa, 1)
+    assert_healthy(scenario, hpa)
+
+
+def test_pods_stackdriver_style_name_in_promql_mode(fresh: Scenario) -> None:
+    """The seed's Pods HPA written for the Stackdriver adapter
+    (``prometheus.googleapis.com|jetstream_prefill_backlog_size|gauge``), answered by PromQL."""
+    if not STACKDRIVER_RULES.exists():
+        pytest.skip("Stackdriver-style names are not served yet (adapter/rules/stackdriver.py)")
+    scenario = fresh
+    name = "prometheus.googleapis.com|jetstream_prefill_backlog_size|gauge"
+    hpa = scenario.apply_hpa(
+        example_hpa("hpa-pods-stackdriver-prefill-backlog.yaml", max_replicas=5)
+    )
+    wait_active(scenario, hpa, {name: 0})
+    scenario.set_load(Load(prefill_backlog=25))
+    seen: list[int] = []
+    scenario.wait_replicas(hpa, 5, seen=seen)
+    assert first_step(seen) == pods_average_replicas([25], 10) == 3, scenario.diagnostics(hpa)
+    wait_current(scenario, hpa, {name: 25})
+    assert_healthy(scenario, hpa)
+    scenario.set_load(Load())
+    scenario.wait_replicas(hpa, 1)
+    assert_healthy(scenario, hpa)
