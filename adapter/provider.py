@@ -12,7 +12,13 @@ from typing import Any, Protocol
 from adapter import promql
 from adapter.backends.base import Backend
 from adapter.cache import CacheState, SingleFlightCache
-from adapter.errors import BackendError, BackendUnavailableError, NotFoundError
+from adapter.errors import (
+    BackendError,
+    BackendUnavailableError,
+    ForbiddenError,
+    NotFoundError,
+    QueryError,
+)
 from adapter.models import GroupResource, MetricValue, QueryResult, Requirement
 from adapter.paths import ApiRequest
 from adapter.registry import MetricRegistry
@@ -191,6 +197,17 @@ class MetricsProvider:
         for d in dropped:
             self.telemetry.dropped.labels(d.reason).inc()
 
+    def _build(self, served: ServedMetric, request: MetricRequest) -> BuiltQuery:
+        try:
+            return served.rule.build_query(served, request, self.scope)
+        except QueryError as exc:
+            # Rules are checked at load; what fails here is a rule that pins its own namespace
+            # or cluster (the seed's TPU rule pins exported_namespace) asked from another scope.
+            raise ForbiddenError(
+                f"{served.name} cannot be read from namespace {request.namespace}:"
+                f" rule {served.rule.id} is scoped elsewhere ({exc.message})"
+            ) from exc
+
     async def answer(self, request: ApiRequest, *, trace: Trace | None = None) -> Answer:
         """Answer one parsed request. Raises :class:`adapter.errors.AdapterError` subclasses.
 
@@ -236,7 +253,7 @@ class MetricsProvider:
         trace.request = metric_request
         values: list[MetricValue] = []
         if names != ():
-            built = served.rule.build_query(served, metric_request, self.scope)
+            built = self._build(served, metric_request)
             result = await self._run(served, built, trace)
             now = time.time()
             values, trace.dropped = samples_to_custom(
@@ -267,7 +284,7 @@ class MetricsProvider:
             namespace=request.namespace, metric_selector=request.metric_selector
         )
         trace.request = metric_request
-        built = served.rule.build_query(served, metric_request, self.scope)
+        built = self._build(served, metric_request)
         result = await self._run(served, built, trace)
         now = time.time()
         values, trace.dropped = samples_to_external(
