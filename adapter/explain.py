@@ -76,8 +76,15 @@ def label_selector_string(selector: Mapping[str, Any] | None) -> str:
 
 def _resource_of(kind: str, api_version: str) -> str:
     group = api_version.split("/")[0] if "/" in api_version else ""
+    # The controller asks its RESTMapper; the regular English plurals cover the kinds one puts
+    # behind an Object metric (Service, Ingress, Deployment, NetworkPolicy…).
     plural = kind.lower()
-    plural = plural + "es" if plural.endswith("s") else plural + "s"
+    if plural.endswith(("s", "x", "z", "ch", "sh")):
+        plural += "es"
+    elif plural.endswith("y") and plural[-2:-1] not in {"a", "e", "i", "o", "u"}:
+        plural = plural[:-1] + "ies"
+    else:
+        plural += "s"
     return f"{plural}.{group}" if group else plural
 
 
@@ -181,6 +188,40 @@ def decision_document(decision: Decision) -> dict[str, Any]:
     }
 
 
+def _unseen_metrics(spec: HpaSpec, readings: Sequence[Reading]) -> list[str]:
+    """One line per metric whose value explain could not see, saying why."""
+    lines = []
+    for index, (metric, reading) in enumerate(zip(spec.metrics, readings, strict=True)):
+        where = f"spec.metrics[{index}] ({metric.kind} {metric.name or '?'})"
+        if not reading.seen:
+            lines.append(
+                f"{where}: served by metrics.k8s.io (metrics-server), not by this adapter;"
+                " the real HPA weighs it too"
+            )
+        elif reading.error is not None:
+            lines.append(f"{where}: the adapter could not read it: {reading.error}")
+    return lines
+
+
+def _controller_metrics(status: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """``status.currentMetrics`` as (type, name, value): what the controller read last sync."""
+    out = []
+    for entry in status.get("currentMetrics") or ():
+        kind = str(entry.get("type") or "")
+        source = entry.get(kind[:1].lower() + kind[1:]) or {}
+        current = source.get("current") or {}
+        name = (source.get("metric") or {}).get("name") or source.get("name")
+        out.append(
+            {
+                "type": kind,
+                "name": name,
+                "value": current.get("averageValue") or current.get("value"),
+                "averageUtilization": current.get("averageUtilization"),
+            }
+        )
+    return out
+
+
 async def explain_hpa(
     provider: MetricsProvider,
     kube: HpaReader,
@@ -232,6 +273,7 @@ async def explain_hpa(
     ]
     if not selector:
         unseen.append("the scale target publishes no selector: the HPA cannot scale it")
+    unseen += _unseen_metrics(spec, readings)
     metrics_doc = []
     for spec_m, result, info in zip(spec.metrics, decision.metrics, fetched, strict=True):
         metrics_doc.append(
@@ -291,6 +333,7 @@ async def explain_hpa(
                 {k: c.get(k) for k in ("type", "status", "reason", "message")}
                 for c in status.get("conditions") or ()
             ],
+            "currentMetrics": _controller_metrics(status),
         },
         "unseen": unseen,
     }
@@ -322,9 +365,22 @@ def render_explanation(doc: Mapping[str, Any], *, console: Any = None) -> None:
             f"{target} ({m['target']['type']})",
             "–" if m["ratio"] is None else str(m["ratio"]),
             "–" if m["proposal"] is None else str(m["proposal"]),
-            f"{m['reason']}: {m['error']}" if m["error"] else m["reason"],
+            f"{m['reason']}: {m['error']}"
+            if m["error"]
+            else (m["reason"] if m["seen"] else f"not seen: {m['reason']}"),
         )
     out.print(table)
+    controller_values = {
+        (m["type"], m["name"]): m["value"] for m in doc["controller"].get("currentMetrics") or ()
+    }
+    if controller_values:
+        out.print(
+            "the controller's last reading: "
+            + ", ".join(
+                f"{kind} {name} = {value if value is not None else '–'}"
+                for (kind, name), value in controller_values.items()
+            )
+        )
     out.print(
         f"[bold]desired replicas: {decision['desiredReplicas']}[/bold]"
         f" ({decision['reason']}: {decision['message']})"

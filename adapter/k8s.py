@@ -40,7 +40,7 @@ from adapter.auth.config import (
     AuthConfigHolder,
 )
 from adapter.auth.user import UserInfo
-from adapter.errors import AdapterError, ConfigError
+from adapter.errors import AdapterError, ConfigError, NotFoundError
 from adapter.models import GroupResource, Requirement
 
 __all__ = [
@@ -113,7 +113,8 @@ class KubeClient:
         self.api.close()
 
     async def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Run ``fn`` in a thread with a timeout; decode its JSON answer; map every failure."""
+        """Run ``fn`` in a thread with a timeout; decode its JSON answer; map every failure:
+        a 404 to :class:`NotFoundError`, anything else to :class:`KubernetesError`."""
 
         def run() -> dict[str, Any]:
             response = fn(*args, _preload_content=False, _request_timeout=self.timeout, **kwargs)
@@ -121,7 +122,12 @@ class KubeClient:
 
         try:
             return await asyncio.to_thread(run)
-        except (ApiException, Urllib3Error, OSError, ValueError) as exc:
+        except ApiException as exc:
+            if exc.status == 404:
+                # The object does not exist: a 404 Status for the caller, not a 500.
+                raise NotFoundError(f"{what}: not found") from None
+            raise KubernetesError(_describe_failure(what, exc)) from None
+        except (Urllib3Error, OSError, ValueError) as exc:
             raise KubernetesError(_describe_failure(what, exc)) from None
 
     async def review_token(self, token: str) -> UserInfo | None:
