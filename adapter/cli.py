@@ -138,26 +138,51 @@ def _load(settings: Settings) -> Any:
 def serve(
     prometheus_url: PrometheusUrl = "http://127.0.0.1:9090",
     prometheus_bearer_token_file: Annotated[
-        str | None, typer.Option(envvar=_env("prometheus-bearer-token-file"))
+        str | None,
+        typer.Option(
+            envvar=_env("prometheus-bearer-token-file"),
+            help="File holding a bearer token for the backend; re-read when it changes.",
+        ),
     ] = None,
     prometheus_ca_file: Annotated[
-        str | None, typer.Option(envvar=_env("prometheus-ca-file"))
+        str | None,
+        typer.Option(
+            envvar=_env("prometheus-ca-file"), help="CA bundle (PEM) to verify the backend."
+        ),
     ] = None,
     prometheus_insecure_skip_verify: Annotated[
-        bool, typer.Option(envvar=_env("prometheus-insecure-skip-verify"))
+        bool,
+        typer.Option(
+            envvar=_env("prometheus-insecure-skip-verify"),
+            help="Do not verify the backend's TLS certificate (testing only).",
+        ),
     ] = False,
     prometheus_header: Annotated[
         list[str] | None,
         typer.Option(help="Extra header 'Name: value' (repeatable). Never logged."),
     ] = None,
-    prometheus_method: Annotated[str, typer.Option(envvar=_env("prometheus-method"))] = "GET",
+    prometheus_method: Annotated[
+        str,
+        typer.Option(envvar=_env("prometheus-method"), help="GET or POST for /api/v1/query."),
+    ] = "GET",
     gmp_project: GmpProjectOpt = None,
     gmp_credentials_file: GmpCredentialsOpt = None,
     config: ConfigOpt = None,
     presets: PresetsOpt = True,
     cluster: ClusterOpt = None,
-    host: Annotated[str | None, typer.Option(envvar=_env("host"))] = None,
-    port: Annotated[int | None, typer.Option(envvar=_env("port"))] = None,
+    host: Annotated[
+        str | None,
+        typer.Option(
+            envvar=_env("host"),
+            help="Address to listen on (default 0.0.0.0; standalone 127.0.0.1).",
+        ),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            envvar=_env("port"), help="Port to listen on (default 6443; standalone 8080)."
+        ),
+    ] = None,
     standalone: Annotated[
         bool,
         typer.Option(
@@ -173,7 +198,10 @@ def serve(
         ),
     ] = None,
     tls_private_key_file: Annotated[
-        str | None, typer.Option(envvar=_env("tls-private-key-file"))
+        str | None,
+        typer.Option(
+            envvar=_env("tls-private-key-file"), help="Private key (PEM) of --tls-cert-file."
+        ),
     ] = None,
     kubeconfig: Annotated[
         str | None,
@@ -196,11 +224,32 @@ def serve(
             help="Seconds in-flight requests may take to finish after SIGTERM.",
         ),
     ] = 10.0,
-    cache_ttl: Annotated[float, typer.Option(envvar=_env("cache-ttl"))] = 5.0,
-    max_sample_age: Annotated[float | None, typer.Option(envvar=_env("max-sample-age"))] = None,
-    discovery_interval: Annotated[float, typer.Option(envvar=_env("discovery-interval"))] = 60.0,
+    cache_ttl: Annotated[
+        float,
+        typer.Option(
+            envvar=_env("cache-ttl"),
+            help="Seconds a backend answer is reused; keep it at or below the scrape interval.",
+        ),
+    ] = 5.0,
+    max_sample_age: Annotated[
+        float | None,
+        typer.Option(
+            envvar=_env("max-sample-age"),
+            help="Seconds: older samples are not served (default: none; 240 with --gmp-project).",
+        ),
+    ] = None,
+    discovery_interval: Annotated[
+        float,
+        typer.Option(
+            envvar=_env("discovery-interval"),
+            help="Seconds between background discovery refreshes.",
+        ),
+    ] = 60.0,
     query_timeout: TimeoutOpt = 10.0,
-    log_level: Annotated[str, typer.Option(envvar=_env("log-level"))] = "info",
+    log_level: Annotated[
+        str,
+        typer.Option(envvar=_env("log-level"), help="debug, info, warning or error."),
+    ] = "info",
     log_format: Annotated[
         str,
         typer.Option(
