@@ -44,6 +44,9 @@ _FIELDS = ("audit_id", "method", "path", "query", "code", "duration_seconds", "u
 """The only ``extra`` record attributes a log line carries; anything else is ignored."""
 
 _TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_QUIET = ("httpcore", "httpx", "hpack", "urllib3", "kubernetes.client.rest", "google.auth")
+"""HTTP client libraries whose debug records hold request or response headers (cookies, tokens):
+kept at warning whatever ``--log-level`` says."""
 _AUDIT_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _HOLDER = "llm_metrics_adapter.access"
 """``scope["extensions"]`` key of the dict the inner :class:`UserProbe` writes the user into."""
@@ -88,7 +91,8 @@ def configure_logging(
     *, level: str = "info", fmt: str = "auto", stream: IO[str] | None = None
 ) -> logging.Handler:
     """Send every log record (root logger) at ``level`` or above to ``stream`` (default stderr)
-    in ``fmt``. Replaces the root logger's handlers; returns the new handler.
+    in ``fmt``. Replaces the root logger's handlers; returns the new handler. HTTP client
+    libraries stay at warning or above: their debug records carry headers.
 
     Raises ``ValueError`` for an unknown level or format.
     """
@@ -105,6 +109,8 @@ def configure_logging(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(numeric)
+    for name in _QUIET:
+        logging.getLogger(name).setLevel(max(numeric, logging.WARNING))
     return handler
 
 

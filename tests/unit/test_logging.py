@@ -29,9 +29,12 @@ PATH = "/apis/external.metrics.k8s.io/v1beta1/namespaces/team-a/jetstream_prefil
 def restore_root() -> Iterator[None]:
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
+    quiet = {name: logging.getLogger(name).level for name in ("httpcore", "httpx", "hpack")}
     try:
         yield
     finally:
+        for name, old in quiet.items():
+            logging.getLogger(name).setLevel(old)
         for h in list(root.handlers):
             root.removeHandler(h)
         for h in handlers:
@@ -87,6 +90,18 @@ def test_configure_logging_replaces_handlers() -> None:
     assert [json.loads(line)["msg"] for line in lines] == ["shown 1"]
     with pytest.raises(ValueError, match="log level"):
         configure_logging(level="loud", stream=stream)
+
+
+@pytest.mark.usefixtures("restore_root")
+def test_http_client_debug_records_are_never_written() -> None:
+    # httpcore's debug records include response headers (cookies); they stay off at debug.
+    stream = io.StringIO()
+    configure_logging(level="debug", fmt="json", stream=stream)
+    logging.getLogger("httpcore.http11").debug("headers=[(b'Set-Cookie', b'%s')]", SECRET)
+    logging.getLogger("httpx").debug("auth header %s", SECRET)
+    logging.getLogger("adapter.test").debug("visible")
+    out = stream.getvalue()
+    assert "visible" in out and SECRET not in out
 
 
 class FakeAuth:
