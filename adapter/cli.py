@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from adapter import __version__
-from adapter.errors import AdapterError, ConfigError
+from adapter.errors import AdapterError
 from adapter.settings import Settings
 
 __all__ = ["app", "main"]
@@ -123,15 +123,9 @@ def _settings(**kwargs: Any) -> Settings:
 
 
 def _load(settings: Settings) -> Any:
-    from adapter.rules.loader import load_rules
-    from adapter.rules.stackdriver import options_from_settings
+    from adapter.rules.loader import load_configured_rules
 
-    rules = load_rules(
-        settings.config, presets=settings.presets, stackdriver=options_from_settings(settings)
-    )
-    if not rules.rules:
-        raise ConfigError("no rules to serve: give --config or leave the presets on")
-    return rules
+    return load_configured_rules(settings)
 
 
 @app.command()

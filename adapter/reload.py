@@ -31,24 +31,14 @@ from pathlib import Path
 from adapter.context import AppContext
 from adapter.errors import AdapterError, ConfigError
 from adapter.rules.base import Rule
-from adapter.rules.loader import MAX_FILE_BYTES, RuleSet
+from adapter.rules.loader import MAX_FILE_BYTES, RuleSet, load_configured_rules
 from adapter.settings import Settings
 
-__all__ = ["ReloadStatus", "RulesDiff", "RulesWatcher", "diff_rules", "load_configured_rules"]
+__all__ = ["ReloadStatus", "RulesDiff", "RulesWatcher", "diff_rules"]
 
 log = logging.getLogger(__name__)
 
 _STAMP_NONE = ("", 0, 0, 0)
-
-
-def load_configured_rules(settings: Settings) -> RuleSet:
-    """The rules ``settings`` name, compiled by the very function ``serve`` used at start-up
-    (same presets and loader options). Raises ``AdapterError`` for a bad or empty file."""
-    # Imported late: the command-line module is the one place that knows how serve loads rules.
-    from adapter.cli import _load
-
-    rules: RuleSet = _load(settings)
-    return rules
 
 
 @dataclass(frozen=True, slots=True)

@@ -236,6 +236,8 @@ def build_server(
         ssl_context_factory=(lambda _config, _default: context) if context is not None else None,
         timeout_graceful_shutdown=max(1, math.ceil(shutdown_timeout)),
         log_level=log_level.lower(),
+        # uvicorn's loggers go through the root logger: JSON like everything else.
+        log_config=None,
         access_log=False,
         # Nothing in front of the adapter may rewrite the client address: it is logged.
         proxy_headers=False,
@@ -367,6 +369,9 @@ async def run_adapter(settings: Settings, *, rules: RuleSet, backend: Backend) -
             AuthMiddleware,
             authenticator=Authenticator(holder, tokens=kube, token_ttl=ttl),
             authorizer=Authorizer(kube, allow_ttl=ttl, deny_ttl=ttl),
+            on_decision=lambda result, method: ctx.telemetry.auth_decisions.labels(
+                result, method
+            ).inc(),
         )
         server = build_server(
             create_app(ctx, middleware=[auth]),

@@ -18,7 +18,7 @@ class Telemetry:
     """Every metric the adapter exports; attribute names are the instruments' short names.
 
     ``auth_decisions`` is for the auth middleware: ``.labels(result, authenticator).inc()`` with
-    ``result`` one of ``allowed``, ``denied``, ``error``.
+    ``result`` one of ``allowed``, ``denied``, ``unauthenticated``, ``error``.
     """
 
     def __init__(self) -> None:
@@ -115,7 +115,7 @@ class Telemetry:
         )
         self.auth_decisions = Counter(
             "llm_metrics_adapter_auth_decisions_total",
-            "Authentication and authorization decisions: allowed, denied or error, by"
+            "Authentication and authorization decisions: allowed, denied, unauthenticated or error, by"
             " authenticator (front-proxy, client-cert, token, anonymous, ...).",
             ["result", "authenticator"],
             registry=r,

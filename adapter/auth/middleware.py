@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -69,11 +70,18 @@ class AuthMiddleware:
     """Wrap ``app``; see the module docstring. Non-HTTP scopes (lifespan) pass through."""
 
     def __init__(
-        self, app: ASGIApp, *, authenticator: Authenticator, authorizer: Authorizer
+        self,
+        app: ASGIApp,
+        *,
+        authenticator: Authenticator,
+        authorizer: Authorizer,
+        on_decision: Callable[[str, str], None] | None = None,
     ) -> None:
         self.app = app
         self.authenticator = authenticator
         self.authorizer = authorizer
+        # on_decision(result, authenticator): result is allowed, denied, unauthenticated or error.
+        self._decided = on_decision or (lambda _result, _method: None)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
@@ -95,6 +103,7 @@ class AuthMiddleware:
             user = await self.authenticator.authenticate(headers, client_cert_chain(scope))
         except UnauthorizedError as exc:
             log.debug("unauthenticated request to %s: %s", path, exc.message)
+            self._decided("unauthenticated", "none")
             await _send_status(send, 401, exc.message, "Unauthorized")
             return
         clean.setdefault("state", {})
@@ -110,6 +119,7 @@ class AuthMiddleware:
                 attributes.describe(),
                 exc.message,
             )
+            self._decided("error", user.method)
             await _send_status(
                 send,
                 500,
@@ -120,8 +130,10 @@ class AuthMiddleware:
             return
         if not decision.allowed:
             log.info("forbidden: %r %s", user.name, attributes.describe())
+            self._decided("denied", user.method)
             await _send_status(
                 send, 403, denial_message(user.name, attributes, decision.reason), "Forbidden"
             )
             return
+        self._decided("allowed", user.method)
         await self.app(clean, receive, send)

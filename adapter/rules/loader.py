@@ -21,17 +21,19 @@ from typing import Any, Literal
 
 import yaml
 
-from adapter.errors import RuleError
+from adapter.errors import ConfigError, RuleError
 from adapter.models import GroupResource
 from adapter.rules.base import MetricKind, Rule
 from adapter.rules.native import NativeRule, compile_native
 from adapter.rules.prometheus_adapter import PrometheusAdapterRule, compile_discovery_rule
-from adapter.rules.stackdriver import StackdriverOptions, stackdriver_rules
+from adapter.rules.stackdriver import StackdriverOptions, options_from_settings, stackdriver_rules
+from adapter.settings import Settings
 
 __all__ = [
     "MAX_DEPTH",
     "MAX_FILE_BYTES",
     "RuleSet",
+    "load_configured_rules",
     "load_rules",
     "load_rules_text",
     "preset_rules",
@@ -334,3 +336,16 @@ def load_rules(
     except UnicodeDecodeError as exc:
         raise RuleError(f"not UTF-8 (byte {exc.start})", file=name) from None
     return load_rules_text(text, filename=name, presets=presets, stackdriver=stackdriver)
+
+
+def load_configured_rules(settings: Settings) -> RuleSet:
+    """The rules a process serves: ``--config``, the presets and the name families, as
+    ``settings`` say. ``serve``, ``query``, ``explain`` and the reload watcher all call this, so
+    a reload compiles exactly what start-up did. Raises ``ConfigError`` when nothing would be
+    served."""
+    rules = load_rules(
+        settings.config, presets=settings.presets, stackdriver=options_from_settings(settings)
+    )
+    if not rules.rules:
+        raise ConfigError("no rules to serve: give --config or leave the presets on")
+    return rules

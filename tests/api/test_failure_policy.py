@@ -12,7 +12,8 @@ import httpx
 from adapter.app import build_context, create_app
 from adapter.backends.fake import FakeBackend
 from adapter.errors import BackendUnavailableError
-from adapter.reload import RulesWatcher, load_configured_rules
+from adapter.reload import RulesWatcher
+from adapter.rules.loader import load_configured_rules
 from adapter.settings import Settings
 from tests.api.conftest import AppFactory, client_for
 

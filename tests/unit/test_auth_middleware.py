@@ -61,10 +61,12 @@ class Setup:
         )
         self.reviews = Reviews()
         self.app = Recorder()
+        self.decisions: list[tuple[str, str]] = []
         self.middleware = AuthMiddleware(
             self.app,
             authenticator=Authenticator(AuthConfigHolder(config), tokens=Tokens()),
             authorizer=Authorizer(self.reviews, allow_ttl=0, deny_ttl=0),
+            on_decision=lambda result, method: self.decisions.append((result, method)),
         )
 
     def proxy_chain(self) -> list[str]:
@@ -166,3 +168,18 @@ async def test_lifespan_passes_through(setup: Setup) -> None:
     setup.middleware.app = app
     await setup.middleware({"type": "lifespan"}, None, None)  # type: ignore[arg-type]
     assert seen == ["lifespan"]
+
+
+async def test_every_decision_is_reported_for_the_metrics(setup: Setup) -> None:
+    await setup.request("/healthz")
+    await setup.request("/apis", FORGED)
+    await setup.request(PODS_PATH, {"Authorization": "Bearer bob-token"})
+    await setup.request(PODS_PATH, {"Authorization": "Bearer alice-token"})
+    setup.reviews.fail = True
+    await setup.request("/apis", {"Authorization": "Bearer alice-token"})
+    assert setup.decisions == [
+        ("unauthenticated", "none"),
+        ("denied", "token"),
+        ("allowed", "token"),
+        ("error", "token"),
+    ]

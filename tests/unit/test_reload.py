@@ -12,8 +12,8 @@ import pytest
 from adapter.app import build_context
 from adapter.backends.fake import FakeBackend
 from adapter.context import AppContext
-from adapter.reload import RulesDiff, RulesWatcher, diff_rules, load_configured_rules
-from adapter.rules.loader import RuleSet, load_rules, load_rules_text
+from adapter.reload import RulesDiff, RulesWatcher, diff_rules
+from adapter.rules.loader import RuleSet, load_configured_rules, load_rules, load_rules_text
 from adapter.settings import Settings
 
 
