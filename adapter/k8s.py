@@ -48,6 +48,7 @@ __all__ = [
     "WATCH_SECONDS",
     "KubeClient",
     "KubernetesError",
+    "KubernetesForbiddenError",
     "ObjectCache",
     "load_api_client",
     "selector_matches",
@@ -64,6 +65,11 @@ _BACKOFF_MAX_S = 30.0
 
 class KubernetesError(AdapterError):
     """The Kubernetes API did not answer, or answered an error. Never carries request bodies."""
+
+
+class KubernetesForbiddenError(KubernetesError):
+    """The Kubernetes API refused the adapter's own identity (403): a deployment problem, so it
+    stays a 500 for the adapter's client, with a message that says which permission is missing."""
 
 
 def load_api_client(kubeconfig: str | None) -> Any:
@@ -114,7 +120,8 @@ class KubeClient:
 
     async def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run ``fn`` in a thread with a timeout; decode its JSON answer; map every failure:
-        a 404 to :class:`NotFoundError`, anything else to :class:`KubernetesError`."""
+        a 404 to :class:`NotFoundError`, a 403 to :class:`KubernetesForbiddenError`, anything else
+        to :class:`KubernetesError`."""
 
         def run() -> dict[str, Any]:
             response = fn(*args, _preload_content=False, _request_timeout=self.timeout, **kwargs)
@@ -126,6 +133,11 @@ class KubeClient:
             if exc.status == 404:
                 # The object does not exist: a 404 Status for the caller, not a 500.
                 raise NotFoundError(f"{what}: not found") from None
+            if exc.status == 403:
+                raise KubernetesForbiddenError(
+                    f"{what}: HTTP 403 Forbidden: the adapter's own identity lacks the RBAC"
+                    " permission for it"
+                ) from None
             raise KubernetesError(_describe_failure(what, exc)) from None
         except (Urllib3Error, OSError, ValueError) as exc:
             raise KubernetesError(_describe_failure(what, exc)) from None
