@@ -9,13 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI
 from starlette.middleware import Middleware
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from adapter import __version__
 from adapter.api import debug, discovery, health, metrics, openapi
@@ -129,34 +128,15 @@ def _route_of(path: str) -> tuple[str, str]:
     return "", "other"
 
 
-class _Instrument:
-    """Counts and times every request by group, route and code."""
+def _instrument(telemetry: Telemetry) -> Callable[[Scope, int, float], None]:
+    """Counts and times every request by group, route and code (an AccessLog observer)."""
 
-    def __init__(self, app: ASGIApp, telemetry: Telemetry) -> None:
-        self.app = app
-        self.telemetry = telemetry
+    def record(scope: Scope, status: int, duration: float) -> None:
+        group, route = _route_of(scope["path"])
+        telemetry.requests.labels(group, route, str(status)).inc()
+        telemetry.request_seconds.labels(group, route).observe(duration)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_wrapper)
-        finally:
-            group, route = _route_of(scope["path"])
-            self.telemetry.requests.labels(group, route, str(status)).inc()
-            self.telemetry.request_seconds.labels(group, route).observe(
-                time.perf_counter() - started
-            )
+    return record
 
 
 def create_app(
@@ -225,6 +205,5 @@ def create_app(
     app.add_middleware(UserProbe)
     for item in reversed(middleware):
         app.add_middleware(item.cls, *item.args, **item.kwargs)
-    app.add_middleware(_Instrument, telemetry=ctx.telemetry)
-    app.add_middleware(AccessLog)
+    app.add_middleware(AccessLog, observers=[_instrument(ctx.telemetry)])
     return app

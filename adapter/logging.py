@@ -21,6 +21,7 @@ import logging
 import re
 import sys
 import time
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import IO, Any, Literal
 
@@ -130,9 +131,17 @@ class AccessLog:
     comes from :class:`UserProbe`, which must sit inside the authentication middleware.
     """
 
-    def __init__(self, app: ASGIApp, *, logger: str = ACCESS_LOGGER) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        logger: str = ACCESS_LOGGER,
+        observers: Sequence[Callable[[Scope, int, float], None]] = (),
+    ) -> None:
         self.app = app
         self.log = logging.getLogger(logger)
+        # Called with (scope, status, seconds) after every request: the request metrics.
+        self.observers = tuple(observers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -154,7 +163,10 @@ class AccessLog:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            self._emit(scope, status, time.perf_counter() - started, holder.get("user"))
+            duration = time.perf_counter() - started
+            self._emit(scope, status, duration, holder.get("user"))
+            for observe in self.observers:
+                observe(scope, status, duration)
 
     def _emit(self, scope: Scope, status: int, duration: float, user: str | None) -> None:
         level = logging.WARNING if status >= 500 else logging.DEBUG
