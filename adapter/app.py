@@ -88,7 +88,7 @@ def build_context(
             max_cooldown=settings.circuit_max_cooldown,
         ),
     )
-    return AppContext(
+    ctx = AppContext(
         settings=settings,
         rules=rules,
         backend=backend,
@@ -96,6 +96,8 @@ def build_context(
         provider=provider,
         telemetry=telemetry,
     )
+    provider.observers.append(ctx.history.record)
+    return ctx
 
 
 async def _probe_backend(ctx: AppContext) -> None:
@@ -200,7 +202,6 @@ def create_app(
         app.include_router(module.router)
     app.include_router(hpa_api.router)
     app.include_router(ui_api.router)
-    ui_api.install(ctx)
     # Added first, so innermost: it sees the user the auth middleware put in the scope.
     app.add_middleware(UserProbe)
     for item in reversed(middleware):

@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field
 
 from adapter.backends.base import Backend
+from adapter.history import SeriesRecorder
 from adapter.provider import MetricsProvider
 from adapter.registry import MetricRegistry
 from adapter.rules.loader import RuleSet
@@ -27,3 +28,5 @@ class AppContext:
     backend_ready: bool = False
     """Set once the backend has answered (readiness)."""
     backend_error: str | None = None
+    history: SeriesRecorder = field(default_factory=SeriesRecorder)
+    """Recent values served, for ``/debug/ui`` (fed by a provider observer)."""

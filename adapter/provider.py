@@ -5,7 +5,7 @@ translate. The HTTP layer, ``/debug/query`` and the ``query`` command all call :
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -107,6 +107,8 @@ class MetricsProvider:
         self.max_sample_age = max_sample_age
         self.telemetry = telemetry or Telemetry()
         self.stale_if_error = stale_if_error
+        self.observers: list[Callable[[ApiRequest, Answer], None]] = []
+        """Called with every successful answer (the ``/debug/ui`` history)."""
         self.breaker_policy = breaker_policy or BreakerPolicy()
         self.breakers: dict[str, CircuitBreaker] = {}
         for configured in self.backends.values():
@@ -216,8 +218,12 @@ class MetricsProvider:
         """
         trace = trace if trace is not None else Trace()
         if request.group == "external":
-            return await self._external(request, trace)
-        return await self._custom(request, trace)
+            answer = await self._external(request, trace)
+        else:
+            answer = await self._custom(request, trace)
+        for observe in self.observers:
+            observe(request, answer)
+        return answer
 
     async def _object_names(self, request: ApiRequest, trace: Trace) -> tuple[str, ...] | None:
         assert request.resource is not None

@@ -192,7 +192,7 @@ async def test_ui_is_one_page_and_one_script_with_nothing_external(make_ctx: App
 
 
 def test_recorder_is_bounded() -> None:
-    from adapter.api.ui import SeriesRecorder
+    from adapter.history import SeriesRecorder
     from adapter.models import MetricValue
     from adapter.paths import ApiRequest
     from adapter.provider import Answer, Trace
