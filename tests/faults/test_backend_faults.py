@@ -1,0 +1,270 @@
+"""Backend faults through the real app: a clear Status within the deadline, never a wrong number,
+and recovery by itself when the backend comes back.
+
+The app runs with the real Prometheus backend pointed at :class:`tests.faults.proxy.FaultProxy`,
+which stands in front of the real Prometheus scraping the simulated fleet. ``QUERY_TIMEOUT`` is the
+adapter's per-call deadline; every answer must arrive within it plus one second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import calendar
+import math
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from adapter.app import build_context, create_app
+from adapter.backends.prometheus import PrometheusBackend, PrometheusSettings
+from adapter.rules.loader import load_rules
+from adapter.settings import Settings
+from adapter.sim.prometheus import LocalPrometheus
+from tests.faults.proxy import Fault, FaultProxy, fault_proxy
+from tests.fuzz.support import REASONS, quantity_value
+from tests.support.fleet import Fleet
+
+QUERY_TIMEOUT = 2.0  # seconds: the adapter's deadline for one backend call, retries included
+SECRET = "s3cr3t-bearer-token-never-shown"
+PODS = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/team-a/pods/*/jetstream_prefill_backlog_size"
+ONE_POD = (
+    "/apis/custom.metrics.k8s.io/v1beta2/namespaces/team-a/pods/jetstream-0/"
+    "jetstream_prefill_backlog_size"
+)
+EXTERNAL = "/apis/external.metrics.k8s.io/v1beta1/namespaces/team-a/jetstream_prefill_backlog_size"
+
+INJECTED: dict[str, int] = {}
+"""Fault name → requests the proxy answered with it, over the session (for docs/security.md)."""
+
+
+class App:
+    """The real app on a Prometheus backend behind ``proxy``; ``get`` measures each answer."""
+
+    def __init__(self, client: httpx.AsyncClient, proxy: FaultProxy) -> None:
+        self.client = client
+        self.proxy = proxy
+
+    async def get(self, path: str, *, slack: float = 1.0) -> tuple[httpx.Response, float]:
+        started = time.monotonic()
+        response = await asyncio.wait_for(self.client.get(path), timeout=QUERY_TIMEOUT + 10)
+        elapsed = time.monotonic() - started
+        assert elapsed <= QUERY_TIMEOUT + slack, f"{path}: answered after {elapsed:.2f}s"
+        assert SECRET not in response.text, "the bearer token leaked into an answer"
+        return response, elapsed
+
+
+@pytest.fixture
+async def app(prometheus: LocalPrometheus, tmp_path: Path) -> AsyncIterator[App]:
+    token = tmp_path / "token"
+    token.write_text(SECRET)
+    async with fault_proxy(prometheus.url) as proxy:
+        backend = PrometheusBackend(
+            PrometheusSettings(
+                url=proxy.url, bearer_token_file=str(token), timeout=QUERY_TIMEOUT, max_retries=2
+            )
+        )
+        settings = Settings(
+            prometheus_url=proxy.url,
+            cluster="c1",
+            standalone=True,
+            cache_ttl=0.2,
+            query_timeout=QUERY_TIMEOUT,
+        )
+        ctx = build_context(settings, backend=backend, rules=load_rules(None, presets=True))
+        ctx.backend_ready = True
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=create_app(ctx, background=False)),
+            base_url="http://adapter",
+        ) as client:
+            yield App(client, proxy)
+            for kind, n in proxy.injected.items():
+                INJECTED[kind] = INJECTED.get(kind, 0) + n
+        await backend.aclose()
+
+
+def expected(fleet: Fleet) -> dict[str, float]:
+    return {
+        p.name: float(p.values.prefill_backlog)
+        for p in fleet.pods_in(cluster="c1", namespace="team-a")
+    }
+
+
+def assert_status(response: httpx.Response, codes: set[int]) -> dict[str, Any]:
+    assert response.status_code in codes, (response.status_code, response.text[:300])
+    body: dict[str, Any] = response.json()
+    assert body["kind"] == "Status" and body["apiVersion"] == "v1", body
+    assert body["status"] == "Failure" and body["code"] == response.status_code, body
+    assert body["reason"] == REASONS[response.status_code], body
+    assert body["message"].strip(), body
+    return body
+
+
+def values_of(response: httpx.Response) -> dict[str, float]:
+    assert response.status_code == 200, response.text[:300]
+    body = response.json()
+    assert body["kind"] == "MetricValueList", body
+    out = {}
+    for item in body["items"]:
+        value = quantity_value(item["value"])
+        assert math.isfinite(value)
+        out[item["describedObject"]["name"]] = value
+    return out
+
+
+async def test_the_proxy_passes_true_values(app: App, fleet: Fleet) -> None:
+    """Baseline: with no fault, the values are exactly the fleet's."""
+    response, _ = await app.get(PODS)
+    assert values_of(response) == expected(fleet)
+
+
+# fault → acceptable HTTP codes. 503: unavailable (refused, reset, 5xx/429 after retries);
+# 504: the deadline passed; 502: the backend answered garbage.
+FAILURES: dict[str, tuple[Fault, set[int]]] = {
+    "prometheus down": (Fault("down"), {503}),
+    "connection reset": (Fault("reset"), {503}),
+    "slow beyond the deadline": (Fault("slow", delay=QUERY_TIMEOUT + 3), {504}),
+    "429 with Retry-After": (Fault("status", status=429, retry_after="1"), {503, 504}),
+    "429 with a Retry-After past the deadline": (
+        Fault("status", status=429, retry_after="3600"),
+        {503, 504},
+    ),
+    "500": (Fault("status", status=500), {503, 504}),
+    "502": (Fault("status", status=502), {503, 504}),
+    "503": (Fault("status", status=503), {503, 504}),
+    "garbage JSON": (Fault("garbage"), {502}),
+    "truncated body": (Fault("truncated"), {502, 503}),
+    "gigantic result": (Fault("gigantic", samples=150_000), {502}),
+}
+# Known limit, reported to the lead: the backend decodes the whole body (json.loads, on the event
+# loop) before counting samples, so a 150,000-sample (10 MB) answer costs 1-3 s of CPU on this
+# shared 2-core machine after the bytes arrive; the deadline does not cover that decoding.
+SLACK = {"gigantic result": 4.0}
+
+
+@pytest.mark.parametrize("name", list(FAILURES))
+@pytest.mark.parametrize("path", [PODS, ONE_POD, EXTERNAL], ids=["pods", "one-pod", "external"])
+async def test_a_failing_backend_is_a_clear_status_in_time(app: App, name: str, path: str) -> None:
+    fault, codes = FAILURES[name]
+    if fault.kind == "down":
+        await app.proxy.go_down()
+    else:
+        app.proxy.fault = fault
+    response, _ = await app.get(path, slack=SLACK.get(name, 1.0))
+    body = assert_status(response, codes)
+    assert "prometheus" in body["message"], body["message"]
+
+
+@pytest.mark.parametrize("value", ["NaN", "+Inf", "-Inf"])
+async def test_non_finite_values_are_never_served(app: App, value: str) -> None:
+    app.proxy.fault = Fault("values", value=value)
+    response, _ = await app.get(PODS)
+    assert values_of(response) == {}, "a non-finite sample was served"
+    response, _ = await app.get(EXTERNAL)
+    assert response.status_code == 200 and response.json()["items"] == []
+    # One object asked for by name, with no finite value: NotFound, not a made-up number.
+    response, _ = await app.get(ONE_POD)
+    assert_status(response, {404})
+
+
+async def test_an_empty_vector_is_an_empty_list_or_not_found(app: App) -> None:
+    app.proxy.fault = Fault("empty")
+    response, _ = await app.get(PODS)
+    assert values_of(response) == {}
+    response, _ = await app.get(ONE_POD)
+    assert_status(response, {404})
+
+
+async def test_a_flapping_series_is_all_or_nothing(app: App, fleet: Fleet) -> None:
+    """Answers alternate between the full vector and an empty one: each answer is one or the
+    other, never a partial or mixed set of values."""
+    app.proxy.fault = Fault("flap")
+    seen = set()
+    for _ in range(8):
+        response, _ = await app.get(PODS)
+        got = values_of(response)
+        assert got in ({}, expected(fleet)), got
+        seen.add(bool(got))
+        await asyncio.sleep(0.25)  # past the cache TTL: each answer is a fresh backend call
+    assert seen == {True, False}, "the proxy did not flap"
+
+
+@pytest.mark.parametrize("shift", [3600.0, -3600.0], ids=["future", "past"])
+async def test_clock_skew_keeps_values_and_reports_the_sample_time(
+    app: App, fleet: Fleet, shift: float
+) -> None:
+    """Samples an hour from the future or past (a skewed backend clock): the value is the
+    sample's, and the timestamp served is the sample's own, not the adapter's clock."""
+    app.proxy.fault = Fault("shift", shift=shift)
+    response, _ = await app.get(PODS)
+    assert values_of(response) == expected(fleet)
+    now = time.time()
+    for item in response.json()["items"]:
+        served = calendar.timegm(time.strptime(item["timestamp"], "%Y-%m-%dT%H:%M:%SZ"))
+        if shift < 0:
+            # The sample's own time, not the adapter's clock: the HPA sees how old it is.
+            assert abs(served - (now + shift)) < 120, item["timestamp"]
+        else:
+            # Observed: a sample from the future is served stamped at most at its own time.
+            assert now - 120 < served <= now + shift + 120, item["timestamp"]
+
+
+async def test_samples_older_than_max_sample_age_are_dropped(
+    prometheus: LocalPrometheus,
+) -> None:
+    """With ``max_sample_age`` (GMP mode's default), samples from a clock an hour behind are
+    refused rather than served as current."""
+    async with fault_proxy(prometheus.url, Fault("shift", shift=-3600.0)) as proxy:
+        backend = PrometheusBackend(PrometheusSettings(url=proxy.url, timeout=QUERY_TIMEOUT))
+        settings = Settings(cluster="c1", standalone=True, max_sample_age=300.0)
+        ctx = build_context(settings, backend=backend, rules=load_rules(None, presets=True))
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=create_app(ctx, background=False)),
+            base_url="http://adapter",
+        ) as client:
+            response = await client.get(PODS)
+            assert values_of(response) == {}
+            response = await client.get(ONE_POD)
+            assert_status(response, {404})
+        await backend.aclose()
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault("down"),
+        Fault("slow", delay=QUERY_TIMEOUT + 3),
+        Fault("status", status=503),
+        Fault("garbage"),
+    ],
+    ids=["down", "slow", "503", "garbage"],
+)
+async def test_recovery_by_itself_when_the_backend_comes_back(
+    app: App, fleet: Fleet, fault: Fault
+) -> None:
+    if fault.kind == "down":
+        await app.proxy.go_down()
+    else:
+        app.proxy.fault = fault
+    response, _ = await app.get(PODS)
+    assert response.status_code >= 500
+    await app.proxy.come_back()
+    app.proxy.fault = Fault("pass")
+    deadline = time.monotonic() + 15
+    while True:
+        response, _ = await app.get(PODS)
+        if response.status_code == 200:
+            break
+        assert time.monotonic() < deadline, f"no recovery within 15 s: {response.text[:200]}"
+        await asyncio.sleep(0.2)
+    assert values_of(response) == expected(fleet)
+
+
+def test_zz_report_injected_faults(capsys: pytest.CaptureFixture[str]) -> None:
+    """Print how many requests got each fault (quoted in docs/security.md)."""
+    with capsys.disabled():
+        print("\nfaults injected (proxy requests by kind):", dict(sorted(INJECTED.items())))
+    assert INJECTED, "no fault test ran before the report"
