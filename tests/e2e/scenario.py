@@ -792,11 +792,11 @@ class Scenario:
             )
 
         wait_until(
-            f"HPA {hpa} to scale {self.deployment} to {expected} (seen {observed})",
+            f"HPA {hpa} to scale {self.deployment} to {expected}",
             probe,
             timeout_s=timeout_s,
             interval_s=0.2,
-            details=lambda: self.diagnostics(hpa),
+            details=lambda: f"spec.replicas seen: {observed}\n{self.diagnostics(hpa)}",
         )
 
     def hold(self, hpa: str, replicas: int, *, seconds: float) -> None:
@@ -891,12 +891,16 @@ def _delete_workload(api: k8s.ApiClient, namespace: str, hpas: Sequence[str]) ->
 
 
 @contextlib.contextmanager
-def open_scenario(plane: ControlPlane, work_dir: Path) -> Iterator[Scenario]:
+def open_scenario(
+    plane: ControlPlane, work_dir: Path, *, adapter_args: Sequence[str] = ()
+) -> Iterator[Scenario]:
     """Start the whole scenario on ``plane``; stop every process it started on exit (also on
     failure) and delete the Deployment, its pods and the scenario's HPAs.
 
-    ``work_dir`` holds the adapter's log and kubeconfig. On return the APIServices are Available,
-    the Deployment has 1 Ready pod with its SimServer, and Prometheus shows its idle load.
+    ``work_dir`` holds the adapter's log. ``adapter_args`` are appended to the adapter's
+    ``serve`` command line (e.g. ``["--config", path]``). On return the APIServices are
+    Available, the Deployment has 1 Ready pod with its SimServer, and Prometheus shows its idle
+    load.
     """
     with contextlib.ExitStack() as stack:
         api = stack.enter_context(plane.admin_client())
@@ -908,7 +912,9 @@ def open_scenario(plane: ControlPlane, work_dir: Path) -> Iterator[Scenario]:
         kubeconfig = plane.kubeconfig_for(
             ADAPTER_USER, ("system:serviceaccounts", "system:serviceaccounts:custom-metrics")
         )
-        adapter = start_adapter(kubeconfig, prometheus.url, log=work_dir / "adapter.log")
+        adapter = start_adapter(
+            kubeconfig, prometheus.url, log=work_dir / "adapter.log", extra_args=adapter_args
+        )
         stack.callback(adapter.stop)
         plane.register_adapter(adapter.port, insecure=True)
         plane.wait_apiservices_available(timeout=_APISERVICES_S)

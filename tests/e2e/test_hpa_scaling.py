@@ -197,9 +197,12 @@ def test_pods_slots_used_average_value(fresh: Scenario) -> None:
     assert first_step(seen) == expected_first, scenario.diagnostics(hpa)
     assert "pods metric jetstream_slots_used_percentage" in rescale_reasons(scenario, hpa)[0]
     wait_current(scenario, hpa, {"jetstream_slots_used_percentage": 0.8})
-    # The pods the HPA counted were made Running and Ready by status patches, which stuck.
+    # The pods the HPA counted were made Running and Ready by status patches, which stuck: with
+    # no kubelet and no nodeName nothing reverts them, so no pod needed a second patch.
     phases = scenario.pod_phases()
     assert len(phases) == 5 and all(p == ("Running", True) for p in phases.values()), phases
+    assert set(phases) <= set(scenario.fleet.patched), scenario.fleet.patched
+    assert len(scenario.fleet.patched) == len(set(scenario.fleet.patched)), scenario.fleet.patched
     assert_healthy(scenario, hpa)
 
     # 5 pods at 0.05: ratio 0.05 / 0.3 → ceil(0.167 × 5) = 1.
