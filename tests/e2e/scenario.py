@@ -92,17 +92,16 @@ TPU_MEMORY_TOTAL = 16 * 1024**3
 ENGINES = 2
 """Decode engines (``idx`` values) per simulated JetStream server."""
 
-# deploy/base files that grant RBAC (the Deployment, Service and APIServices are replaced by the
-# adapter subprocess and ControlPlane.register_adapter).
-_RBAC_MANIFESTS = (
-    "namespace.yaml",
-    "serviceaccount.yaml",
-    "clusterrole-metrics-reader.yaml",
-    "clusterrole-resource-reader.yaml",
-    "clusterrolebinding-auth-delegator.yaml",
-    "clusterrolebinding-hpa-controller.yaml",
-    "clusterrolebinding-resource-reader.yaml",
-    "rolebinding-auth-reader.yaml",
+# What of deploy/base the scenario applies: the identity and its RBAC. The Deployment, Service
+# and APIServices are replaced by the adapter subprocess and ControlPlane.register_adapter. In
+# this order, so a namespace exists before what lives in it.
+_BASE_KINDS = (
+    "Namespace",
+    "ServiceAccount",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "Role",
+    "RoleBinding",
 )
 
 # Bounds, in seconds.
@@ -516,12 +515,20 @@ def apply_manifest(api: k8s.ApiClient, obj: Mapping[str, Any]) -> None:
     )
 
 
-def apply_base_rbac(api: k8s.ApiClient) -> None:
-    """Apply ``deploy/base``'s namespace, ServiceAccount, roles and bindings unchanged."""
-    for filename in _RBAC_MANIFESTS:
-        for obj in yaml.safe_load_all((BASE_DIR / filename).read_text()):
-            if obj:
-                apply_manifest(api, obj)
+def apply_base_rbac(api: k8s.ApiClient) -> list[str]:
+    """Apply every Namespace, ServiceAccount, role and binding of ``deploy/base`` unchanged;
+    returns ``kind/name`` of each, in the order applied."""
+    objects = [
+        obj
+        for path in sorted(BASE_DIR.glob("*.yaml"))
+        if path.name != "kustomization.yaml"
+        for obj in yaml.safe_load_all(path.read_text())
+        if obj and obj.get("kind") in _BASE_KINDS
+    ]
+    objects.sort(key=lambda obj: _BASE_KINDS.index(obj["kind"]))
+    for obj in objects:
+        apply_manifest(api, obj)
+    return [f"{obj['kind']}/{obj['metadata']['name']}" for obj in objects]
 
 
 def deployment_manifest(replicas: int = 1) -> dict[str, Any]:
