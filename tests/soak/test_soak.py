@@ -150,8 +150,8 @@ async def test_load_soak_and_graceful_shutdown(
             ):
                 await _wait_ready(prober, process)
                 report = await _soak(client, prober, process.pid)
+                print(f"\nsoak: {report}")  # quoted in docs/security.md
                 await _shutdown(client, proxy, process)
-    print(f"\nsoak: {report}")  # quoted in docs/security.md
 
 
 async def _soak(
@@ -240,7 +240,9 @@ async def _soak(
     # proxy in the test process, measured ~500 ms at saturation: asserted loosely, reported.
     assert p99 < 1.0, report
     assert growth < 0.10, report
-    assert end_fd <= base_fd + 5, report
+    # Open descriptors move with the connections open at the instant of sampling (up to 64 from
+    # the load generator, plus the backend pool); a leak of one per 250 requests would add 20+.
+    assert end_fd <= base_fd + 20, report
     assert max(v for _, v in threads) - min(v for t, v in threads if t >= WARMUP_S) <= 2, report
     return report
 
@@ -249,12 +251,16 @@ async def _shutdown(
     client: httpx.AsyncClient, proxy: FaultProxy, process: subprocess.Popen[bytes]
 ) -> None:
     """SIGTERM with ``IN_FLIGHT`` requests held at the backend: all finish with a valid answer."""
-    proxy.fault = Fault("slow", delay=1.0)
+    proxy.fault = Fault("slow", delay=QUERY_TIMEOUT - 0.5)
+    before = proxy.requests
     # Distinct selectors: each request is its own backend call (no cache, no single-flight).
     paths = [_path(i) + f"?metricLabelSelector=soak%3Dx{i}" for i in range(IN_FLIGHT)]
     tasks = [asyncio.create_task(client.get(p)) for p in paths]
-    await asyncio.sleep(0.5)  # all of them are now waiting on the slow backend
-    assert proxy.requests > 0
+    # SIGTERM only once the adapter has read every request and is waiting on the backend.
+    deadline = time.monotonic() + 5
+    while proxy.requests - before < IN_FLIGHT:
+        assert time.monotonic() < deadline, f"only {proxy.requests - before} reached the backend"
+        await asyncio.sleep(0.02)
     sent_at = time.monotonic()
     process.send_signal(signal.SIGTERM)
     outcomes: Counter[str] = Counter()
@@ -263,6 +269,8 @@ async def _shutdown(
     code = await asyncio.to_thread(process.wait, SHUTDOWN_TIMEOUT + 5)
     took = time.monotonic() - sent_at
     print(f"\nshutdown: {IN_FLIGHT} in flight → {dict(outcomes)}, exit {code} after {took:.2f}s")
-    assert code == 0
+    # uvicorn re-raises the SIGTERM it caught once the graceful shutdown is done (as the e2e
+    # test_sigterm_stops_the_adapter_cleanly notes): -15 is that clean exit, as is 0.
+    assert code in {0, -signal.SIGTERM}, code
     assert took <= SHUTDOWN_TIMEOUT + 1
     assert outcomes["200"] == IN_FLIGHT, outcomes
