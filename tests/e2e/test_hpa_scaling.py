@@ -30,7 +30,6 @@ from kubernetes import utils as k8s_utils
 
 from .controlplane import ControlPlane
 from .scenario import (
-    REPO,
     Load,
     Scenario,
     example_hpa,
@@ -45,7 +44,6 @@ pytestmark = pytest.mark.e2e
 FAILED_METRIC_REASONS = frozenset(
     {"FailedGetPodsMetric", "FailedGetExternalMetric", "FailedGetObjectMetric"}
 )
-STACKDRIVER_RULES = REPO / "adapter" / "rules" / "stackdriver.py"
 
 
 @pytest.fixture(scope="module")
@@ -308,8 +306,6 @@ def test_memory_alone_scales_a_multi_metric_hpa_up(fresh: Scenario) -> None:
 def test_pods_stackdriver_style_name_in_promql_mode(fresh: Scenario) -> None:
     """The seed's Pods HPA written for the Stackdriver adapter
     (``prometheus.googleapis.com|jetstream_prefill_backlog_size|gauge``), answered by PromQL."""
-    if not STACKDRIVER_RULES.exists():
-        pytest.skip("Stackdriver-style names are not served yet (adapter/rules/stackdriver.py)")
     scenario = fresh
     name = "prometheus.googleapis.com|jetstream_prefill_backlog_size|gauge"
     hpa = scenario.apply_hpa(
