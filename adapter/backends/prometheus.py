@@ -5,6 +5,11 @@ One :class:`httpx.AsyncClient` per backend. Every call has one overall deadline 
 call outlives it. Retries (``max_retries``) happen on 429, 5xx and connection failures with
 jittered exponential back-off, honouring ``Retry-After``, and only while the deadline allows.
 
+Answers are decoded and parsed inside the same deadline. Bodies over ``_THREAD_DECODE_BYTES`` are
+decoded in a worker thread so that a large answer does not stall the event loop (and every other
+request with it); an answer that plainly holds more vector elements than ``max_samples`` is refused
+before it is decoded at all.
+
 Errors are :mod:`adapter.errors` ``BackendError`` subclasses raised ``from`` the httpx or JSON
 exception. Their messages name the backend, the URL *path* and the HTTP status; never the host,
 the query string, a header or the bearer token.
@@ -18,11 +23,12 @@ import json
 import math
 import os
 import random
+import re
 import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, NoReturn
+from typing import Literal, NoReturn, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -56,6 +62,15 @@ _BACKOFF_BASE = 0.1  # seconds before the first retry (full jitter below this ti
 _BACKOFF_CAP = 2.0  # seconds: no single back-off sleep is longer, Retry-After excepted
 _MESSAGE_LIMIT = 300  # characters of a Prometheus error text copied into our messages
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+_THREAD_DECODE_BYTES = 256 * 1024  # bodies larger than this are decoded off the event loop
+_HOOK_CHECK_EVERY = 1024  # decoded JSON objects between two deadline checks in the worker
+# A vector element's "value" member is the only place a key "value" holds an array in an answer
+# the parser accepts (label values are strings), and a quote inside a JSON string is always
+# escaped, so counting this pattern in the raw bytes never undercounts elements of an acceptable
+# answer's vector; it is a cheap upper-bound refusal before any decoding.
+_VALUE_ARRAY = re.compile(rb'"value"\s*:\s*\[')
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -181,18 +196,22 @@ class PrometheusBackend:
     async def query(self, query: str, *, timeout: float) -> QueryResult:
         """Evaluate ``query`` at the backend's now (``/api/v1/query``, GET or POST per settings)."""
         started = time.monotonic()
-        if self._settings.method == "POST":
-            data = await self._call("POST", "/api/v1/query", form={"query": query}, total=timeout)
-        else:
-            data = await self._call(
-                "GET", "/api/v1/query", params=[("query", query)], total=timeout
+        path = "/api/v1/query"
+        limit = self._settings.max_samples
+
+        def parse(data: object) -> tuple[object, tuple[Sample, ...]]:
+            return data, parse_query_data(
+                data, backend=self.name, path=self._path(path), limit=limit
             )
-        samples = parse_query_data(
-            data,
-            backend=self.name,
-            path=self._path("/api/v1/query"),
-            limit=self._settings.max_samples,
-        )
+
+        if self._settings.method == "POST":
+            data, samples = await self._call(
+                "POST", path, form={"query": query}, total=timeout, parse=parse
+            )
+        else:
+            data, samples = await self._call(
+                "GET", path, params=[("query", query)], total=timeout, parse=parse
+            )
         return QueryResult(
             query=query,
             samples=samples,
@@ -206,18 +225,20 @@ class PrometheusBackend:
 
         Always GET with ``match[]`` in the query string: GMP rejects ``match[]`` in a POST body.
         """
-        path = "/api/v1/label/__name__/values"
-        data = await self._call("GET", path, params=[("match[]", m) for m in match], total=timeout)
-        return parse_string_list(
-            data, backend=self.name, path=self._path(path), limit=self._settings.max_samples
-        )
+        return await self._names("/api/v1/label/__name__/values", match, timeout=timeout)
 
     async def label_names(self, match: Sequence[str], *, timeout: float) -> list[str]:
         """``GET /api/v1/labels?match[]=…``."""
-        path = "/api/v1/labels"
-        data = await self._call("GET", path, params=[("match[]", m) for m in match], total=timeout)
-        return parse_string_list(
-            data, backend=self.name, path=self._path(path), limit=self._settings.max_samples
+        return await self._names("/api/v1/labels", match, timeout=timeout)
+
+    async def _names(self, path: str, match: Sequence[str], *, timeout: float) -> list[str]:
+        limit = self._settings.max_samples
+
+        def parse(data: object) -> list[str]:
+            return parse_string_list(data, backend=self.name, path=self._path(path), limit=limit)
+
+        return await self._call(
+            "GET", path, params=[("match[]", m) for m in match], total=timeout, parse=parse
         )
 
     async def ping(self, *, timeout: float) -> None:
@@ -245,8 +266,13 @@ class PrometheusBackend:
         params: list[tuple[str, str | int | float | bool | None]] | None = None,
         form: dict[str, str] | None = None,
         total: float,
-    ) -> object:
-        """One API call with retries inside ``total`` seconds; returns the ``data`` member."""
+        parse: Callable[[object], _T],
+    ) -> _T:
+        """One API call with retries inside ``total`` seconds; returns ``parse(data member)``.
+
+        ``parse`` runs inside the deadline, in the worker thread when the body is large; it
+        must be pure (it may run on another thread) and raise ``BackendError`` on bad data.
+        """
         if self._closed:
             self._fail(BackendUnavailableError, path, "backend is closed")
         if not total > 0:
@@ -260,7 +286,13 @@ class PrometheusBackend:
                 self._fail(BackendTimeoutError, path, f"deadline of {total:g}s exceeded")
             try:
                 return await self._attempt(
-                    method, path, params=params, form=form, budget=remaining, total=total
+                    method,
+                    path,
+                    params=params,
+                    form=form,
+                    budget=remaining,
+                    total=total,
+                    parse=parse,
                 )
             except _Retryable as exc:
                 delay = exc.retry_after
@@ -283,8 +315,11 @@ class PrometheusBackend:
         form: dict[str, str] | None,
         budget: float,
         total: float,
-    ) -> object:
+        parse: Callable[[object], _T],
+    ) -> _T:
         per_try = min(budget, self._settings.timeout)
+        loop = asyncio.get_running_loop()
+        stop_at = loop.time() + per_try
         headers: dict[str, str] = {"Accept": "application/json"}
         if self._token_file is not None:
             headers["Authorization"] = f"Bearer {self._bearer_token(path)}"
@@ -299,16 +334,14 @@ class PrometheusBackend:
         try:
             # asyncio.timeout bounds the whole attempt: httpx's timeouts are per socket operation,
             # so a server that drips bytes could otherwise hold us far past the deadline.
-            async with asyncio.timeout(per_try):
+            async with asyncio.timeout_at(stop_at):
                 response = await self._client.send(request, stream=True)
                 try:
                     body = await self._read_body(response, path)
                 finally:
                     await response.aclose()
         except (TimeoutError, httpx.TimeoutException) as exc:
-            final: BackendError = BackendTimeoutError(
-                f"{self._path(path)}: no answer within {total:g}s", backend=self.name
-            )
+            final: BackendError = self._timeout(path, total)
             if per_try < budget:  # only this attempt's cap expired: the deadline allows a retry
                 raise _Retryable(final, None) from exc
             raise final from exc
@@ -327,7 +360,37 @@ class PrometheusBackend:
             raise BackendUnavailableError(
                 f"{self._path(path)}: backend is closed", backend=self.name
             ) from exc
-        return self._decode(response, body, path)
+        if len(body) <= _THREAD_DECODE_BYTES:
+            return parse(self._decode(response, body, path, stop_at=None))
+        # A large body: decode and parse in a worker thread, inside what is left of this
+        # attempt's time. The JSON decoder calls back into Python for every object (the hook in
+        # _json_or_error), so the worker gives up the GIL to the event loop every few ms and
+        # stops by itself once the deadline passes, even after we have stopped waiting for it.
+        worker_stop = time.monotonic() + (stop_at - loop.time())
+        try:
+            async with asyncio.timeout_at(stop_at):
+                return await asyncio.to_thread(
+                    self._decode_and_parse, response, body, path, parse, worker_stop
+                )
+        except (TimeoutError, _DecodeAborted) as exc:
+            # Not retried: another attempt would fetch and decode the same large answer.
+            raise self._timeout(path, total) from exc
+
+    def _timeout(self, path: str, total: float) -> BackendTimeoutError:
+        return BackendTimeoutError(
+            f"{self._path(path)}: no answer within {total:g}s", backend=self.name
+        )
+
+    def _decode_and_parse(
+        self,
+        response: httpx.Response,
+        body: bytes,
+        path: str,
+        parse: Callable[[object], _T],
+        stop_at: float,
+    ) -> _T:
+        """Worker-thread body of a large answer; ``stop_at`` is ``time.monotonic()`` seconds."""
+        return parse(self._decode(response, body, path, stop_at=stop_at))
 
     def _bearer_token(self, path: str) -> str:
         assert self._token_file is not None
@@ -361,9 +424,26 @@ class PrometheusBackend:
             ) from exc
         return b"".join(chunks)
 
-    def _decode(self, response: httpx.Response, body: bytes, path: str) -> object:
+    def _decode(
+        self, response: httpx.Response, body: bytes, path: str, *, stop_at: float | None
+    ) -> object:
+        """The ``data`` member of a 200 answer, or the error it stands for.
+
+        Thread-safe (reads only settings). ``stop_at`` (``time.monotonic()`` seconds) aborts a
+        long decoding with :class:`_DecodeAborted`; ``None`` decodes without checks.
+        """
         status = response.status_code
-        decoded, decode_error = _json_or_error(body)
+        cap = self._settings.max_samples
+        if status == 200 and len(body) > _THREAD_DECODE_BYTES:
+            # Refuse a plainly oversized answer before paying for decoding it.
+            elements = sum(1 for _ in _VALUE_ARRAY.finditer(body))
+            if elements > cap:
+                self._fail(
+                    BackendResponseError,
+                    path,
+                    f"answer has at least {elements} samples, over the limit of {cap}",
+                )
+        decoded, decode_error = _json_or_error(body, stop_at=stop_at, max_objects=2 * cap + 16)
         prom_error = _prometheus_error(decoded)
         if status in _RETRY_STATUSES:
             detail = f": {prom_error}" if prom_error else ""
@@ -377,6 +457,11 @@ class PrometheusBackend:
             self._fail(BackendResponseError, path, f"HTTP {status}: {prom_error}")
         if status != 200:
             self._fail(BackendResponseError, path, f"unexpected HTTP {status}")
+        if isinstance(decode_error, _TooManyObjects):
+            raise BackendResponseError(
+                f"{self._path(path)}: answer has more than {cap} samples ({decode_error})",
+                backend=self.name,
+            ) from decode_error
         if decode_error is not None:
             raise BackendResponseError(
                 f"{self._path(path)}: answer is not valid JSON ({len(body)} bytes)",
@@ -415,11 +500,51 @@ def _short(text: str) -> str:
     return text if len(text) <= _MESSAGE_LIMIT else text[: _MESSAGE_LIMIT - 1] + "…"
 
 
-def _json_or_error(body: bytes) -> tuple[object, ValueError | None]:
+class _DecodeAborted(Exception):
+    """Decoding in the worker passed its deadline."""
+
+
+class _TooManyObjects(ValueError):
+    """The answer holds more JSON objects than any acceptable one (two per sample) could."""
+
+
+def _json_or_error(
+    body: bytes, *, stop_at: float | None = None, max_objects: int | None = None
+) -> tuple[object, ValueError | None]:
+    """``(decoded, None)`` or ``(None, error)``; raises :class:`_DecodeAborted` past ``stop_at``.
+
+    With ``stop_at`` set, an ``object_hook`` runs for every decoded object: it checks the
+    deadline every ``_HOOK_CHECK_EVERY`` objects and stops after ``max_objects``. It is also what
+    lets another thread run meanwhile, since the C decoder otherwise holds the GIL throughout.
+    """
+    if stop_at is None:
+        try:
+            return json.loads(body), None
+        except (ValueError, RecursionError) as exc:
+            return None, _as_value_error(exc)
+    seen = 0
+
+    def hook(obj: dict[str, object]) -> dict[str, object]:
+        nonlocal seen
+        seen += 1
+        if seen % _HOOK_CHECK_EVERY == 0 and time.monotonic() > stop_at:
+            raise _DecodeAborted
+        if max_objects is not None and seen > max_objects:
+            raise _TooManyObjects(f"more than {max_objects} JSON objects")
+        return obj
+
     try:
-        return json.loads(body), None
-    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are both ValueErrors
-        return None, exc
+        return json.loads(body, object_hook=hook), None
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, depth
+        return None, _as_value_error(exc)
+
+
+def _as_value_error(exc: ValueError | RecursionError) -> ValueError:
+    if isinstance(exc, ValueError):
+        return exc
+    error = ValueError("JSON nested too deeply")
+    error.__cause__ = exc
+    return error
 
 
 def _prometheus_error(decoded: object) -> str | None:

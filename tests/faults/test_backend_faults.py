@@ -24,6 +24,7 @@ from adapter.backends.prometheus import PrometheusBackend, PrometheusSettings
 from adapter.rules.loader import load_rules
 from adapter.settings import Settings
 from adapter.sim.prometheus import LocalPrometheus
+from tests.faults import proxy as proxy_module
 from tests.faults.proxy import Fault, FaultProxy, fault_proxy
 from tests.fuzz.support import REASONS, quantity_value
 from tests.support.fleet import Fleet
@@ -139,10 +140,6 @@ FAILURES: dict[str, tuple[Fault, set[int]]] = {
     "truncated body": (Fault("truncated"), {502, 503}),
     "gigantic result": (Fault("gigantic", samples=150_000), {502}),
 }
-# Known limit, reported to the lead: the backend decodes the whole body (json.loads, on the event
-# loop) before counting samples, so a 150,000-sample (10 MB) answer costs 1-3 s of CPU on this
-# shared 2-core machine after the bytes arrive; the deadline does not cover that decoding.
-SLACK = {"gigantic result": 4.0}
 
 
 @pytest.mark.parametrize("name", list(FAILURES))
@@ -153,9 +150,70 @@ async def test_a_failing_backend_is_a_clear_status_in_time(app: App, name: str, 
         await app.proxy.go_down()
     else:
         app.proxy.fault = fault
-    response, _ = await app.get(path, slack=SLACK.get(name, 1.0))
+    response, _ = await app.get(path)
     body = assert_status(response, codes)
     assert "prometheus" in body["message"], body["message"]
+
+
+async def test_a_large_answer_does_not_stall_other_requests(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 90,000-sample (~6 MB) answer, under the sample cap so that it is decoded and parsed in
+    full, whose very last sample is broken: the answer is a 502 within the deadline, and while it
+    is decoded (off the event loop) the loop keeps ticking and a small request for another metric
+    is answered quickly and correctly."""
+    # The last element's value is not a number: only a parser that has read everything finds
+    # it, so the whole body is decoded, and the app has no 90,000 values to serialize after.
+    body = proxy_module._gigantic(90_000)
+    broken = body[: body.rindex(b'"1"]}')] + b'"x"]}]}}'
+    # The proxy shares this event loop: hand it the prepared body so that its own encoding is
+    # not what stalls the loop.
+    monkeypatch.setattr(proxy_module, "_gigantic", lambda samples: broken)
+    served = {"calls": 0}
+
+    def pick() -> Fault:
+        # The first backend call (the large request's) is gigantic; every later one passes.
+        served["calls"] += 1
+        return Fault("gigantic") if served["calls"] == 1 else Fault("pass")
+
+    app.proxy.fault = Fault(pick=pick)
+    gaps: list[float] = []
+    stop = asyncio.Event()
+
+    async def ticker() -> None:
+        last = time.monotonic()
+        while not stop.is_set():
+            await asyncio.sleep(0.005)
+            now = time.monotonic()
+            gaps.append(now - last)
+            last = now
+
+    ticking = asyncio.create_task(ticker())
+    big = asyncio.create_task(app.get(PODS))
+    try:
+        for _ in range(400):  # until the proxy has answered the large request (at most 4 s)
+            if served["calls"] >= 1:
+                break
+            await asyncio.sleep(0.01)
+        assert served["calls"] >= 1, "the large request never reached the proxy"
+        small_started = time.monotonic()
+        response, _ = await app.get(
+            ONE_POD.replace("prefill_backlog_size", "slots_used_percentage")
+        )
+        small_elapsed = time.monotonic() - small_started
+        big_done_before_small = big.done()
+        big_response, _ = await big
+    finally:
+        stop.set()
+        await ticking
+        big.cancel()
+    assert response.status_code == 200, response.text[:300]
+    assert small_elapsed < 1.0, f"a small request waited {small_elapsed:.2f}s behind a large one"
+    body_status = assert_status(big_response, {502})
+    assert "not a number" in body_status["message"], body_status["message"]
+    assert not big_done_before_small, "the large answer was done before the small request"
+    worst = max(gaps)
+    assert worst < 0.5, f"the event loop stalled for {worst:.2f}s while decoding"
 
 
 @pytest.mark.parametrize("value", ["NaN", "+Inf", "-Inf"])
