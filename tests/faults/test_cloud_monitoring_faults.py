@@ -1,0 +1,295 @@
+"""Cloud Monitoring faults through the real app: a clear Status within the deadline, never a wrong
+number, and recovery by itself when the API answers again.
+
+The app serves Stackdriver-style names in ``cloud-monitoring`` mode with the real
+``MetricServiceAsyncClient`` over gRPC. Between it and the local MetricService
+(``tests/support/cm_server.py``) sits a TCP forwarder on a fixed loopback port that can go down
+(connections refused, live ones cut) and come back. The server itself can fail calls with a
+gRPC status, hang past the deadline, or answer with broken points.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import httpx
+import pytest
+from google.cloud import monitoring_v3
+from google.cloud.monitoring_v3.services.metric_service.transports import (
+    MetricServiceGrpcAsyncIOTransport,
+)
+
+from adapter.app import build_context, create_app
+from adapter.backends.cloud_monitoring import CloudMonitoringBackend
+from adapter.backends.fake import FakeBackend
+from adapter.settings import Settings
+from tests.api.test_seed_manifests import BACKLOG, NAMESPACE, POD
+from tests.fuzz.support import REASONS, quantity_value
+from tests.integration.test_cloud_monitoring import PROJECT, cm_rules, seed_data
+from tests.support import cm_server
+
+QUERY_TIMEOUT = 2.0  # seconds: the adapter's deadline for one backend call, retries included
+NAME = "prometheus.googleapis.com|jetstream_prefill_backlog_size|gauge"
+PODS = f"/apis/custom.metrics.k8s.io/v1beta2/namespaces/{NAMESPACE}/pods/*/{NAME}"
+ONE_POD = f"/apis/custom.metrics.k8s.io/v1beta2/namespaces/{NAMESPACE}/pods/{POD}/{NAME}"
+EXTERNAL = f"/apis/external.metrics.k8s.io/v1beta1/namespaces/{NAMESPACE}/{NAME}"
+_MAX_HANG = 10.0  # seconds: no injected hang outlives a test by more than this
+
+
+@dataclass
+class FaultyCM(cm_server.CMServer):
+    """The local MetricService with faults: ``hang`` seconds before answering; ``points``
+    rewrites every point's value (``"nan"``, ``"inf"``, ``"missing"``, ``"string"``,
+    ``"bool"``) or drops every point (``"none"``)."""
+
+    hang: float = 0.0
+    points: str | None = None
+
+    async def list_time_series(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        if self.hang:
+            await asyncio.sleep(min(self.hang, _MAX_HANG))
+        answer = await super().list_time_series(request, context)
+        if self.points is not None:
+            for series in answer.time_series:
+                if self.points == "none":
+                    del series.points[:]
+                for point in series.points:
+                    if self.points == "nan":
+                        point.value.double_value = math.nan
+                    elif self.points == "inf":
+                        point.value.double_value = math.inf
+                    elif self.points == "missing":
+                        point.value.Clear()
+                    elif self.points == "string":
+                        point.value.string_value = "12"
+                    elif self.points == "bool":
+                        point.value.bool_value = True
+        return answer
+
+
+class Forwarder:
+    """A TCP forwarder on a fixed 127.0.0.1 port; :meth:`go_down` refuses new connections and
+    cuts live ones, :meth:`come_back` listens again on the same port."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(
+            self._handle, host="127.0.0.1", port=self.port, reuse_address=True
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.wait_for(
+                asyncio.open_connection("127.0.0.1", self.upstream_port), timeout=5
+            )
+        except (OSError, TimeoutError):
+            writer.close()
+            return
+        self._writers |= {writer, up_writer}
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError, OSError, asyncio.CancelledError):
+                while chunk := await src.read(65536):
+                    dst.write(chunk)
+                    await dst.drain()
+            dst.close()
+
+        tasks = {
+            asyncio.create_task(pump(reader, up_writer)),
+            asyncio.create_task(pump(up_reader, writer)),
+        }
+        self._tasks |= tasks
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks -= tasks
+        self._writers -= {writer, up_writer}
+
+    async def go_down(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for writer in list(self._writers):
+            writer.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def come_back(self) -> None:
+        if self._server is None:
+            await self.start()
+
+
+@dataclass
+class App:
+    client: httpx.AsyncClient
+    cm: FaultyCM
+    forwarder: Forwarder
+
+    async def get(self, path: str) -> httpx.Response:
+        started = time.monotonic()
+        response = await asyncio.wait_for(self.client.get(path), timeout=QUERY_TIMEOUT + 10)
+        elapsed = time.monotonic() - started
+        assert elapsed <= QUERY_TIMEOUT + 1, f"{path}: answered after {elapsed:.2f}s"
+        return response
+
+
+@pytest.fixture
+async def app(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[App]:
+    # serve_cm builds its state from the module's CMServer: hand it the faulty one.
+    monkeypatch.setattr(cm_server, "CMServer", FaultyCM)
+    async with cm_server.serve_cm() as cm:
+        assert isinstance(cm, FaultyCM)
+        cm.series = seed_data()
+        forwarder = Forwarder(int(cm.address.rsplit(":", 1)[1]))
+        await forwarder.start()
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{forwarder.port}")
+        client = monitoring_v3.MetricServiceAsyncClient(
+            transport=MetricServiceGrpcAsyncIOTransport(channel=channel)
+        )
+        backend = CloudMonitoringBackend(client, project=PROJECT)
+        ctx = build_context(
+            Settings(cluster="c1", standalone=True, cache_ttl=0.2, query_timeout=QUERY_TIMEOUT),
+            backend=FakeBackend(),
+            rules=cm_rules(location="us-central2-b"),
+            backends={"cloud-monitoring": backend},
+        )
+        ctx.backend_ready = True
+        try:
+            async with httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=create_app(ctx, background=False)),
+                base_url="http://adapter",
+            ) as http:
+                yield App(http, cm, forwarder)
+        finally:
+            cm.hang = 0.0
+            await backend.aclose()
+            await forwarder.go_down()
+
+
+def assert_status(response: httpx.Response, codes: set[int]) -> dict[str, Any]:
+    assert response.status_code in codes, (response.status_code, response.text[:300])
+    body: dict[str, Any] = response.json()
+    assert body["kind"] == "Status" and body["apiVersion"] == "v1", body
+    assert body["status"] == "Failure" and body["code"] == response.status_code, body
+    assert body["reason"] == REASONS[response.status_code], body
+    assert body["message"].strip(), body
+    return body
+
+
+def values_of(response: httpx.Response) -> list[float]:
+    assert response.status_code == 200, response.text[:300]
+    body = response.json()
+    assert body["kind"] in ("MetricValueList", "ExternalMetricValueList"), body
+    out = [quantity_value(item["value"]) for item in body["items"]]
+    assert all(math.isfinite(v) for v in out)
+    return out
+
+
+async def test_baseline_values_through_the_forwarder(app: App) -> None:
+    assert values_of(await app.get(PODS)) == [BACKLOG]
+    assert values_of(await app.get(ONE_POD)) == [BACKLOG]
+    assert values_of(await app.get(EXTERNAL)) == [BACKLOG]
+
+
+PATHS = pytest.mark.parametrize(
+    "path", [PODS, ONE_POD, EXTERNAL], ids=["pods", "one-pod", "external"]
+)
+
+# gRPC status → acceptable HTTP codes. 503: unavailable or over quota (after retries that the
+# deadline allows); 504: the deadline passed while retrying; 502: the API refused or failed the
+# call in a way a retry would not fix.
+STATUSES: dict[grpc.StatusCode, set[int]] = {
+    grpc.StatusCode.UNAVAILABLE: {503, 504},
+    grpc.StatusCode.RESOURCE_EXHAUSTED: {503, 504},
+    grpc.StatusCode.DEADLINE_EXCEEDED: {504},
+    grpc.StatusCode.PERMISSION_DENIED: {502},
+    grpc.StatusCode.UNAUTHENTICATED: {502},
+    grpc.StatusCode.INTERNAL: {503},
+}
+
+
+@PATHS
+@pytest.mark.parametrize("code", list(STATUSES), ids=lambda c: c.name)
+async def test_an_api_error_is_a_clear_status_in_time(
+    app: App, path: str, code: grpc.StatusCode
+) -> None:
+    app.cm.fail_with = code
+    body = assert_status(await app.get(path), STATUSES[code])
+    assert "cloud-monitoring" in body["message"] or "Cloud Monitoring" in body["message"], body
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED):
+        assert len(app.cm.list_requests) > 1, "an overload status was not retried"
+
+
+@PATHS
+async def test_a_server_hanging_past_the_deadline_is_a_timeout(app: App, path: str) -> None:
+    app.cm.hang = QUERY_TIMEOUT + 3
+    started = time.monotonic()
+    assert_status(await app.get(path), {504})
+    assert time.monotonic() - started >= QUERY_TIMEOUT - 0.2, "answered before the deadline"
+
+
+@PATHS
+async def test_the_api_unreachable_is_unavailable(app: App, path: str) -> None:
+    await app.forwarder.go_down()
+    assert_status(await app.get(path), {503, 504})
+
+
+@pytest.mark.parametrize("points", ["nan", "inf"])
+async def test_non_finite_points_are_never_served(app: App, points: str) -> None:
+    app.cm.points = points
+    assert values_of(await app.get(PODS)) == []
+    assert values_of(await app.get(EXTERNAL)) == []
+    assert_status(await app.get(ONE_POD), {404})
+
+
+@pytest.mark.parametrize("points", ["missing", "string", "bool"])
+async def test_points_without_a_number_are_a_bad_answer(app: App, points: str) -> None:
+    app.cm.points = points
+    for path in (PODS, ONE_POD, EXTERNAL):
+        body = assert_status(await app.get(path), {502})
+        assert "DOUBLE or INT64" in body["message"], body
+
+
+async def test_series_without_points_are_no_value(app: App) -> None:
+    app.cm.points = "none"
+    assert values_of(await app.get(PODS)) == []
+    assert values_of(await app.get(EXTERNAL)) == []
+    assert_status(await app.get(ONE_POD), {404})
+
+
+@pytest.mark.parametrize("fault", ["down", "unavailable", "hang", "garbage"])
+async def test_recovery_by_itself_when_the_api_is_back(app: App, fault: str) -> None:
+    if fault == "down":
+        await app.forwarder.go_down()
+    elif fault == "unavailable":
+        app.cm.fail_with = grpc.StatusCode.UNAVAILABLE
+    elif fault == "hang":
+        app.cm.hang = QUERY_TIMEOUT + 3
+    else:
+        app.cm.points = "missing"
+    assert (await app.get(PODS)).status_code >= 500
+    await app.forwarder.come_back()
+    app.cm.fail_with = None
+    app.cm.hang = 0.0
+    app.cm.points = None
+    deadline = time.monotonic() + 15
+    while True:
+        response = await app.get(PODS)
+        if response.status_code == 200:
+            break
+        assert time.monotonic() < deadline, f"no recovery within 15 s: {response.text[:200]}"
+        await asyncio.sleep(0.2)
+    assert values_of(response) == [BACKLOG]
