@@ -20,7 +20,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -152,9 +152,18 @@ async def _timed(client: httpx.AsyncClient, url: str) -> tuple[float, bool]:
     return (time.perf_counter() - started) * 1000, ok
 
 
-async def burst(base_url: str, path: str, *, token: str, k: int, settle: float) -> LoadResult:
+async def burst(
+    base_url: str,
+    path: str,
+    *,
+    token: str,
+    k: int,
+    settle: float,
+    on_release: Callable[[], None] | None = None,
+) -> LoadResult:
     """Warm ``k`` connections on ``path``, wait ``settle`` s (past the result cache's TTL, within
-    the auth caches'), then release ``k`` identical requests together."""
+    the auth caches'), then release ``k`` identical requests together. ``on_release`` runs just
+    before the release (the caller starts counting there)."""
     async with _client(token, k) as client:
         warm = await asyncio.gather(*(_timed(client, base_url + path) for _ in range(k)))
         await asyncio.sleep(settle)
@@ -166,13 +175,17 @@ async def burst(base_url: str, path: str, *, token: str, k: int, settle: float) 
 
         tasks = [asyncio.create_task(one()) for _ in range(k)]
         await asyncio.sleep(0.05)  # every task parked on the gate
+        if on_release is not None:
+            on_release()
         started = time.perf_counter()
         gate.set()
         results = await asyncio.gather(*tasks)
         seconds = time.perf_counter() - started
     latencies = [ms for ms, _ in results]
-    errors = sum(1 for _, ok in results if not ok) + sum(1 for _, ok in warm if not ok)
-    return _from_latencies(latencies, errors, seconds, k=k)
+    errors = sum(1 for _, ok in results if not ok)
+    return _from_latencies(
+        latencies, errors, seconds, k=k, warmup_errors=sum(1 for _, ok in warm if not ok)
+    )
 
 
 async def paced(

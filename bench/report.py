@@ -87,7 +87,9 @@ def _results_table(sc: dict[str, Any]) -> list[str]:
         )
         lines.append(f"| errors (non-200 or transport) | {t['errors']} | {o['errors']} | |")
         if o.get("hit_ratio") is not None:
-            lines.append(f"| cache hit ratio (ours) | | {o['hit_ratio']:.3f} | |")
+            lines.append(
+                f"| answered from the cache (hit or joined in-flight query) | | {o['hit_ratio']:.3f} | |"
+            )
         if extra:
             lines.extend(extra())
 
@@ -172,10 +174,19 @@ def _targets(r: dict[str, Any]) -> list[str]:
     if "hit64" in sc:
         p99 = sc["hit64"]["ours"]["p99_ms"]
         rows.append(("cache-hit p99 ≤ 5 ms at 64 concurrent clients", f"{p99:.2f} ms", p99 <= 5))
+    ttl = r["config"]["cache_ttl_s"]
     for k in (64, 256):
         if f"burst{k}" in sc:
-            q = sc[f"burst{k}"]["ours"]["backend_queries"]
-            rows.append((f"burst of {k}: 1 backend query", f"{q}", q <= 1))
+            res = sc[f"burst{k}"]["ours"]
+            # A burst the adapter takes longer than one TTL to serve spans several windows.
+            bound = 1 + int(res["seconds"] // ttl)
+            rows.append(
+                (
+                    f"burst of {k}: ≤ 1 backend query per TTL window",
+                    f"{res['backend_queries']} in {res['seconds']:.1f} s (bound {bound})",
+                    res["backend_queries"] <= bound,
+                )
+            )
     if sc.get("growth"):
         g = sc["growth"]
         peak = max(row["ours"]["peak_rss_mib"] for row in g)
@@ -204,11 +215,11 @@ def _targets(r: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _profile(p: dict[str, Any]) -> list[str]:
+def _profile(p: dict[str, Any], what: str) -> list[str]:
     if "error" in p:
         return [f"Profile not taken: {p['error']}"]
     lines = [
-        f"py-spy, {p['samples']} samples at 200 Hz of our adapter under the saturated HPA pattern.",
+        f"py-spy, {p['samples']} samples at 200 Hz: {what}.",
         "",
         "Self time (the frame on top of the stack):",
         "",
@@ -404,7 +415,28 @@ def write(r: dict[str, Any], *, out_dir: Path) -> Path:
                 "",
             ]
     if "profile" in sc:
-        doc += ["### Profile", "", *_profile(sc["profile"]), ""]
+        prof = sc["profile"]
+        doc += ["### Profiles", ""]
+        if "hit" in prof:
+            doc += [
+                "#### Cache hits",
+                "",
+                *_profile(
+                    prof["hit"],
+                    "ours under the saturated HPA pattern, 16 connections (nearly all cache hits)",
+                ),
+                "",
+            ]
+        if "miss" in prof:
+            doc += [
+                "#### Cache misses",
+                "",
+                *_profile(
+                    prof["miss"],
+                    "ours with the cache off, the HPA pattern over 4 connections (every request a Prometheus query)",
+                ),
+                "",
+            ]
     if FINDINGS.exists():
         doc += [FINDINGS.read_text(encoding="utf-8").rstrip(), ""]
     DOC.write_text("\n".join(doc), encoding="utf-8")

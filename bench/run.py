@@ -28,6 +28,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -274,6 +275,11 @@ def start_theirs(
             f"--authorization-kubeconfig={kubeconfig}",
             f"--prometheus-url={prom_url}/",
             f"--metrics-relist-interval={int(RELIST)}s",
+            # Its Kubernetes client defaults to 5 requests/s (burst 10), and it LISTs pods for
+            # every Pods request: untuned, that throttle alone caps it near 16 requests/s here.
+            # Raised so the comparison is of the designs, not of a default.
+            "--client-qps=1000",
+            "--client-burst=2000",
             f"--config={RULES}",
             "--v=1",
         ],
@@ -341,43 +347,57 @@ class Bench:
     hpa_paths: list[str]
     prom_proc_pid: int | None = None
 
-    def measure(self, proc: Proc, run: Callable[[], load.LoadResult]) -> dict[str, Any]:
-        """Run one load against ``proc``; add backend queries, CPU, peak RSS and cache stats."""
+    def measure(
+        self, proc: Proc, run: Callable[[Callable[[], None]], load.LoadResult]
+    ) -> dict[str, Any]:
+        """Run one load against ``proc``; add backend queries, CPU, peak RSS and cache stats.
+
+        ``run`` receives ``restart``: calling it moves the start of the measurement to that
+        moment (a burst calls it after warming its connections, just before the release).
+        """
         assert proc.sampler is not None
-        before_q = prom_counters(self.prom.url)["query"]
-        before = proc.sampler.mark()
-        before_cache = cache_counts(proc, self.token) if proc is not self.theirs else {}
-        result = run()
+        sampler = proc.sampler
+        ours = proc is not self.theirs
+        start: dict[str, Any] = {}
+
+        def restart() -> None:
+            start["q"] = prom_counters(self.prom.url)["query"]
+            start["stat"] = sampler.mark()
+            start["cache"] = cache_counts(proc, self.token) if ours else {}
+
+        restart()
+        result = run(restart)
         after = read_stat(proc.pid)
-        peak = proc.sampler.phase_peak()
-        queries = prom_counters(self.prom.url)["query"] - before_q
+        peak = sampler.phase_peak()
+        queries = prom_counters(self.prom.url)["query"] - start["q"]
+        cpu = after.cpu_s - start["stat"].cpu_s
         out = result.as_dict()
         out.update(
             backend_queries=int(queries),
             queries_per_1000=round(1000 * queries / result.requests, 1)
             if result.requests
             else None,
-            cpu_s=round(after.cpu_s - before.cpu_s, 2),
-            cpu_ms_per_request=round(1000 * (after.cpu_s - before.cpu_s) / result.requests, 3)
-            if result.requests
-            else None,
+            cpu_s=round(cpu, 2),
+            cpu_ms_per_request=round(1000 * cpu / result.requests, 3) if result.requests else None,
             peak_rss_mib=round(peak, 1),
             rss_mib=round(after.rss_mib, 1),
         )
-        if proc is not self.theirs:
+        if ours:
             cache = cache_counts(proc, self.token)
-            delta = {k: cache.get(k, 0) - before_cache.get(k, 0) for k in cache}
+            delta = {k: cache.get(k, 0) - start["cache"].get(k, 0) for k in cache}
             total = sum(delta.values())
             out["cache"] = {k: int(v) for k, v in delta.items() if v}
-            out["hit_ratio"] = round(delta.get("hit", 0) / total, 4) if total else None
+            # Answered without a backend query of their own: hits, and joins of an in-flight one.
+            served = delta.get("hit", 0) + delta.get("shared", 0)
+            out["hit_ratio"] = round(served / total, 4) if total else None
         return out
 
-    def both(self, run: Callable[[Proc], load.LoadResult]) -> dict[str, Any]:
+    def both(self, run: Callable[[Proc, Callable[[], None]], load.LoadResult]) -> dict[str, Any]:
         # prometheus-adapter first, then ours: alternate nothing else, so both see a warm
         # Prometheus and the same background.
         return {
-            "theirs": self.measure(self.theirs, lambda: run(self.theirs)),
-            "ours": self.measure(self.ours, lambda: run(self.ours)),
+            "theirs": self.measure(self.theirs, lambda restart: run(self.theirs, restart)),
+            "ours": self.measure(self.ours, lambda restart: run(self.ours, restart)),
         }
 
 
@@ -403,7 +423,7 @@ def hpa_paths(hpas: int) -> list[str]:
 
 def scenario_hpa(b: Bench, seconds: float, connections: int) -> dict[str, Any]:
     res = b.both(
-        lambda p: load.run_wrk(
+        lambda p, _: load.run_wrk(
             p.base_url, b.hpa_paths, token=b.token, connections=connections, seconds=seconds
         )
     )
@@ -417,7 +437,7 @@ def scenario_hpa(b: Bench, seconds: float, connections: int) -> dict[str, Any]:
 
 def scenario_paced(b: Bench, period: float, rounds: int) -> dict[str, Any]:
     return b.both(
-        lambda p: asyncio.run(
+        lambda p, _: asyncio.run(
             load.paced(p.base_url, b.hpa_paths, token=b.token, period=period, rounds=rounds)
         )
     )
@@ -426,7 +446,7 @@ def scenario_paced(b: Bench, period: float, rounds: int) -> dict[str, Any]:
 def scenario_hit(b: Bench, seconds: float, connections: int) -> dict[str, Any]:
     path = [external_path("bench-0", "num_requests_waiting")]
     return b.both(
-        lambda p: load.run_wrk(
+        lambda p, _: load.run_wrk(
             p.base_url, path, token=b.token, connections=connections, seconds=seconds
         )
     )
@@ -436,8 +456,10 @@ def scenario_burst(b: Bench, k: int, ns: str) -> dict[str, Any]:
     # A path no other scenario uses, so ours starts from a cold cache entry after the settle.
     path = external_path(ns, "jetstream_transfer_backlog_size")
     return b.both(
-        lambda p: asyncio.run(
-            load.burst(p.base_url, path, token=b.token, k=k, settle=CACHE_TTL + 1.0)
+        lambda p, restart: asyncio.run(
+            load.burst(
+                p.base_url, path, token=b.token, k=k, settle=CACHE_TTL + 1.0, on_release=restart
+            )
         )
     )
 
@@ -463,13 +485,14 @@ def scenario_miss(b: Bench, n: int) -> dict[str, Any]:
     )
     miss = b.measure(
         b.nocache,
-        lambda: asyncio.run(load.sequential(b.nocache.base_url + path, n=n, headers=auth)),
+        lambda _: asyncio.run(load.sequential(b.nocache.base_url + path, n=n, headers=auth)),
     )
     hit = b.measure(
-        b.ours, lambda: asyncio.run(load.sequential(b.ours.base_url + path, n=n, headers=auth))
+        b.ours, lambda _: asyncio.run(load.sequential(b.ours.base_url + path, n=n, headers=auth))
     )
     theirs = b.measure(
-        b.theirs, lambda: asyncio.run(load.sequential(b.theirs.base_url + path, n=n, headers=auth))
+        b.theirs,
+        lambda _: asyncio.run(load.sequential(b.theirs.base_url + path, n=n, headers=auth)),
     )
     return {
         "query": query,
@@ -492,12 +515,12 @@ def _find_query(doc: Any) -> str | None:
     return None
 
 
-def scenario_profile(b: Bench, seconds: float, out: Path) -> dict[str, Any]:
-    """py-spy samples our adapter under the saturated HPA load: the hottest functions."""
+def _profiled(proc: Proc, seconds: float, drive: Callable[[], object]) -> dict[str, Any]:
     spy = ROOT / ".venv" / "bin" / "py-spy"
     if not spy.exists():
         return {"error": "py-spy not installed: pip install -e '.[bench]'"}
-    raw = out.with_suffix(".collapsed")
+    tmp = Path(tempfile.mkdtemp(prefix="lma-profile-"))
+    raw = tmp / "profile.collapsed"
     rec = subprocess.Popen(
         [
             str(spy),
@@ -512,21 +535,44 @@ def scenario_profile(b: Bench, seconds: float, out: Path) -> dict[str, Any]:
             "-o",
             str(raw),
             "-p",
-            str(b.ours.pid),
+            str(proc.pid),
         ],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
-    time.sleep(0.5)
-    load.run_wrk(b.ours.base_url, b.hpa_paths, token=b.token, connections=16, seconds=seconds)
     try:
-        rec.wait(timeout=seconds + 30)
-    except subprocess.TimeoutExpired:
-        rec.kill()
-        rec.wait(timeout=10)
-    if not raw.exists():
-        return {"error": "py-spy wrote no profile"}
-    return summarize_profile(raw)
+        time.sleep(0.5)
+        drive()
+        try:
+            _, err = rec.communicate(timeout=seconds + 30)
+        except subprocess.TimeoutExpired:
+            rec.kill()
+            _, err = rec.communicate(timeout=10)
+        if not raw.exists():
+            return {"error": f"py-spy wrote no profile: {err.decode(errors='replace')[-300:]}"}
+        return summarize_profile(raw)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def scenario_profile(b: Bench, seconds: float) -> dict[str, Any]:
+    """py-spy samples ours under the saturated HPA pattern (cache hits), and the cache-off
+    instance under 4 connections (every request a miss): the hottest functions of each path."""
+    hit = _profiled(
+        b.ours,
+        seconds,
+        lambda: load.run_wrk(
+            b.ours.base_url, b.hpa_paths, token=b.token, connections=16, seconds=seconds
+        ),
+    )
+    miss = _profiled(
+        b.nocache,
+        seconds,
+        lambda: load.run_wrk(
+            b.nocache.base_url, b.hpa_paths, token=b.token, connections=4, seconds=seconds
+        ),
+    )
+    return {"hit": hit, "miss": miss}
 
 
 def summarize_profile(path: Path, top: int = 20) -> dict[str, Any]:
@@ -728,7 +774,6 @@ def running(args: argparse.Namespace) -> Iterator[tuple[Bench, dict[str, Any]]]:
             [addrs["hpa"], addrs["bulk"][0]],
             scrape_interval="15s",
             ready_timeout=60,
-            extra_args=["--storage.tsdb.retention.time=2h"],
         )
         prom.start()
         stack.stops.append(prom.stop)
@@ -800,6 +845,9 @@ def running(args: argparse.Namespace) -> Iterator[tuple[Bench, dict[str, Any]]]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
+    # SIGTERM would end the interpreter without unwinding: turn it into SystemExit so every
+    # process this run started is stopped by the `finally` blocks.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     began = time.monotonic()
     results: dict[str, Any] = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -838,7 +886,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             sc["miss"] = scenario_miss(b, n=300)
         if "profile" in args.scenarios:
             say("profiling ours (py-spy) under the saturated HPA pattern")
-            sc["profile"] = scenario_profile(b, 10.0, args.out.with_name("profile"))
+            sc["profile"] = scenario_profile(b, 10.0)
         if "growth" in args.scenarios:
             sc["growth"] = []
             for level in args.growth:
@@ -857,6 +905,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                     f"growth {level}: ours RSS {sc['growth'][-1]['ours']['rss_mib']} MiB, "
                     f"theirs {sc['growth'][-1]['theirs']['rss_mib']} MiB"
                 )
+    results.update(info)  # what was added after the scenarios (final peaks, log tails)
     results["machine"]["loadavg_end"] = os.getloadavg()
     results["wall_s"] = round(time.monotonic() - began, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
