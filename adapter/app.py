@@ -69,7 +69,9 @@ def build_context(
         telemetry=telemetry,
     )
     cache: SingleFlightCache[tuple[str, str], QueryResult] = SingleFlightCache(
-        ttl=settings.cache_ttl, stale_ttl=settings.stale_if_error
+        ttl=settings.cache_ttl,
+        stale_ttl=settings.stale_if_error,
+        keep_warm=settings.cache_keep_warm,
     )
     provider = MetricsProvider(
         registry=registry,
@@ -168,6 +170,9 @@ def create_app(
         if background:
             tasks.append(asyncio.create_task(ctx.registry.run(), name="discovery"))
             tasks.append(asyncio.create_task(_probe_backend(ctx), name="backend-probe"))
+            tasks.append(
+                asyncio.create_task(ctx.provider.cache.run_refresher(), name="cache-refresh")
+            )
             if watcher is not None:
                 tasks.append(asyncio.create_task(watcher.run(), name="rules-reload"))
         try:

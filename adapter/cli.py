@@ -225,6 +225,14 @@ def serve(
             help="Seconds a backend answer is reused; keep it at or below the scrape interval.",
         ),
     ] = 5.0,
+    cache_keep_warm: Annotated[
+        float,
+        typer.Option(
+            envvar=_env("cache-keep-warm"),
+            help="Seconds: answers asked for within this window are refreshed in the background"
+            " before they expire, so periodic HPA requests hit the cache (0: off).",
+        ),
+    ] = 60.0,
     max_sample_age: Annotated[
         float | None,
         typer.Option(
@@ -322,6 +330,7 @@ def serve(
         auth_cache_ttl=auth_cache_ttl,
         shutdown_timeout=shutdown_timeout,
         cache_ttl=cache_ttl,
+        cache_keep_warm=cache_keep_warm,
         max_sample_age=max_sample_age,
         discovery_interval=discovery_interval,
         query_timeout=query_timeout,

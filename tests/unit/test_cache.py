@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -103,3 +104,55 @@ async def test_ttl_zero_disables_caching_but_keeps_single_flight() -> None:
     assert [r[1] for r in results].count("disabled") == 1
     entry, _ = await cache.get("q", fetch)
     assert entry.value == 2
+
+
+async def test_keys_asked_for_recently_are_refreshed_before_they_expire() -> None:
+    cache: SingleFlightCache[str, int] = SingleFlightCache(ttl=0.3, keep_warm=1.0)
+    calls = 0
+
+    async def fetch() -> int:
+        nonlocal calls
+        calls += 1
+        return calls
+
+    refresher = asyncio.create_task(cache.run_refresher())
+    try:
+        _, first = await cache.get("q", fetch)
+        assert first == "miss"
+        # An HPA that asks less often than the TTL: every later request still hits.
+        states = []
+        for _ in range(3):
+            await asyncio.sleep(0.4)
+            entry, state = await cache.get("q", fetch)
+            states.append(state)
+            assert time.time() - entry.fetched_at <= 0.3 + 0.05
+        assert states == ["hit", "hit", "hit"]
+        # About one fetch per TTL, not more: 1.2 s of keeping warm at a 0.3 s TTL.
+        assert 4 <= calls <= 6, calls
+        # Nobody asks any more: refreshing stops after keep_warm.
+        await asyncio.sleep(1.5)
+        settled = calls
+        await asyncio.sleep(0.8)
+        assert calls == settled
+    finally:
+        refresher.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await refresher
+
+
+async def test_a_failing_refresh_leaves_the_error_to_the_next_request() -> None:
+    cache: SingleFlightCache[str, int] = SingleFlightCache(ttl=0.2, keep_warm=5.0)
+    fail = False
+
+    async def fetch() -> int:
+        if fail:
+            raise BackendUnavailableError("down", backend="prometheus")
+        return 1
+
+    await cache.get("q", fetch)
+    fail = True
+    await asyncio.sleep(0.25)
+    assert cache.refresh_due() == 1
+    await asyncio.sleep(0.01)
+    with pytest.raises(BackendUnavailableError):
+        await cache.get("q", fetch)
