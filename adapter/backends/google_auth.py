@@ -301,6 +301,14 @@ class GoogleAuth(httpx.Auth):
                 f"could not get a Google access token: {type(exc).__name__}",
                 backend=self._backend,
             ) from exc
+        except (TypeError, KeyError, AttributeError) as exc:
+            # google-auth indexes the token endpoint's answer as a JSON object: a 200 answer
+            # that is not one (an HTML page from a proxy, a bare string) escapes as TypeError.
+            raise BackendUnavailableError(
+                "could not get a Google access token: the token endpoint's answer is not a "
+                f"token response ({type(exc).__name__})",
+                backend=self._backend,
+            ) from exc
         finally:
             self._inflight = None
         self._token = token
