@@ -102,6 +102,14 @@ def trace_document(trace: Trace, *, now: float, cache_ttl: float) -> dict[str, A
     return doc
 
 
+def _object_cache_status(objects: object) -> Any:
+    """The Kubernetes object cache per resource (``ready``, ``objects``, ``age`` in seconds since
+    the last event or list, last watch ``error``), so an API outage shows how old the object list
+    being served is; ``None`` standalone (no cache)."""
+    status = getattr(objects, "status", None)
+    return _jsonable(status()) if callable(status) else None
+
+
 @router.get("/debug/metrics")
 async def debug_metrics(request: Request) -> Response:
     ctx = context(request)
@@ -127,6 +135,7 @@ async def debug_metrics(request: Request) -> Response:
             "discoveryErrors": dict(snap.errors),
             "cluster": ctx.settings.cluster,
             "standalone": ctx.settings.standalone,
+            "objectCache": _object_cache_status(ctx.provider.objects),
             "metrics": sorted(metrics, key=lambda m: (m["kind"], m["resource"] or "", m["name"])),
             # Name families (Stackdriver-style names) are served by pattern, never listed.
             "familyRules": family_rules(ctx.rules.rules),
