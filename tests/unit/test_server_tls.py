@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import json
 import ssl
 from collections.abc import AsyncIterator
@@ -172,6 +173,33 @@ async def test_a_replaced_serving_certificate_is_presented_to_new_handshakes(pki
                 await asyncio.sleep(0.1)
         assert tls.reloads == 1
         # Still answering requests with the new certificate.
+        assert (await _get(port, context))["has_tls"] is True
+
+
+async def test_an_expired_serving_certificate_replaced_on_disk_is_served_without_restart(
+    pki: Pki,
+) -> None:
+    """The certificate expired before it was rotated (cert-manager down, a missed renewal):
+    clients that verify refuse it; once a valid one is written, new handshakes succeed."""
+    now = datetime.datetime.now(datetime.UTC)
+    pki.write_serving_cert(
+        pki.server_ca.issue_cert(
+            "127.0.0.1",
+            not_before=now - datetime.timedelta(days=2),
+            not_after=now - datetime.timedelta(hours=1),
+        )
+    )
+    tls = ServingTLS(pki.cert_file, pki.key_file)  # an expired pair still loads: no crash
+    async with running(tls, reload_interval=0.1) as server:
+        port = bound_port(server)
+        context = pki.client_context()
+        with pytest.raises(httpx.ConnectError, match="expired"):
+            await _get(port, context)
+        fresh = pki.write_serving_cert(pki.server_ca.issue_cert("127.0.0.1"))
+        async with asyncio.timeout(5):
+            while tls.reloads < 1:
+                await asyncio.sleep(0.05)
+        assert _same_cert(await _served_cert(port, context), fresh)
         assert (await _get(port, context))["has_tls"] is True
 
 
