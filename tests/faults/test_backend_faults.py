@@ -21,6 +21,7 @@ import pytest
 
 from adapter.app import build_context, create_app
 from adapter.backends.prometheus import PrometheusBackend, PrometheusSettings
+from adapter.errors import BackendTimeoutError
 from adapter.rules.loader import load_rules
 from adapter.settings import Settings
 from adapter.sim.prometheus import LocalPrometheus
@@ -326,3 +327,30 @@ def test_zz_report_injected_faults(capsys: pytest.CaptureFixture[str]) -> None:
     with capsys.disabled():
         print("\nfaults injected (proxy requests by kind):", dict(sorted(INJECTED.items())))
     assert INJECTED, "no fault test ran before the report"
+
+
+async def test_the_deadline_covers_decoding_a_large_answer() -> None:
+    """A large answer that arrives at once but takes longer to decode than the time left: a
+    timeout at the deadline, not after the decoding; the worker stops by itself soon after."""
+    body = proxy_module._gigantic(90_000)
+    backend = PrometheusBackend(
+        PrometheusSettings(url="http://prometheus.test", timeout=5.0),
+        transport=httpx.MockTransport(lambda request: httpx.Response(200, content=body)),
+    )
+    try:
+        started = time.monotonic()
+        with pytest.raises(BackendTimeoutError):
+            await backend.query("up", timeout=0.1)
+        assert time.monotonic() - started < 0.6
+        # The abandoned worker checks the deadline every 1,024 objects and stops: right after,
+        # this process burns (almost) no CPU, whereas a worker left decoding would keep a core
+        # busy for the best part of a second or more.
+        await asyncio.sleep(0.1)
+        cpu = time.process_time()
+        await asyncio.sleep(0.3)
+        assert time.process_time() - cpu < 0.1, "the worker went on decoding after the deadline"
+        # With time enough, the same answer decodes in full.
+        result = await backend.query("up", timeout=30)
+        assert len(result.samples) == 90_000
+    finally:
+        await backend.aclose()
