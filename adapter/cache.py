@@ -9,10 +9,11 @@ With ``stale_ttl > 0`` the cache also keeps each key's last good answer for that
 (a separate bounded map, so it outlives the short freshness TTL): :meth:`SingleFlightCache.stale`
 hands it out when a fetch fails (``--stale-if-error``).
 
-With ``keep_warm > 0``, keys asked for within the last ``keep_warm`` seconds are refreshed in the
-background shortly before they expire (:meth:`SingleFlightCache.run_refresher`): an HPA that asks
-every 15 s with a 5 s TTL then always hits, and the backend still sees at most about one query per
-key per TTL. Keys nobody asks for any more stop being refreshed.
+With ``keep_warm > 0``, a key asked for periodically, less often than the TTL (an HPA syncs every
+15 s; the TTL is 5 s), is fetched in the background just before its next expected request
+(:meth:`SingleFlightCache.run_refresher`), so that request hits. The backend sees what it would
+without the prefetch — one query per request period — only earlier. Keys asked for more often than
+the TTL need no prefetch; keys not asked for within ``keep_warm`` seconds are forgotten.
 """
 
 from __future__ import annotations
@@ -63,8 +64,8 @@ class SingleFlightCache(Generic[K, V]):
         self.stale_ttl = stale_ttl
         self.keep_warm = keep_warm if ttl > 0 else 0.0
         self.maxsize = maxsize
-        # key -> (monotonic time of the last request for it, how to fetch it)
-        self._warm: dict[K, tuple[float, Callable[[], Awaitable[V]]]] = {}
+        # key -> (monotonic time of the last request, seconds since the one before, how to fetch)
+        self._warm: dict[K, tuple[float, float | None, Callable[[], Awaitable[V]]]] = {}
         self._refresh_slots = asyncio.Semaphore(max(1, refresh_concurrency))
         self.refreshes = 0
         """Background refreshes started (for tests and ``/debug``)."""
@@ -128,28 +129,35 @@ class SingleFlightCache(Generic[K, V]):
         return await asyncio.shield(task), state
 
     def _remember(self, key: K, fetch: Callable[[], Awaitable[V]]) -> None:
-        self._warm.pop(key, None)  # re-insert: the dict is kept in last-asked order
-        self._warm[key] = (time.monotonic(), fetch)
+        now = time.monotonic()
+        previous = self._warm.pop(key, None)  # re-insert: the dict is kept in last-asked order
+        period = now - previous[0] if previous is not None else None
+        self._warm[key] = (now, period, fetch)
         while len(self._warm) > self.maxsize:
             del self._warm[next(iter(self._warm))]
 
     def refresh_due(self) -> int:
-        """Start a background fetch for every warm key whose entry is missing or in the last
-        tenth of its TTL; forget keys not asked for within ``keep_warm``. Returns how many
-        fetches it started. Fetch errors are left for the next request to meet."""
+        """Start a background fetch for every periodic key whose next request is less than
+        ``lead`` seconds away and would find its entry expired; forget keys not asked for within
+        ``keep_warm``. Returns how many fetches it started. Fetch errors are left for the next
+        request to meet."""
         if self._entries is None or self.keep_warm <= 0:
             return 0
         now_mono, now = time.monotonic(), time.time()
+        lead = min(2.0, self.ttl / 2)
         started = 0
-        for key, (asked, fetch) in list(self._warm.items()):
+        for key, (asked, period, fetch) in list(self._warm.items()):
             if now_mono - asked > self.keep_warm:
                 del self._warm[key]
                 continue
+            if period is None or period <= self.ttl or key in self._inflight:
+                continue  # not periodic yet, or asked often enough for the TTL to serve it
+            until_next = asked + period - now_mono
+            if until_next > lead or until_next < -lead:
+                continue  # not due yet, or the expected request did not come
             entry = self._entries.get(key)
-            if key in self._inflight or (
-                entry is not None and now - entry.fetched_at < 0.9 * self.ttl
-            ):
-                continue
+            if entry is not None and now + until_next - entry.fetched_at < self.ttl:
+                continue  # still fresh when the request comes
             task = asyncio.ensure_future(self._fetch(key, self._limited(fetch)))
             task.add_done_callback(_retrieve_exception)
             self._inflight[key] = task
@@ -166,10 +174,10 @@ class SingleFlightCache(Generic[K, V]):
         return run
 
     async def run_refresher(self) -> None:
-        """Refresh warm keys until cancelled; ticks every tenth of the TTL (at most 1 s)."""
+        """Prefetch due keys until cancelled; ticks every tenth of the TTL (at most 0.5 s)."""
         if self.keep_warm <= 0 or self._entries is None:
             return
-        tick = min(1.0, self.ttl / 10)
+        tick = min(0.5, self.ttl / 10)
         while True:
             await asyncio.sleep(tick)
             self.refresh_due()

@@ -229,8 +229,9 @@ def serve(
         float,
         typer.Option(
             envvar=_env("cache-keep-warm"),
-            help="Seconds: answers asked for within this window are refreshed in the background"
-            " before they expire, so periodic HPA requests hit the cache (0: off).",
+            help="Seconds: a query asked for periodically (an HPA every 15 s) within this window is"
+            " prefetched just before its next request, so that request hits the cache; the"
+            " backend load is unchanged (0: off).",
         ),
     ] = 60.0,
     max_sample_age: Annotated[

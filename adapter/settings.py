@@ -42,7 +42,8 @@ class Settings:
     cache_ttl: float = 5.0
     """Seconds a backend answer is reused; keep it at or below the scrape interval."""
     cache_keep_warm: float = 60.0
-    """Seconds: answers asked for within this window are refreshed before they expire (0: off)."""
+    """Seconds: periodic queries asked within this window are prefetched before their next
+    request (0: off)."""
     max_sample_age: float | None = None
     """Seconds; older samples are not served (GMP keeps dead pods' series). None: no limit."""
     discovery_interval: float = 60.0
