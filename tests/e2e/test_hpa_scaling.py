@@ -30,6 +30,7 @@ from kubernetes import utils as k8s_utils
 
 from .controlplane import ControlPlane
 from .scenario import (
+    TPU_MEMORY_TOTAL,
     Load,
     Scenario,
     example_hpa,
@@ -319,5 +320,36 @@ def test_pods_stackdriver_style_name_in_promql_mode(fresh: Scenario) -> None:
     wait_current(scenario, hpa, {name: 25})
     assert_healthy(scenario, hpa)
     scenario.set_load(Load())
+    scenario.wait_replicas(hpa, 1)
+    assert_healthy(scenario, hpa)
+
+
+def test_external_stackdriver_style_memory_used_in_promql_mode(fresh: Scenario) -> None:
+    """The seed's External HPA written for the Stackdriver adapter
+    (``prometheus.googleapis.com|memory_used|gauge`` with its ``metric.labels.*`` selector), answered
+    by PromQL: one value per chip series, which the HPA sums into bytes in use."""
+    scenario = fresh
+    name = "prometheus.googleapis.com|memory_used|gauge"
+    # Target 8Gi per replica instead of the guide's 100Gi (sized for 8-chip replicas; the
+    # simulated pods have one 16 GiB chip each): one pod at 90 % asks for ceil(14.4 / 8) = 2.
+    target_gib, fraction = 8, 0.9
+    hpa = scenario.apply_hpa(
+        example_hpa(
+            "hpa-external-stackdriver-memory-used.yaml",
+            max_replicas=5,
+            targets={name: f"{target_gib}Gi"},
+        )
+    )
+    wait_active(scenario, hpa, {name: 0})
+    scenario.set_load(Load(memory_fraction=fraction))
+    used_gib = fraction * TPU_MEMORY_TOTAL / 1024**3
+    assert external_average_replicas(used_gib, target_gib) == 2
+    seen: list[int] = []
+    scenario.wait_replicas(hpa, 5, seen=seen)
+    assert first_step(seen) == 2, scenario.diagnostics(hpa)
+    assert_healthy(scenario, hpa)
+    # 5 pods at 5 %: 5 × 0.8 GiB = 4 GiB → ceil(4 / 8) = 1.
+    scenario.set_load(Load(memory_fraction=0.05))
+    assert external_average_replicas(5 * 0.05 * TPU_MEMORY_TOTAL / 1024**3, target_gib) == 1
     scenario.wait_replicas(hpa, 1)
     assert_healthy(scenario, hpa)
