@@ -16,6 +16,7 @@ __all__ = [
     "MetricKind",
     "MetricRequest",
     "Rule",
+    "RuleDefaults",
     "RuleSource",
     "Scope",
     "ServedMetric",
@@ -145,3 +146,34 @@ class Rule(Protocol):
     def describe(self) -> str:
         """One paragraph for ``check-config`` and ``/debug``: the source query and injected matchers."""
         ...
+
+
+class RuleDefaults:
+    """What most rules share: the PromQL backend, no name family, no discovery.
+
+    A rule class inherits it and overrides only what it serves differently.
+    """
+
+    __slots__ = ()
+
+    @property
+    def backend(self) -> str:
+        return "promql"
+
+    def resolve(
+        self, kind: MetricKind, resource: GroupResource | None, name: str
+    ) -> ServedMetric | None:
+        return None
+
+    def static_metrics(self) -> list[ServedMetric]:
+        return []
+
+    def discovery_selectors(self) -> list[str]:
+        return []
+
+    def series_selector_for(self, name: str) -> str:
+        # Rules without discovery: the metric name itself is the only sensible answer.
+        return name
+
+    def discovered_metrics(self, labels_by_name: Mapping[str, Sequence[str]]) -> list[ServedMetric]:
+        return []

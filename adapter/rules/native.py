@@ -18,7 +18,6 @@ The built-in presets are written in this format and compiled by the same code.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -32,6 +31,7 @@ from adapter.rules.base import (
     BuiltQuery,
     MetricKind,
     MetricRequest,
+    RuleDefaults,
     RuleSource,
     Scope,
     ServedMetric,
@@ -72,7 +72,7 @@ class NativeMetricSpec(BaseModel):
 
 
 @dataclass(frozen=True, eq=False)
-class NativeRule:
+class NativeRule(RuleDefaults):
     """A compiled native (or preset) rule serving exactly one metric."""
 
     id: str
@@ -87,15 +87,6 @@ class NativeRule:
     window: int | None
     warnings: tuple[str, ...] = field(default=())
 
-    @property
-    def backend(self) -> str:
-        return "promql"
-
-    def resolve(
-        self, kind: MetricKind, resource: GroupResource | None, name: str
-    ) -> ServedMetric | None:
-        return None
-
     def static_metrics(self) -> list[ServedMetric]:
         return [
             ServedMetric(
@@ -106,16 +97,6 @@ class NativeRule:
                 namespaced=self.served_namespaced,
             )
         ]
-
-    def discovery_selectors(self) -> list[str]:
-        return []
-
-    def series_selector_for(self, name: str) -> str:
-        # Static rules need no discovery; the metric name itself is the only sensible answer.
-        return name
-
-    def discovered_metrics(self, labels_by_name: Mapping[str, Sequence[str]]) -> list[ServedMetric]:
-        return []
 
     def _request_namespace(self, request: MetricRequest) -> str | None:
         if self.namespace_label is None:

@@ -38,6 +38,7 @@ from adapter.rules.base import (
     BuiltQuery,
     MetricKind,
     MetricRequest,
+    RuleDefaults,
     RuleSource,
     Scope,
     ServedMetric,
@@ -202,7 +203,7 @@ class _SeriesFilter:
 
 
 @dataclass(frozen=True, eq=False)
-class PrometheusAdapterRule:
+class PrometheusAdapterRule(RuleDefaults):
     """A compiled prometheus-adapter discovery rule (custom ``rules`` or ``externalRules``)."""
 
     id: str
@@ -222,18 +223,6 @@ class PrometheusAdapterRule:
     @property
     def source(self) -> RuleSource:
         return "prometheus-adapter"
-
-    @property
-    def backend(self) -> str:
-        return "promql"
-
-    def resolve(
-        self, kind: MetricKind, resource: GroupResource | None, name: str
-    ) -> ServedMetric | None:
-        return None
-
-    def static_metrics(self) -> list[ServedMetric]:
-        return []
 
     def discovery_selectors(self) -> list[str]:
         return [self.series_query]

@@ -47,6 +47,7 @@ from adapter.rules.base import (
     BuiltQuery,
     MetricKind,
     MetricRequest,
+    RuleDefaults,
     RuleSource,
     Scope,
     ServedMetric,
@@ -222,7 +223,7 @@ def _promql_selector(
 
 
 @dataclass(frozen=True, eq=False)
-class PrometheusFamilyRule:
+class PrometheusFamilyRule(RuleDefaults):
     """Serves ``prometheus.googleapis.com|<metric>|gauge|counter`` for one kind.
 
     ``pods_queries``: metric name → (preset pods query, object labels), used in PromQL mode.
@@ -260,18 +261,6 @@ class PrometheusFamilyRule:
         return ServedMetric(
             name=name, kind=kind, rule=self, resource=resource, series=parsed.series
         )
-
-    def static_metrics(self) -> list[ServedMetric]:
-        return []
-
-    def discovery_selectors(self) -> list[str]:
-        return []
-
-    def series_selector_for(self, name: str) -> str:
-        return name
-
-    def discovered_metrics(self, labels_by_name: Mapping[str, Sequence[str]]) -> list[ServedMetric]:
-        return []
 
     def build_query(self, metric: ServedMetric, request: MetricRequest, scope: Scope) -> BuiltQuery:
         parsed = parse_name(metric.name)
@@ -404,7 +393,7 @@ class PrometheusFamilyRule:
 
 
 @dataclass(frozen=True, eq=False)
-class SystemFamilyRule:
+class SystemFamilyRule(RuleDefaults):
     """Serves external ``kubernetes.io|<resource>|…`` GKE system metrics.
 
     ``resources`` ⊆ {node, pod, container}. Node metrics are cluster-scoped
@@ -446,18 +435,6 @@ class SystemFamilyRule:
         return ServedMetric(
             name=name, kind=kind, rule=self, namespaced=self.namespaced, series=parsed.series
         )
-
-    def static_metrics(self) -> list[ServedMetric]:
-        return []
-
-    def discovery_selectors(self) -> list[str]:
-        return []
-
-    def series_selector_for(self, name: str) -> str:
-        return name
-
-    def discovered_metrics(self, labels_by_name: Mapping[str, Sequence[str]]) -> list[ServedMetric]:
-        return []
 
     def build_query(self, metric: ServedMetric, request: MetricRequest, scope: Scope) -> BuiltQuery:
         parsed = parse_name(metric.name)
