@@ -149,6 +149,9 @@ def main() -> None:
                     "namespaces/default/pods/*/jetstream_slots_used_percentage'"
                 )
                 console.print(
+                    f"  charts of every metric against time: {base}/debug/ui?namespace=default"
+                )
+                console.print(
                     "  Ctrl-C to stop" if not seconds else f"  running for {seconds:.0f} seconds"
                 )
                 _loop(console, fleet, base, seconds)
