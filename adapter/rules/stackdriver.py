@@ -222,8 +222,23 @@ def _promql_selector(
     return out
 
 
+class _FamilyRule(RuleDefaults):
+    """The backend a name family uses follows ``--stackdriver-names``."""
+
+    __slots__ = ()
+    options: StackdriverOptions
+
+    @property
+    def backend(self) -> str:
+        return "cloud-monitoring" if self._cm else "promql"
+
+    @property
+    def _cm(self) -> bool:
+        return self.options.mode == "cloud-monitoring"
+
+
 @dataclass(frozen=True, eq=False)
-class PrometheusFamilyRule(RuleDefaults):
+class PrometheusFamilyRule(_FamilyRule):
     """Serves ``prometheus.googleapis.com|<metric>|gauge|counter`` for one kind.
 
     ``pods_queries``: metric name → (preset pods query, object labels), used in PromQL mode.
@@ -241,14 +256,6 @@ class PrometheusFamilyRule(RuleDefaults):
     @property
     def namespace_label(self) -> str | None:
         return "resource.labels.namespace" if self._cm else "namespace"
-
-    @property
-    def backend(self) -> str:
-        return "cloud-monitoring" if self._cm else "promql"
-
-    @property
-    def _cm(self) -> bool:
-        return self.options.mode == "cloud-monitoring"
 
     def resolve(
         self, kind: MetricKind, resource: GroupResource | None, name: str
@@ -393,7 +400,7 @@ class PrometheusFamilyRule(RuleDefaults):
 
 
 @dataclass(frozen=True, eq=False)
-class SystemFamilyRule(RuleDefaults):
+class SystemFamilyRule(_FamilyRule):
     """Serves external ``kubernetes.io|<resource>|…`` GKE system metrics.
 
     ``resources`` ⊆ {node, pod, container}. Node metrics are cluster-scoped
@@ -415,14 +422,6 @@ class SystemFamilyRule(RuleDefaults):
         if not self.namespaced:
             return None
         return "resource.labels.namespace_name" if self._cm else "namespace_name"
-
-    @property
-    def backend(self) -> str:
-        return "cloud-monitoring" if self._cm else "promql"
-
-    @property
-    def _cm(self) -> bool:
-        return self.options.mode == "cloud-monitoring"
 
     def resolve(
         self, kind: MetricKind, resource: GroupResource | None, name: str
