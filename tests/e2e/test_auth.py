@@ -327,16 +327,13 @@ def _healthy(adapter: Adapter) -> bool:
         return False
 
 
-@pytest.fixture(scope="module")
-def adapter(
-    control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
+@contextlib.contextmanager
+def serve_adapter(
+    plane: ControlPlane, kubeconfig: Path, log: Path, *, auth_cache_ttl: float = 1
 ) -> Iterator[Adapter]:
-    plane = control_plane
-    adapter_user = "llm-metrics-adapter"
-    _apply_rbac(plane, adapter_user)
-    kubeconfig = plane.kubeconfig_for(adapter_user)
+    """``python -m adapter serve`` with ``kubeconfig`` over a stub Prometheus, registered with
+    ``plane``'s aggregator; yields once the APIServices are Available, stops it on exit."""
     port = free_port()
-    log = tmp_path_factory.mktemp("adapter") / "adapter.log"
     with prometheus_stub() as prometheus_url, log.open("wb") as sink:
         process = subprocess.Popen(
             [
@@ -353,7 +350,7 @@ def adapter(
                 "--port",
                 str(port),
                 "--auth-cache-ttl",
-                "1",
+                str(auth_cache_ttl),
                 "--shutdown-timeout",
                 "5",
             ],
@@ -375,6 +372,18 @@ def adapter(
             yield running
         finally:
             _stop(process)
+
+
+@pytest.fixture(scope="module")
+def adapter(
+    control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Adapter]:
+    adapter_user = "llm-metrics-adapter"
+    _apply_rbac(control_plane, adapter_user)
+    kubeconfig = control_plane.kubeconfig_for(adapter_user)
+    log = tmp_path_factory.mktemp("adapter") / "adapter.log"
+    with serve_adapter(control_plane, kubeconfig, log) as running:
+        yield running
 
 
 # --------------------------------------------------------------------------- tests

@@ -13,8 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -33,17 +31,14 @@ from .test_auth import (
     Answer,
     _apply_rbac,
     _grant_metrics_reader,
-    _healthy,
-    _stop,
     _untyped,
-    prometheus_stub,
+    serve_adapter,
     until,
     wait_for,
 )
 
 pytestmark = pytest.mark.e2e
 
-_ADAPTER_START_S = 60.0
 _AUTH_CACHE_TTL_S = 1.0
 
 
@@ -149,43 +144,12 @@ def outage(
     directory = tmp_path_factory.mktemp("adapter")
     kubeconfig = directory / "adapter.kubeconfig"
     kubeconfig.write_text(json.dumps(config))
-    port = free_port()
     log = directory / "adapter.log"
-    with prometheus_stub() as prometheus_url, log.open("wb") as sink:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "adapter",
-                "serve",
-                "--kubeconfig",
-                str(kubeconfig),
-                "--prometheus-url",
-                prometheus_url,
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--auth-cache-ttl",
-                str(_AUTH_CACHE_TTL_S),
-                "--shutdown-timeout",
-                "5",
-            ],
-            cwd=Path(__file__).resolve().parents[2],
-            stdin=subprocess.DEVNULL,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        running = Adapter(plane=plane, port=port, process=process, log=log)
-        try:
-            wait_for("the adapter to answer /healthz", lambda: _healthy(running), timeout_s=60)
-            plane.register_adapter(port, insecure=True)
-            plane.wait_apiservices_available(timeout=90)
+    try:
+        with serve_adapter(plane, kubeconfig, log, auth_cache_ttl=_AUTH_CACHE_TTL_S) as running:
             yield running, forwarder
-        finally:
-            _stop(process)
-            forwarder.go_down()
+    finally:
+        forwarder.go_down()
 
 
 def _token(plane: ControlPlane, name: str) -> str:
