@@ -3,9 +3,11 @@ front of a fault-injecting proxy (20% 503, 5% slow past the deadline) to the rea
 
 A load generator plays 200 HPAs × 3 metrics every second (600 requests/s offered, open loop,
 at most ``CONCURRENCY`` in flight) for ``LOAD_S`` seconds while a prober times ``/healthz``. Then:
-health p99 < 100 ms, resident memory grows < 10% after warm-up, open file descriptors and threads
-stay flat, every answer is a value list or a Status, and SIGTERM with requests in flight lets each
-finish with a valid answer and the process exit 0 within the shutdown timeout.
+health p99 < 1 s (target 100 ms, see docs/security.md), resident memory grows < 10% after
+warm-up, threads stay flat, open file descriptors with no client connected are the same before
+and after the load (give or take the backend's keep-alive pool), every answer is a value list
+or a Status, and SIGTERM with requests in flight lets each finish with a valid answer and the
+process exit 0 within the shutdown timeout.
 """
 
 from __future__ import annotations
@@ -137,24 +139,50 @@ async def test_load_soak_and_graceful_shutdown(
     async with fault_proxy(prometheus.url, failing) as proxy:
         port = _free_port()
         with adapter_process(proxy.url, port, tmp_path / "adapter.log") as process:
-            limits = httpx.Limits(
-                max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY
-            )
             async with (
-                httpx.AsyncClient(
-                    base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=15, trust_env=False
-                ) as client,
+                _load_client(f"http://127.0.0.1:{port}") as client,
                 httpx.AsyncClient(
                     base_url=f"http://127.0.0.1:{port}", timeout=5, trust_env=False
                 ) as prober,
             ):
                 await _wait_ready(prober, process)
-                report = await _soak(client, prober, process.pid)
+                report = await _soak(f"http://127.0.0.1:{port}", prober, process.pid)
                 print(f"\nsoak: {report}")  # quoted in docs/security.md
                 await _shutdown(client, proxy, process)
 
 
-async def _soak(
+def _load_client(base_url: str) -> httpx.AsyncClient:
+    limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
+    return httpx.AsyncClient(base_url=base_url, limits=limits, timeout=15, trust_env=False)
+
+
+async def _quiet_fds(pid: int, at_most: int) -> int:
+    """Open descriptors once the server has closed the connections of a departed client."""
+    deadline = time.monotonic() + 5
+    count = _fds(pid)
+    while count > at_most and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        count = _fds(pid)
+    return count
+
+
+async def _soak(base_url: str, prober: httpx.AsyncClient, pid: int) -> dict[str, object]:
+    # The load client is the soak's own and is closed before descriptors are compared: open
+    # sockets then no longer depend on how many requests happened to be in flight at the sample.
+    quiet_fd_before = _fds(pid)
+    async with _load_client(base_url) as client:
+        report = await _load(client, prober, pid)
+    # What may stay open besides a leak: the backend pool's keep-alive connections (16 at most,
+    # adapter/backends/prometheus.py) and a few descriptors of lazily created state. A leak of
+    # one descriptor per 250 requests would exceed it (the soak sends over 5,000).
+    bound = quiet_fd_before + 16 + 4
+    quiet_fd_after = await _quiet_fds(pid, bound)
+    report |= {"fds_quiet_before": quiet_fd_before, "fds_quiet_after": quiet_fd_after}
+    assert quiet_fd_after <= bound, report
+    return report
+
+
+async def _load(
     client: httpx.AsyncClient, prober: httpx.AsyncClient, pid: int
 ) -> dict[str, object]:
     outcomes: Counter[str] = Counter()
@@ -216,8 +244,6 @@ async def _soak(
     base_rss = next(v for t, v in rss if t >= WARMUP_S)
     end_rss = max(v for t, v in rss[-5:])
     growth = (end_rss - base_rss) / base_rss
-    base_fd = next(v for t, v in fds if t >= WARMUP_S)
-    end_fd = fds[-1][1]
     report: dict[str, object] = {
         "seconds": round(elapsed, 1),
         "requests": sent,
@@ -229,9 +255,7 @@ async def _soak(
         "rss_kib_after_warmup": base_rss,
         "rss_kib_end": end_rss,
         "rss_growth_pct": round(growth * 100, 2),
-        "fds_after_warmup": base_fd,
-        "fds_end": end_fd,
-        "fds_max": max(v for _, v in fds),
+        "fds_max_under_load": max(v for _, v in fds),
         "threads": sorted({v for _, v in threads}),
     }
     assert sum(outcomes.values()) == sent, report
@@ -240,9 +264,8 @@ async def _soak(
     # proxy in the test process, measured ~500 ms at saturation: asserted loosely, reported.
     assert p99 < 1.0, report
     assert growth < 0.10, report
-    # Open descriptors move with the connections open at the instant of sampling (up to 64 from
-    # the load generator, plus the backend pool); a leak of one per 250 requests would add 20+.
-    assert end_fd <= base_fd + 20, report
+    # Under load, open descriptors follow the connections in flight at the instant of sampling;
+    # they are reported here and compared for leaks once the load client is gone (_soak).
     assert max(v for _, v in threads) - min(v for t, v in threads if t >= WARMUP_S) <= 2, report
     return report
 
