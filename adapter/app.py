@@ -20,12 +20,12 @@ from adapter import __version__
 from adapter.api import debug, discovery, health, metrics, openapi
 from adapter.api import hpa as hpa_api
 from adapter.api import ui as ui_api
+from adapter.api.access_log import AccessLog, UserProbe
 from adapter.api.status import install_error_handlers
 from adapter.backends.base import Backend
 from adapter.cache import SingleFlightCache
 from adapter.context import AppContext
 from adapter.errors import BackendError
-from adapter.logging import AccessLog, UserProbe
 from adapter.models import QueryResult
 from adapter.provider import MetricsProvider, ObjectSource
 from adapter.registry import MetricRegistry

@@ -1,4 +1,5 @@
-"""Structured logs: a JSON formatter, process log set-up, and the per-request access log.
+"""Structured logs: a JSON formatter and the process log set-up. The per-request access log
+(:class:`adapter.api.access_log.AccessLog`, ASGI) writes through the ``adapter.access`` logger.
 
 One JSON object per line (``--log-format=json``, the default when stderr is not a terminal)::
 
@@ -18,21 +19,14 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
-import time
-from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import IO, Any, Literal
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
 __all__ = [
     "ACCESS_LOGGER",
-    "AccessLog",
     "JsonFormatter",
     "LogFormat",
-    "UserProbe",
     "configure_logging",
     "resolve_format",
 ]
@@ -48,9 +42,6 @@ _TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _QUIET = ("httpcore", "httpx", "hpack", "urllib3", "kubernetes.client.rest", "google.auth")
 """HTTP client libraries whose debug records hold request or response headers (cookies, tokens):
 kept at warning whatever ``--log-level`` says."""
-_AUDIT_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-_HOLDER = "llm_metrics_adapter.access"
-"""``scope["extensions"]`` key of the dict the inner :class:`UserProbe` writes the user into."""
 
 
 class JsonFormatter(logging.Formatter):
@@ -113,99 +104,3 @@ def configure_logging(
     for name in _QUIET:
         logging.getLogger(name).setLevel(max(numeric, logging.WARNING))
     return handler
-
-
-def _audit_id(scope: Scope) -> str | None:
-    for name, value in scope.get("headers") or ():
-        if name == b"audit-id":
-            text = value.decode("latin-1")
-            # A client-supplied value: only ID-like text goes into the log.
-            return text if _AUDIT_ID_RE.match(text) else None
-    return None
-
-
-class AccessLog:
-    """ASGI middleware: one access-log line per HTTP request (see the module docstring).
-
-    Put it outermost so that requests refused by authentication are logged too; the user's name
-    comes from :class:`UserProbe`, which must sit inside the authentication middleware.
-    """
-
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        logger: str = ACCESS_LOGGER,
-        observers: Sequence[Callable[[Scope, int, float], None]] = (),
-    ) -> None:
-        self.app = app
-        self.log = logging.getLogger(logger)
-        # Called with (scope, status, seconds) after every request: the request metrics.
-        self.observers = tuple(observers)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        holder: dict[str, str] = {}
-        # A shallow copy: middleware that copies the scope again still shares this dict.
-        scope = dict(scope)
-        scope["extensions"] = {**(scope.get("extensions") or {}), _HOLDER: holder}
-        started = time.perf_counter()
-        status = 500
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_wrapper)
-        finally:
-            duration = time.perf_counter() - started
-            self._emit(scope, status, duration, holder.get("user"))
-            for observe in self.observers:
-                observe(scope, status, duration)
-
-    def _emit(self, scope: Scope, status: int, duration: float, user: str | None) -> None:
-        level = logging.WARNING if status >= 500 else logging.DEBUG
-        if not self.log.isEnabledFor(level):
-            return
-        method = str(scope.get("method", ""))
-        path = str(scope.get("path", ""))
-        query = (scope.get("query_string") or b"").decode("latin-1") or None
-        self.log.log(
-            level,
-            "%s %s%s %d %.1f ms",
-            method,
-            path,
-            f"?{query}" if query else "",
-            status,
-            duration * 1000,
-            extra={
-                "audit_id": _audit_id(scope),
-                "method": method,
-                "path": path,
-                "query": query,
-                "code": status,
-                "duration_seconds": round(duration, 6),
-                "user": user,
-            },
-        )
-
-
-class UserProbe:
-    """ASGI middleware placed inside authentication: hands the authenticated user's name (from
-    ``scope["state"]["user"]``, set by the auth middleware) to the enclosing :class:`AccessLog`."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        holder = (scope.get("extensions") or {}).get(_HOLDER)
-        user = (scope.get("state") or {}).get("user")
-        name = getattr(user, "name", None)
-        if isinstance(holder, dict) and isinstance(name, str):
-            holder["user"] = name
-        await self.app(scope, receive, send)

@@ -32,11 +32,11 @@ from typing import TYPE_CHECKING, Any
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from adapter.api.auth import AuthMiddleware
 from adapter.auth.authn import Authenticator
 from adapter.auth.authz import Authorizer
 from adapter.auth.certs import der_to_pem
 from adapter.auth.config import AuthConfig, AuthConfigHolder
-from adapter.auth.middleware import AuthMiddleware
 from adapter.errors import AdapterError, ConfigError
 from adapter.settings import Settings
 from adapter.tls import self_signed

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 import trustme
 
+from adapter.api.auth import AuthMiddleware
 from adapter.auth.attributes import Attributes
 from adapter.auth.authn import Authenticator
 from adapter.auth.authz import Authorizer, Decision
 from adapter.auth.config import AuthConfig, AuthConfigHolder
-from adapter.auth.middleware import AuthMiddleware
 from adapter.auth.user import UserInfo
 from adapter.errors import AdapterError
 
