@@ -749,6 +749,13 @@ def with_freshness(query: str, *, by: Sequence[str]) -> str | None:
     rendered from the parsed query, so the scope matchers injected there apply here too.
     Returns ``None`` when the query is not an instant vector (a scalar has no labels to join).
     """
+    _check_type(query)
+    return _with_freshness(query, tuple(by))
+
+
+@functools.lru_cache(maxsize=4096)
+def _with_freshness(query: str, by: tuple[str, ...]) -> str | None:
+    # Every cache miss of an HPA's query builds this again: parsing is most of a miss's own CPU.
     expr = _parse(query)
     if not _is_instant_vector(expr):
         return None
