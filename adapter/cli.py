@@ -301,6 +301,8 @@ def serve(
     client certificates, bearer tokens) and authorization (SubjectAccessReview). With
     --standalone: plain HTTP on loopback, no Kubernetes, no authentication.
     """
+    import uvloop
+
     from adapter.backends.factory import build_backend
     from adapter.logging import configure_logging
     from adapter.server import run_adapter
@@ -368,7 +370,8 @@ def serve(
         settings.port,
     )
     try:
-        asyncio.run(run_adapter(settings, rules=rules, backend=build_backend(settings)))
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(run_adapter(settings, rules=rules, backend=build_backend(settings)))
     except AdapterError as exc:
         typer.echo(f"error: {exc.message}", err=True)
         raise typer.Exit(2) from exc

@@ -5,10 +5,10 @@
   a self-signed one, and the CAs client certificates are verified against (``CERT_OPTIONAL``:
   a client without a certificate may still use a bearer token). Rotated CAs are added to the live
   context; the application still decides which CA issued a certificate (:mod:`adapter.auth.certs`).
-- :class:`ClientCertProtocol` (uvicorn's h11 protocol) hands each connection's client certificate
-  to the application as ``scope["extensions"]["tls"]["client_cert_chain"]`` (PEM strings, the
-  ASGI TLS extension); the value is ``None`` when the client sent no certificate. uvicorn itself
-  puts nothing there.
+- :class:`ClientCertProtocol` (uvicorn's httptools protocol) hands each connection's client
+  certificate to the application as ``scope["extensions"]["tls"]["client_cert_chain"]`` (PEM
+  strings, the ASGI TLS extension); the value is ``None`` when the client sent no certificate.
+  uvicorn itself puts nothing there.
 - :func:`build_server` / :func:`serve` run it with graceful shutdown: on SIGTERM uvicorn stops
   accepting, lets in-flight requests finish for up to ``shutdown_timeout`` seconds, then exits.
 """
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from adapter.api.auth import AuthMiddleware
 from adapter.auth.authn import Authenticator
@@ -192,8 +192,8 @@ def tls_extension(transport: asyncio.BaseTransport) -> dict[str, Any] | None:
     }
 
 
-class ClientCertProtocol(H11Protocol):
-    """uvicorn's h11 protocol, plus the ASGI TLS extension on every request of the connection.
+class ClientCertProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, plus the ASGI TLS extension on every request of the connection.
 
     asyncio calls ``connection_made`` after the TLS handshake, so the peer certificate is known;
     the application callable is wrapped for this connection only.
@@ -233,7 +233,8 @@ def build_server(
         app,
         host=host,
         port=port,
-        http=ClientCertProtocol if tls is not None else "h11",
+        # httptools (llhttp, C) parses HTTP/1.1 at a fraction of h11's CPU per request.
+        http=ClientCertProtocol if tls is not None else "httptools",
         ws="none",
         lifespan="on",
         ssl_context_factory=(lambda _config, _default: context) if context is not None else None,
