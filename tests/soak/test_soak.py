@@ -2,18 +2,19 @@
 front of a fault-injecting proxy (20% 503, 5% slow past the deadline) to the real Prometheus.
 
 A load generator plays 200 HPAs × 3 metrics every second (600 requests/s offered, open loop,
-at most ``CONCURRENCY`` in flight) for ``LOAD_S`` seconds while a prober times ``/healthz``. Then:
-health p99 < 1 s (target 100 ms, see docs/security.md), resident memory grows < 10% after
-warm-up, threads stay flat, open file descriptors with no client connected are the same before
-and after the load (give or take the backend's keep-alive pool), every answer is a value list
-or a Status, and SIGTERM with requests in flight lets each finish with a valid answer and the
-process exit 0 within the shutdown timeout.
+at most ``CONCURRENCY`` in flight) for ``LOAD_S`` seconds while a prober in its own process times
+``/healthz``. Then: health p99 < 250 ms (target 100 ms, measured ~19 ms: docs/security.md),
+resident memory grows < 10% after warm-up, threads stay flat, open file descriptors with no
+client connected are the same before and after the load (give or take the backend's keep-alive
+pool), every answer is a value list or a Status, and SIGTERM with requests in flight lets each
+finish with a valid answer and the process exit 0 within the shutdown timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import signal
@@ -146,7 +147,7 @@ async def test_load_soak_and_graceful_shutdown(
                 ) as prober,
             ):
                 await _wait_ready(prober, process)
-                report = await _soak(f"http://127.0.0.1:{port}", prober, process.pid)
+                report = await _soak(f"http://127.0.0.1:{port}", process.pid)
                 print(f"\nsoak: {report}")  # quoted in docs/security.md
                 await _shutdown(client, proxy, process)
 
@@ -166,12 +167,12 @@ async def _quiet_fds(pid: int, at_most: int) -> int:
     return count
 
 
-async def _soak(base_url: str, prober: httpx.AsyncClient, pid: int) -> dict[str, object]:
+async def _soak(base_url: str, pid: int) -> dict[str, object]:
     # The load client is the soak's own and is closed before descriptors are compared: open
     # sockets then no longer depend on how many requests happened to be in flight at the sample.
     quiet_fd_before = _fds(pid)
     async with _load_client(base_url) as client:
-        report = await _load(client, prober, pid)
+        report = await _load(client, base_url, pid)
     # What may stay open besides a leak: the backend pool's keep-alive connections (16 at most,
     # adapter/backends/prometheus.py) and a few descriptors of lazily created state. A leak of
     # one descriptor per 250 requests would exceed it (the soak sends over 5,000).
@@ -182,11 +183,30 @@ async def _soak(base_url: str, prober: httpx.AsyncClient, pid: int) -> dict[str,
     return report
 
 
-async def _load(
-    client: httpx.AsyncClient, prober: httpx.AsyncClient, pid: int
-) -> dict[str, object]:
+async def _probe(base_url: str, seconds: float) -> tuple[list[float], list[str]]:
+    """``/healthz`` latencies timed by :mod:`tests.soak.prober` in its own process."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.soak.prober",
+        base_url,
+        str(seconds),
+        stdout=asyncio.subprocess.PIPE,
+        cwd=str(Path(__file__).resolve().parents[2]),
+    )
+    try:
+        out, _ = await asyncio.wait_for(process.communicate(), timeout=seconds + 30)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 0, f"the prober exited {process.returncode}"
+    doc = json.loads(out)
+    return [float(v) for v in doc["latencies"]], [str(e) for e in doc["errors"]]
+
+
+async def _load(client: httpx.AsyncClient, base_url: str, pid: int) -> dict[str, object]:
     outcomes: Counter[str] = Counter()
-    health: list[float] = []
     rss: list[tuple[float, int]] = []
     fds: list[tuple[float, int]] = []
     threads: list[tuple[float, int]] = []
@@ -201,14 +221,6 @@ async def _load(
         finally:
             slots.release()
 
-    async def probe() -> None:
-        while time.monotonic() < stop:
-            t = time.monotonic()
-            response = await prober.get("/healthz")
-            assert response.status_code == 200
-            health.append(time.monotonic() - t)
-            await asyncio.sleep(0.05)
-
     async def sample() -> None:
         while time.monotonic() < stop:
             now = time.monotonic() - started
@@ -217,7 +229,8 @@ async def _load(
             threads.append((now, _status_kib(pid, "Threads")))
             await asyncio.sleep(1.0)
 
-    side = [asyncio.create_task(probe()), asyncio.create_task(sample())]
+    prober = asyncio.create_task(_probe(base_url, LOAD_S))
+    side = [asyncio.create_task(sample())]
     sent = dropped = 0
     interval = 1.0 / RATE
     next_at = started
@@ -237,6 +250,7 @@ async def _load(
         sent += 1
     await asyncio.wait_for(asyncio.gather(*pending), timeout=30)
     await asyncio.wait_for(asyncio.gather(*side), timeout=10)
+    health, health_errors = await prober
     elapsed = time.monotonic() - started
 
     health.sort()
@@ -252,17 +266,20 @@ async def _load(
         "outcomes": dict(outcomes),
         "health_p50_ms": round(statistics.median(health) * 1000, 1),
         "health_p99_ms": round(p99 * 1000, 1),
+        "health_probes": len(health),
+        "health_errors": health_errors,
         "rss_kib_after_warmup": base_rss,
         "rss_kib_end": end_rss,
         "rss_growth_pct": round(growth * 100, 2),
         "fds_max_under_load": max(v for _, v in fds),
         "threads": sorted({v for _, v in threads}),
     }
+    assert not health_errors and len(health) >= 100, report
     assert sum(outcomes.values()) == sent, report
     assert outcomes["200"] > sent * 0.5, report
-    # Target 100 ms (the brief's); this shared 2-core machine, with the load generator and the
-    # proxy in the test process, measured ~500 ms at saturation: asserted loosely, reported.
-    assert p99 < 1.0, report
+    # Target 100 ms; measured ~19 ms from the prober's own process (docs/security.md). Speed
+    # belongs to the benchmark: the bound here only catches a loop that stalls under load.
+    assert p99 < 0.25, report
     assert growth < 0.10, report
     # Under load, open descriptors follow the connections in flight at the instant of sampling;
     # they are reported here and compared for leaks once the load client is gone (_soak).
