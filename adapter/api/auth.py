@@ -17,6 +17,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from adapter.api.status import status_body
 from adapter.auth.attributes import denial_message, request_attributes
 from adapter.auth.authn import Authenticator, strip_identity_headers
 from adapter.auth.authz import Authorizer
@@ -37,22 +38,8 @@ def client_cert_chain(scope: Scope) -> list[str] | None:
     return list(chain) if chain else None
 
 
-def _status_body(code: int, message: str, reason: str) -> dict[str, Any]:
-    # The same metav1.Status shape as adapter.api.status renders; built here so the auth layer
-    # does not import the HTTP application it protects.
-    return {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": message,
-        "reason": reason,
-        "code": code,
-    }
-
-
 async def _send_status(send: Send, code: int, message: str, reason: str) -> None:
-    body = json.dumps(_status_body(code, message, reason)).encode()
+    body = json.dumps(status_body(code, message, reason)).encode()
     await send(
         {
             "type": "http.response.start",
