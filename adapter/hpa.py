@@ -576,38 +576,28 @@ def _changes_in_period(period: int, events: Sequence[ScaleEvent]) -> int:
     return sum(e.change for e in events if e.age_seconds < period)
 
 
-def _scale_up_limit(current: int, history: History, rules: ScalingRules) -> int:
+def _policy_limit(current: int, history: History, rules: ScalingRules, *, up: bool) -> int:
+    """The bound the behavior's policies put on one sync's move from ``current`` (the controller's
+    calculateScaleUpLimitWithScalingRules and calculateScaleDownLimitWithBehaviors): each policy
+    proposes one from the replicas at the start of its period; selectPolicy Max takes the most
+    permissive proposal (the largest going up, the smallest going down), Min the least."""
     if rules.select_policy == "Disabled":
         return current
-    pick = min if rules.select_policy == "Min" else max
+    permissive, strict = (max, min) if up else (min, max)
+    pick = strict if rules.select_policy == "Min" else permissive
     result: int | None = None
     for policy in rules.policies:
         added = _changes_in_period(policy.period_seconds, history.scale_up_events)
         deleted = _changes_in_period(policy.period_seconds, history.scale_down_events)
         start = current - added + deleted
         if policy.type == "Pods":
-            proposed = start + policy.value
-        else:
+            proposed = start + policy.value if up else start - policy.value
+        elif up:
             proposed = math.ceil(start * (1 + policy.value / 100))
-        result = proposed if result is None else pick(result, proposed)
-    return result if result is not None else (2**31 - 1 if pick is min else -(2**31))
-
-
-def _scale_down_limit(current: int, history: History, rules: ScalingRules) -> int:
-    if rules.select_policy == "Disabled":
-        return current
-    pick = max if rules.select_policy == "Min" else min
-    result: int | None = None
-    for policy in rules.policies:
-        added = _changes_in_period(policy.period_seconds, history.scale_up_events)
-        deleted = _changes_in_period(policy.period_seconds, history.scale_down_events)
-        start = current - added + deleted
-        if policy.type == "Pods":
-            proposed = start - policy.value
         else:
             proposed = int(start * (1 - policy.value / 100))
         result = proposed if result is None else pick(result, proposed)
-    return result if result is not None else (-(2**31) if pick is max else 2**31 - 1)
+    return result if result is not None else (2**31 - 1 if pick is min else -(2**31))
 
 
 def _normalize_plain(decision: Decision, desired: int, history: History, *, window: float) -> int:
@@ -655,7 +645,7 @@ def _normalize_behavior(
     else:
         decision.able_to_scale = "ReadyForNewScale"
     if stabilized > current:
-        limit = max(_scale_up_limit(current, history, behavior.scale_up), current)
+        limit = max(_policy_limit(current, history, behavior.scale_up, up=True), current)
         if decision.max_replicas > limit:
             maximum, reason = limit, "ScaleUpLimit"
         else:
@@ -664,7 +654,7 @@ def _normalize_behavior(
             decision.scaling_limited = reason
             return maximum
     elif stabilized < current:
-        limit = min(_scale_down_limit(current, history, behavior.scale_down), current)
+        limit = min(_policy_limit(current, history, behavior.scale_down, up=False), current)
         if decision.min_replicas < limit:
             minimum, reason = limit, "ScaleDownLimit"
         else:
