@@ -326,6 +326,37 @@ def test_behavior_policies_and_windows() -> None:
     assert (down.desired, down.reason) == (5, "ScaleDownLimit")
 
 
+@pytest.mark.parametrize(
+    ("select", "up_limit", "down_limit"),
+    [
+        # From 4 up: Pods +4 → 8, Percent 50 % → ceil(6.0) = 6. From 10 down: Pods -3 → 7,
+        # Percent 55 % → trunc(4.5) = 4. Max takes the most permissive bound, Min the least.
+        ("Max", 8, 4),
+        ("Min", 6, 7),
+    ],
+)
+def test_select_policy_picks_among_policies_in_both_directions(
+    select: str, up_limit: int, down_limit: int
+) -> None:
+    def rules(percent: int, pods: int) -> dict[str, Any]:
+        return {
+            "stabilizationWindowSeconds": 0,
+            "selectPolicy": select,
+            "policies": [
+                {"type": "Pods", "value": pods, "periodSeconds": 60},
+                {"type": "Percent", "value": percent, "periodSeconds": 60},
+            ],
+        }
+
+    behavior = {"scaleUp": rules(50, 4), "scaleDown": rules(55, 3)}
+    up = _decide([external("AverageValue", "1")], [Reading(values=(50000,))], 4, behavior=behavior)
+    assert (up.desired, up.reason) == (up_limit, "ScaleUpLimit")
+    down = _decide(
+        [external("AverageValue", "10")], [Reading(values=(10000,))], 10, behavior=behavior
+    )
+    assert (down.desired, down.reason) == (down_limit, "ScaleDownLimit")
+
+
 def test_behavior_tolerance_is_per_direction() -> None:
     behavior = {"scaleUp": {"tolerance": "0.5"}, "scaleDown": {"tolerance": "0.01"}}
     # ratio 1.4 is inside a 50 % scale-up tolerance…
