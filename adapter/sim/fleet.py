@@ -15,11 +15,11 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Self
 
 from adapter.sim.jetstream import JetStreamValues, SimServer, SimTpuExporter, TpuChipValues
 from adapter.sim.prometheus import LocalPrometheus
+from adapter.sim.service import Service
 
 __all__ = ["DEFAULT_PODS", "SimFleet", "load_curve", "run_fleet"]
 
@@ -55,7 +55,7 @@ class SimPod:
         return self.server.values
 
 
-class SimFleet:
+class SimFleet(Service):
     """JetStream pods ``<namespace>-jetstream-<i>`` in ``cluster`` plus one TPU exporter.
 
     Each pod has one TPU chip (``accelerator_id`` ``"0"``) whose memory and duty cycle follow
@@ -125,17 +125,6 @@ class SimFleet:
             )
             levels[pod.name] = level
         return levels
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def run_fleet(

@@ -14,11 +14,12 @@ import math
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Self
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from adapter.sim.service import Service
 
 __all__ = ["JetStreamValues", "SimServer", "SimTpuExporter", "TpuChipValues", "values_for_load"]
 
@@ -68,7 +69,7 @@ def values_for_load(level: float, *, engines: int) -> JetStreamValues:
     )
 
 
-class _Exporter:
+class _Exporter(Service):
     """One registry behind one loopback HTTP server."""
 
     def __init__(self, *, port: int) -> None:
@@ -114,17 +115,6 @@ class _Exporter:
     @property
     def url(self) -> str:
         return f"http://{self.target}/metrics"
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 class SimServer(_Exporter):

@@ -22,7 +22,6 @@ import tempfile
 import time
 import weakref
 from collections.abc import Callable, Sequence
-from types import TracebackType
 from typing import IO, Self
 
 import httpx
@@ -30,6 +29,7 @@ import httpx
 from adapter.backends.prometheus import parse_query_data
 from adapter.errors import BackendError
 from adapter.models import Sample
+from adapter.sim.service import Service
 
 __all__ = ["DEFAULT_BINARY", "LocalPrometheus", "find_binary"]
 
@@ -59,7 +59,7 @@ def _free_port() -> int:
         return port
 
 
-class LocalPrometheus:
+class LocalPrometheus(Service):
     """One Prometheus process scraping ``targets`` (``host:port``) every ``scrape_interval``.
 
     ``ready_timeout`` bounds :meth:`start` in seconds. ``extra_args`` are appended to the command
@@ -122,17 +122,6 @@ class LocalPrometheus:
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def url(self) -> str:
