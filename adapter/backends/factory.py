@@ -10,6 +10,7 @@ Two PromQL modes:
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Literal
 
 import httpx
@@ -93,32 +94,25 @@ def build_backend(
     method: Literal["GET", "POST"] = (
         "POST" if settings.prometheus_method.upper() == "POST" else "GET"
     )
-    if settings.gmp_project:
-        return PrometheusBackend(
-            PrometheusSettings(
-                url=gmp_query_url(settings.gmp_project, base_url=settings.gmp_base_url),
-                ca_file=settings.prometheus_ca_file,
-                insecure_skip_verify=settings.prometheus_insecure_skip_verify,
-                headers=dict(settings.prometheus_headers),
-                method=method,
-                timeout=settings.query_timeout,
-                name=GMP_BACKEND_NAME,
-            ),
-            transport=transport,
-            auth=build_gmp_auth(settings),
-        )
-    return PrometheusBackend(
-        PrometheusSettings(
-            url=settings.prometheus_url,
-            bearer_token_file=settings.prometheus_bearer_token_file,
-            ca_file=settings.prometheus_ca_file,
-            insecure_skip_verify=settings.prometheus_insecure_skip_verify,
-            headers=dict(settings.prometheus_headers),
-            method=method,
-            timeout=settings.query_timeout,
-        ),
-        transport=transport,
+    plain = PrometheusSettings(
+        url=settings.prometheus_url,
+        bearer_token_file=settings.prometheus_bearer_token_file,
+        ca_file=settings.prometheus_ca_file,
+        insecure_skip_verify=settings.prometheus_insecure_skip_verify,
+        headers=dict(settings.prometheus_headers),
+        method=method,
+        timeout=settings.query_timeout,
     )
+    if settings.gmp_project:
+        # GMP directly: Google credentials instead of a token file, the project's query URL.
+        gmp = replace(
+            plain,
+            url=gmp_query_url(settings.gmp_project, base_url=settings.gmp_base_url),
+            bearer_token_file=None,
+            name=GMP_BACKEND_NAME,
+        )
+        return PrometheusBackend(gmp, transport=transport, auth=build_gmp_auth(settings))
+    return PrometheusBackend(plain, transport=transport)
 
 
 def build_cloud_monitoring_backend(settings: Settings) -> Backend:
