@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-import promql_parser
-
+from adapter.errors import QueryError
+from adapter.promql import selectors
 from adapter.telemetry import Telemetry
 
 DASHBOARD = Path(__file__).parents[2] / "deploy" / "dashboards" / "llm-metrics-adapter.json"
@@ -51,32 +51,6 @@ def exported_names() -> set[str]:
         else:
             raise AssertionError(f"unexpected metric type {family.type} of {family.name}")
     return names
-
-
-def selectors(expr: object) -> list[promql_parser.VectorSelector]:
-    found: list[promql_parser.VectorSelector] = []
-    stack = [expr]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, promql_parser.MatrixSelector):
-            node = node.vector_selector
-        if isinstance(node, promql_parser.VectorSelector):
-            found.append(node)
-        elif isinstance(node, promql_parser.BinaryExpr):
-            stack += [node.lhs, node.rhs]
-        elif isinstance(
-            node, promql_parser.ParenExpr | promql_parser.UnaryExpr | promql_parser.SubqueryExpr
-        ):
-            stack.append(node.expr)
-        elif isinstance(node, promql_parser.AggregateExpr):
-            stack.append(node.expr)
-            if node.param is not None:
-                stack.append(node.param)
-        elif isinstance(node, promql_parser.Call):
-            stack += list(node.args)
-        elif not isinstance(node, promql_parser.NumberLiteral | promql_parser.StringLiteral):
-            raise AssertionError(f"unexpected PromQL node {type(node).__name__}")
-    return found
 
 
 def load() -> dict[str, Any]:
@@ -130,11 +104,10 @@ def problems(exprs: list[tuple[str, str]], exported: set[str]) -> tuple[list[str
     read: set[str] = set()
     for title, expr in exprs:
         try:
-            ast = promql_parser.parse(substitute(expr))
-        except ValueError as exc:
-            found.append(f"panel {title!r}: {expr!r} does not parse: {exc}")
+            vectors = selectors(substitute(expr))
+        except QueryError as exc:
+            found.append(f"panel {title!r}: {expr!r} does not parse: {exc.message}")
             continue
-        vectors = selectors(ast)
         if not vectors:
             found.append(f"panel {title!r} reads no metric")
         for selector in vectors:
@@ -156,8 +129,8 @@ def test_every_query_parses_and_reads_only_exported_metrics() -> None:
 def test_namespace_filter_is_on_every_selector() -> None:
     # The dashboard serves several adapters in one project: every selector is filtered.
     for title, expr in expressions(load()):
-        for selector in selectors(promql_parser.parse(substitute(expr))):
-            names = {m.name for m in selector.matchers.matchers}
+        for selector in selectors(substitute(expr)):
+            names = {m.label for m in selector.matchers}
             assert "namespace" in names, f"panel {title!r}: {selector.name} is not filtered"
 
 
