@@ -17,6 +17,7 @@ from typing import Any
 from adapter.models import GroupResource, MetricValue, ObjectRef, QueryResult, Requirement, Sample
 from adapter.promql import FRESHNESS_LABEL
 from adapter.quantity import format_quantity
+from adapter.rules import resources
 
 __all__ = [
     "CUSTOM_GROUP",
@@ -35,32 +36,13 @@ __all__ = [
 CUSTOM_GROUP = "custom.metrics.k8s.io"
 EXTERNAL_GROUP = "external.metrics.k8s.io"
 
-# (kind, apiVersion) of the resources HPAs describe; anything else is derived from its name.
-_KINDS: dict[GroupResource, tuple[str, str]] = {
-    GroupResource("pods"): ("Pod", "v1"),
-    GroupResource("services"): ("Service", "v1"),
-    GroupResource("namespaces"): ("Namespace", "v1"),
-    GroupResource("nodes"): ("Node", "v1"),
-    GroupResource("persistentvolumeclaims"): ("PersistentVolumeClaim", "v1"),
-    GroupResource("replicationcontrollers"): ("ReplicationController", "v1"),
-    GroupResource("deployments", "apps"): ("Deployment", "apps/v1"),
-    GroupResource("statefulsets", "apps"): ("StatefulSet", "apps/v1"),
-    GroupResource("replicasets", "apps"): ("ReplicaSet", "apps/v1"),
-    GroupResource("daemonsets", "apps"): ("DaemonSet", "apps/v1"),
-    GroupResource("jobs", "batch"): ("Job", "batch/v1"),
-    GroupResource("ingresses", "networking.k8s.io"): ("Ingress", "networking.k8s.io/v1"),
-    GroupResource("horizontalpodautoscalers", "autoscaling"): (
-        "HorizontalPodAutoscaler",
-        "autoscaling/v2",
-    ),
-}
-
 
 def kind_for(resource: GroupResource) -> tuple[str, str]:
-    """``(kind, apiVersion)`` for a described object's resource."""
-    known = _KINDS.get(resource)
+    """``(kind, apiVersion)`` for a described object's resource: from the resource table the
+    rules map labels with; a resource it does not know is named after its plural."""
+    known = resources.exact(resource)
     if known is not None:
-        return known
+        return known.kind, known.api_version
     singular = resource.resource[:-1] if resource.resource.endswith("s") else resource.resource
     kind = singular[:1].upper() + singular[1:]
     return kind, f"{resource.group}/v1" if resource.group else "v1"

@@ -15,6 +15,7 @@ from adapter.models import GroupResource
 __all__ = [
     "NAMESPACES",
     "ResourceInfo",
+    "exact",
     "known_resources",
     "lookup",
     "sanitize_group",
@@ -23,23 +24,35 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class ResourceInfo:
-    """One Kubernetes resource: ``plural`` and ``group`` name it, ``namespaced`` is its scope."""
+    """One Kubernetes resource: ``plural`` and ``group`` name it, ``namespaced`` is its scope,
+    ``version`` the version a described object's ``apiVersion`` names."""
 
     plural: str
     singular: str
     group: str
     kind: str
     namespaced: bool
+    version: str = "v1"
 
     @property
     def group_resource(self) -> GroupResource:
         return GroupResource(resource=self.plural, group=self.group)
 
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
 
 def _r(
-    plural: str, singular: str, group: str, kind: str, *, namespaced: bool = True
+    plural: str,
+    singular: str,
+    group: str,
+    kind: str,
+    *,
+    namespaced: bool = True,
+    version: str = "v1",
 ) -> ResourceInfo:
-    return ResourceInfo(plural, singular, group, kind, namespaced)
+    return ResourceInfo(plural, singular, group, kind, namespaced, version)
 
 
 # Core group first: a bare name resolves to the first entry whose names match, as the RESTMapper
@@ -68,6 +81,7 @@ _TABLE: tuple[ResourceInfo, ...] = (
         "horizontalpodautoscaler",
         "autoscaling",
         "HorizontalPodAutoscaler",
+        version="v2",
     ),
     _r("poddisruptionbudgets", "poddisruptionbudget", "policy", "PodDisruptionBudget"),
     _r("ingresses", "ingress", "networking.k8s.io", "Ingress"),
@@ -107,6 +121,14 @@ def sanitize_group(group: str) -> str:
 def known_resources() -> tuple[ResourceInfo, ...]:
     """Every resource in the table, core group first."""
     return _TABLE
+
+
+def exact(resource: GroupResource) -> ResourceInfo | None:
+    """The entry for exactly this plural and group, or ``None``."""
+    return _BY_GROUP_RESOURCE.get(resource)
+
+
+_BY_GROUP_RESOURCE = {info.group_resource: info for info in _TABLE}
 
 
 def lookup(resource: str, group: str | None = None) -> ResourceInfo | None:

@@ -117,6 +117,20 @@ def test_kinds() -> None:
     assert kind_for(GroupResource("widgets", "example.com")) == ("Widget", "example.com/v1")
 
 
+def test_kinds_come_from_the_resource_table() -> None:
+    # Kinds whose names a plural cannot give, and the one version that is not v1.
+    assert kind_for(GroupResource("configmaps")) == ("ConfigMap", "v1")
+    assert kind_for(GroupResource("endpoints")) == ("Endpoints", "v1")
+    assert kind_for(GroupResource("horizontalpodautoscalers", "autoscaling")) == (
+        "HorizontalPodAutoscaler",
+        "autoscaling/v2",
+    )
+    assert kind_for(GroupResource("leaderworkersets", "leaderworkerset.x-k8s.io")) == (
+        "LeaderWorkerSet",
+        "leaderworkerset.x-k8s.io/v1",
+    )
+
+
 def test_label_selector_object() -> None:
     reqs = (
         Requirement("a", "=", ("1",)),
