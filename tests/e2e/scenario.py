@@ -394,7 +394,7 @@ class AdapterProcess:
         """``https://127.0.0.1:<port>`` (self-signed: skip verification, present a client cert)."""
         return f"https://127.0.0.1:{self.port}"
 
-    def tail(self, limit: int = 4000) -> str:
+    def tail(self, limit: int = 6000) -> str:
         """The last ``limit`` bytes of its log."""
         data = self.log.read_bytes() if self.log.exists() else b""
         return data[-limit:].decode("utf-8", errors="replace")

@@ -32,6 +32,7 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from .controlplane import CertAuthority, ControlPlane, free_port
+from .scenario import AdapterProcess
 
 pytestmark = pytest.mark.e2e
 
@@ -175,19 +176,10 @@ def _kubeconfig_context(kubeconfig: Path) -> ssl.SSLContext:
 
 
 @dataclass
-class Adapter:
+class Adapter(AdapterProcess):
+    """The adapter process of :mod:`tests.e2e.scenario`, reached through ``plane`` as well."""
+
     plane: ControlPlane
-    port: int
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    @property
-    def url(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
-
-    def tail(self, limit: int = 6000) -> str:
-        data = self.log.read_bytes() if self.log.exists() else b""
-        return data[-limit:].decode("utf-8", errors="replace")
 
     def via_aggregator(self, kubeconfig: Path, path: str) -> Answer:
         return _get(self.plane.api_url + path, _kubeconfig_context(kubeconfig))
@@ -303,19 +295,6 @@ def _grant_metrics_reader(plane: ControlPlane, user: str) -> None:
         )
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=_STOP_GRACE_S)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=_STOP_GRACE_S)
-
-
 def _healthy(adapter: Adapter) -> bool:
     if adapter.process.poll() is not None:
         raise AssertionError(
@@ -371,7 +350,7 @@ def serve_adapter(
             plane.wait_apiservices_available(timeout=90)
             yield running
         finally:
-            _stop(process)
+            running.stop()
 
 
 @pytest.fixture(scope="module")
