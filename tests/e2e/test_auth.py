@@ -25,14 +25,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from .controlplane import CertAuthority, ControlPlane, free_port
-from .scenario import AdapterProcess
+from .scenario import AdapterProcess, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -47,18 +47,6 @@ _REPO = Path(__file__).resolve().parents[2]
 _ADAPTER_START_S = 60.0
 _STOP_GRACE_S = 15.0
 
-T = TypeVar("T")
-
-
-def wait_for(what: str, probe: Callable[[], T | None], *, timeout_s: float = 60.0) -> T:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        result = probe()
-        if result is not None and result is not False:
-            return result
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
-
 
 def until(
     what: str, request: Callable[[], Answer], ok: Callable[[Answer], bool], timeout_s: float
@@ -69,7 +57,7 @@ def until(
         answer = request()
         return answer if ok(answer) else None
 
-    return wait_for(what, probe, timeout_s=timeout_s)
+    return wait_until(what, probe, timeout_s=timeout_s)
 
 
 def _untyped(api: object) -> Any:
@@ -341,7 +329,7 @@ def serve_adapter(
         )
         running = Adapter(plane=plane, port=port, process=process, log=log)
         try:
-            wait_for(
+            wait_until(
                 "the adapter to answer /healthz",
                 lambda: _healthy(running),
                 timeout_s=_ADAPTER_START_S,
@@ -495,7 +483,7 @@ def test_a_rotated_requestheader_ca_is_picked_up_without_restart(adapter: Adapte
             "kube-system",
             {"data": {"requestheader-client-ca-file": bundle}},
         )
-    wait_for("the adapter to trust the rotated CA", lambda: attempt() == 200, timeout_s=30)
+    wait_until("the adapter to trust the rotated CA", lambda: attempt() == 200, timeout_s=30)
 
 
 def test_sigterm_stops_the_adapter_cleanly(adapter: Adapter) -> None:

@@ -9,13 +9,12 @@ from __future__ import annotations
 import json
 import ssl
 import threading
-import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -23,21 +22,9 @@ from cryptography.x509.oid import NameOID
 from kubernetes import client as k8s
 
 from .controlplane import CONTROL_PLANE_VERSION, CertAuthority, ControlPlane, mark_pod_ready
+from .scenario import wait_until
 
 pytestmark = pytest.mark.e2e
-
-T = TypeVar("T")
-
-
-def wait_for(what: str, probe: Callable[[], T | None], *, timeout_s: float = 60.0) -> T:
-    """Poll ``probe`` every 0.25 s until it returns something other than None/False."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        result = probe()
-        if result is not None and result is not False:
-            return result
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
 
 
 @pytest.fixture
@@ -87,7 +74,7 @@ def test_deployment_controllers_create_pods_that_can_be_made_ready(
             items = core.list_namespaced_pod(namespace, label_selector="app=server").items
             return items if len(items) == 2 else None
 
-        created = wait_for("the replicaset controller to create 2 pods", pods)
+        created = wait_until("the replicaset controller to create 2 pods", pods, timeout_s=60)
         assert all(p.status.phase == "Pending" for p in created)  # no kubelet, no scheduler
 
         for pod in created:
@@ -103,7 +90,7 @@ def test_deployment_controllers_create_pods_that_can_be_made_ready(
             ready = status.ready_replicas if status else None
             return ready if ready == 2 else None
 
-        wait_for("the deployment to report 2 ready replicas", ready_replicas)
+        wait_until("the deployment to report 2 ready replicas", ready_replicas, timeout_s=60)
 
 
 # --------------------------------------------------------------------------- aggregation probe

@@ -23,6 +23,7 @@ import pytest
 from kubernetes import client as k8s
 
 from .controlplane import ControlPlane, ControlPlaneError, free_port
+from .scenario import wait_until
 from .test_auth import (
     EXTERNAL_PATH,
     NS,
@@ -34,7 +35,6 @@ from .test_auth import (
     _untyped,
     serve_adapter,
     until,
-    wait_for,
 )
 
 pytestmark = pytest.mark.e2e
@@ -243,7 +243,7 @@ def test_requests_fail_closed_while_the_apiserver_is_unreachable_and_recover_aft
     assert answer.status == 200, answer
     assert [i["describedObject"]["name"] for i in answer.body["items"]] == ["web-1"]
     # /debug says how old that state is and why it is not newer.
-    pods = wait_for(
+    pods = wait_until(
         "the object cache to report the outage",
         lambda: (s := _debug_objects(adapter, masters).get("pods")) and s["error"] and s,
         timeout_s=30,
@@ -267,7 +267,7 @@ def test_requests_fail_closed_while_the_apiserver_is_unreachable_and_recover_aft
     ):
         until(f"{what} to be served after the outage", request, lambda a: a.status == 200, 60)
     assert adapter.process.pid == pid and adapter.process.poll() is None, "the adapter restarted"
-    recovered = wait_for(
+    recovered = wait_until(
         "the object cache to recover",
         lambda: (s := _debug_objects(adapter, masters)["pods"]) and s["error"] is None and s,
         timeout_s=60,
