@@ -14,7 +14,6 @@ import math
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -27,7 +26,7 @@ from adapter.settings import Settings
 from adapter.sim.prometheus import LocalPrometheus
 from tests.faults import proxy as proxy_module
 from tests.faults.proxy import Fault, FaultProxy, fault_proxy
-from tests.fuzz.support import REASONS, quantity_value
+from tests.fuzz.support import assert_status, quantity_value
 from tests.support.fleet import Fleet
 
 QUERY_TIMEOUT = 2.0  # seconds: the adapter's deadline for one backend call, retries included
@@ -93,16 +92,6 @@ def expected(fleet: Fleet) -> dict[str, float]:
         p.name: float(p.values.prefill_backlog)
         for p in fleet.pods_in(cluster="c1", namespace="team-a")
     }
-
-
-def assert_status(response: httpx.Response, codes: set[int]) -> dict[str, Any]:
-    assert response.status_code in codes, (response.status_code, response.text[:300])
-    body: dict[str, Any] = response.json()
-    assert body["kind"] == "Status" and body["apiVersion"] == "v1", body
-    assert body["status"] == "Failure" and body["code"] == response.status_code, body
-    assert body["reason"] == REASONS[response.status_code], body
-    assert body["message"].strip(), body
-    return body
 
 
 def values_of(response: httpx.Response) -> dict[str, float]:

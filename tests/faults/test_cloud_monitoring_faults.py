@@ -31,7 +31,7 @@ from adapter.backends.cloud_monitoring import CloudMonitoringBackend
 from adapter.backends.fake import FakeBackend
 from adapter.settings import Settings
 from tests.api.test_seed_manifests import BACKLOG, NAMESPACE, POD
-from tests.fuzz.support import REASONS, quantity_value
+from tests.fuzz.support import assert_status, quantity_value
 from tests.integration.test_cloud_monitoring import PROJECT, cm_rules, seed_data
 from tests.support import cm_server
 
@@ -201,16 +201,6 @@ async def app(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[App]:
             cm.hang = 0.0
             await backend.aclose()
             await forwarder.go_down()
-
-
-def assert_status(response: httpx.Response, codes: set[int]) -> dict[str, Any]:
-    assert response.status_code in codes, (response.status_code, response.text[:300])
-    body: dict[str, Any] = response.json()
-    assert body["kind"] == "Status" and body["apiVersion"] == "v1", body
-    assert body["status"] == "Failure" and body["code"] == response.status_code, body
-    assert body["reason"] == REASONS[response.status_code], body
-    assert body["message"].strip(), body
-    return body
 
 
 def values_of(response: httpx.Response) -> list[float]:

@@ -15,7 +15,6 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -26,7 +25,7 @@ from adapter.rules.loader import load_rules
 from adapter.settings import Settings
 from adapter.sim.prometheus import LocalPrometheus
 from tests.faults.test_cloud_monitoring_faults import Forwarder
-from tests.fuzz.support import REASONS, quantity_value
+from tests.fuzz.support import assert_status, quantity_value
 from tests.support.fleet import Fleet
 from tests.support.gmp import GmpProxy, ServiceAccount, TokenServer, write_service_account
 
@@ -112,15 +111,6 @@ def values_of(response: httpx.Response) -> list[float]:
     out = [quantity_value(item["value"]) for item in response.json()["items"]]
     assert all(math.isfinite(v) for v in out)
     return out
-
-
-def assert_status(response: httpx.Response, codes: set[int]) -> dict[str, Any]:
-    assert response.status_code in codes, (response.status_code, response.text[:300])
-    body: dict[str, Any] = response.json()
-    assert body["kind"] == "Status" and body["status"] == "Failure", body
-    assert body["code"] == response.status_code and body["reason"] == REASONS[body["code"]], body
-    assert body["message"].strip(), body
-    return body
 
 
 async def test_baseline_a_token_through_the_forwarder(app: App, fleet: Fleet) -> None:

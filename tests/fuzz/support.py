@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
+import httpx
 from starlette.types import ASGIApp, Message
 
 __all__ = [
@@ -156,6 +157,13 @@ def check_status(reply: Reply, what: str) -> dict[str, Any]:
     message = body.get("message")
     assert isinstance(message, str) and message.strip(), (what, body)
     return body
+
+
+def assert_status(response: httpx.Response, codes: set[int]) -> dict[str, Any]:
+    """``response`` (from an httpx client) has one of ``codes`` and is its ``metav1.Status``."""
+    assert response.status_code in codes, (response.status_code, response.text[:300])
+    reply = Reply(response.status_code, dict(response.headers), response.content)
+    return check_status(reply, f"{response.request.method} {response.request.url}")
 
 
 def check_value_list(body: dict[str, Any], what: str, *, namespace: str | None = None) -> None:
