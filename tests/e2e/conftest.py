@@ -6,7 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from .controlplane import ControlPlane, ControlPlaneError
+from tests.support.plane import running
+
+from .controlplane import ControlPlane
 
 _started: list[ControlPlane] = []
 
@@ -18,20 +20,9 @@ def control_plane() -> Iterator[ControlPlane]:
     Missing binaries or a failed start FAIL the tests that use it (never skip), naming what is
     missing or the failing component's log tail.
     """
-    plane = ControlPlane()
-    failure = None
-    try:
-        plane.start()
-    except ControlPlaneError as exc:
-        failure = str(exc)
-    if failure is not None:
-        # Outside the except block, so the report shows the message once, not a chained traceback.
-        pytest.fail(failure, pytrace=False)
-    _started.append(plane)
-    try:
+    with running(ControlPlane()) as plane:
+        _started.append(plane)
         yield plane
-    finally:
-        plane.stop()
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

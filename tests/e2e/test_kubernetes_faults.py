@@ -22,7 +22,9 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s
 
-from .controlplane import ControlPlane, ControlPlaneError, free_port
+from tests.support.plane import running
+
+from .controlplane import ControlPlane, free_port
 from .scenario import wait_until
 from .test_auth import (
     EXTERNAL_PATH,
@@ -117,18 +119,8 @@ class ThreadedForwarder:
 @pytest.fixture(scope="module")
 def plane() -> Iterator[ControlPlane]:
     """This module's own control plane: the outage here must not reach other e2e tests."""
-    own = ControlPlane()
-    failure = None
-    try:
-        own.start()
-    except ControlPlaneError as exc:
-        failure = str(exc)
-    if failure is not None:
-        pytest.fail(failure, pytrace=False)
-    try:
+    with running(ControlPlane()) as own:
         yield own
-    finally:
-        own.stop()
 
 
 @pytest.fixture(scope="module")

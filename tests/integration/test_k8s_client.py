@@ -25,7 +25,8 @@ from adapter.auth.user import UserInfo
 from adapter.k8s import KubeClient, KubernetesError, ObjectCache, selector_matches
 from adapter.models import GroupResource
 from adapter.selectors import parse_selector
-from tests.e2e.controlplane import ControlPlane, ControlPlaneError, mark_pod_ready
+from tests.e2e.controlplane import ControlPlane, mark_pod_ready
+from tests.support.plane import running
 
 NS = "k8s-client-test"
 
@@ -40,17 +41,9 @@ _WAIT_S = 15.0
 
 @pytest.fixture(scope="module")
 def plane() -> Iterator[ControlPlane]:
-    plane = ControlPlane(
-        controllers=("serviceaccount-controller", "serviceaccount-token-controller")
-    )
-    failure = None
-    try:
-        plane.start()
-    except ControlPlaneError as exc:
-        failure = str(exc)
-    if failure is not None:
-        pytest.fail(failure, pytrace=False)
-    try:
+    with running(
+        ControlPlane(controllers=("serviceaccount-controller", "serviceaccount-token-controller"))
+    ) as plane:
         with plane.admin_client() as api:
             core = _untyped(k8s.CoreV1Api(api))
             core.create_namespace({"metadata": {"name": NS}})
@@ -58,8 +51,6 @@ def plane() -> Iterator[ControlPlane]:
             with contextlib.suppress(ApiException):
                 core.create_namespaced_service_account(NS, {"metadata": {"name": "default"}})
         yield plane
-    finally:
-        plane.stop()
 
 
 @pytest.fixture
