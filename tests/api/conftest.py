@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -75,11 +76,37 @@ def fleet_series() -> list[SeriesSpec]:
     return series
 
 
-@pytest.fixture
-def fake() -> FakeBackend:
+def fleet_backend() -> FakeBackend:
+    """The fake backend holding :func:`fleet_series`."""
     backend = FakeBackend()
     backend.set_series(fleet_series())
     return backend
+
+
+def fleet_context(
+    backend: FakeBackend,
+    *,
+    rules_text: str | None = None,
+    presets: bool = True,
+    **settings: object,
+) -> AppContext:
+    """A standalone context for cluster ``c1`` over ``backend`` (5 s cache), marked ready;
+    ``settings`` override :class:`Settings` fields."""
+    base: dict[str, object] = {"cluster": "c1", "standalone": True, "cache_ttl": 5.0}
+    base.update(settings)
+    rules = (
+        load_rules_text(rules_text, filename="rules.yaml", presets=presets)
+        if rules_text is not None
+        else load_rules(None, presets=presets)
+    )
+    ctx = build_context(Settings(**base), backend=backend, rules=rules)  # type: ignore[arg-type]
+    ctx.backend_ready = True
+    return ctx
+
+
+@pytest.fixture
+def fake() -> FakeBackend:
+    return fleet_backend()
 
 
 AppFactory = Callable[..., AppContext]
@@ -87,19 +114,8 @@ AppFactory = Callable[..., AppContext]
 
 @pytest.fixture
 def make_ctx(fake: FakeBackend) -> AppFactory:
-    def make(
-        *, rules_text: str | None = None, presets: bool = True, **settings: object
-    ) -> AppContext:
-        base: dict[str, object] = {"cluster": "c1", "standalone": True, "cache_ttl": 5.0}
-        base.update(settings)
-        rules = (
-            load_rules_text(rules_text, filename="rules.yaml", presets=presets)
-            if rules_text is not None
-            else load_rules(None, presets=presets)
-        )
-        ctx = build_context(Settings(**base), backend=fake, rules=rules)  # type: ignore[arg-type]
-        ctx.backend_ready = True
-        return ctx
+    def make(**kwargs: Any) -> AppContext:
+        return fleet_context(fake, **kwargs)
 
     return make
 

@@ -18,11 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.types import ASGIApp
 
-from adapter.app import build_context, create_app
-from adapter.backends.fake import FakeBackend
-from adapter.rules.loader import load_rules
-from adapter.settings import Settings
-from tests.api.conftest import fleet_series
+from adapter.app import create_app
+from tests.api.conftest import fleet_backend, fleet_context
 from tests.fuzz.conftest import count
 from tests.fuzz.support import Reply, call, check_answer, check_status, quantity_value
 
@@ -113,14 +110,8 @@ class Driver:
 @pytest.fixture(scope="module")
 def driver() -> Iterator[Driver]:
     loop = asyncio.new_event_loop()
-    backend = FakeBackend()
-    backend.set_series(fleet_series())
-    ctx = build_context(
-        Settings(cluster="c1", standalone=True, cache_ttl=5.0),
-        backend=backend,
-        rules=load_rules(None, presets=True),
-    )
-    ctx.backend_ready = True
+    backend = fleet_backend()
+    ctx = fleet_context(backend)
     loop.run_until_complete(ctx.registry.refresh())
     try:
         yield Driver(loop, create_app(ctx, background=False))

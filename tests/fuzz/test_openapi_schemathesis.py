@@ -19,24 +19,14 @@ from fastapi import FastAPI
 from hypothesis import HealthCheck, given, settings
 from schemathesis.core.result import Ok
 
-from adapter.app import build_context, create_app
-from adapter.backends.fake import FakeBackend
-from adapter.rules.loader import load_rules
-from adapter.settings import Settings
-from tests.api.conftest import fleet_series
+from adapter.app import create_app
+from tests.api.conftest import fleet_backend, fleet_context
 from tests.fuzz.conftest import count
 from tests.fuzz.support import REASONS
 
 
 def _app() -> FastAPI:
-    backend = FakeBackend()
-    backend.set_series(fleet_series())
-    ctx = build_context(
-        Settings(cluster="c1", standalone=True, cache_ttl=5.0),
-        backend=backend,
-        rules=load_rules(None, presets=True),
-    )
-    ctx.backend_ready = True
+    ctx = fleet_context(fleet_backend())
     loop = asyncio.new_event_loop()
     try:
         loop.run_until_complete(ctx.registry.refresh())
