@@ -38,8 +38,7 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -48,6 +47,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
+
+from adapter.sim.service import Service
 
 __all__ = [
     "COLD_BUILD_MINUTES",
@@ -354,7 +355,7 @@ def mark_pod_ready(api_client: k8s.ApiClient, namespace: str, name: str) -> None
 # --------------------------------------------------------------------------- control plane
 
 
-class ControlPlane:
+class ControlPlane(Service):
     """etcd + kube-apiserver + kube-controller-manager on 127.0.0.1, in a temp dir.
 
     Use as a context manager, or call :meth:`start` and :meth:`stop`. After :meth:`start`:
@@ -410,19 +411,7 @@ class ControlPlane:
 
     # ----------------------------------------------------------------- lifecycle
 
-    def __enter__(self) -> ControlPlane:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def start(self) -> None:
+    def start(self) -> Self:
         """Start all three components and wait until they are healthy.
 
         Raises :class:`BinariesNotFoundError` before touching anything if a binary is missing, and
@@ -444,6 +433,7 @@ class ControlPlane:
             self.stop()
             raise
         self.start_seconds = time.monotonic() - began
+        return self
 
     def stop(self) -> None:
         """Stop every process (SIGTERM, then SIGKILL after a bound) and remove the temp dir.
