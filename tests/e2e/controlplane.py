@@ -799,24 +799,49 @@ class ControlPlane(Service):
     def wait_apiservices_available(
         self, timeout: float = 60.0, names: Sequence[str] | None = None
     ) -> None:
-        """Return once every APIService (default: the registered ones) is Available=True.
+        """Return once every APIService (default: the registered ones) is Available=True and the
+        aggregator proxies its group version (``GET /apis/<group>/<version>`` answers 200).
 
-        Raises :class:`ControlPlaneError` after ``timeout`` seconds, with every APIService's
-        conditions in the message.
+        The second check matters: the availability controller writes the condition, and the
+        aggregator's proxy learns it from its own informer a moment later; until then it answers
+        503 for that group. Raises :class:`ControlPlaneError` after ``timeout`` seconds, with
+        every APIService's conditions and the last proxied answer in the message.
         """
         wanted = tuple(names or self._registered_apiservices)
         if not wanted:
             raise ValueError("no APIServices registered: call register_adapter() first")
         deadline = time.monotonic() + timeout
         conditions: dict[str, list[Any]] = {}
+        last = "not tried"
         while time.monotonic() < deadline:
             conditions = self.apiservice_conditions(wanted)
             if all(_is_available(conditions[name]) for name in wanted):
-                return
+                last = self._first_unproxied(wanted)
+                if not last:
+                    return
             time.sleep(0.5)
         raise ControlPlaneError(
-            f"APIServices not Available after {timeout:.0f}s: {json.dumps(conditions, indent=1)}"
+            f"APIServices not Available after {timeout:.0f}s (proxy: {last}):"
+            f" {json.dumps(conditions, indent=1)}"
         )
+
+    def _first_unproxied(self, names: Sequence[str]) -> str:
+        """``""`` when the aggregator answers 200 for every APIService's group version, else what
+        it answered for the first one that it does not proxy yet."""
+        context = self._ssl_context()
+        for name in names:
+            version, _, group = name.partition(".")
+            url = f"{self.api_url}/apis/{group}/{version}"
+            try:
+                with urllib.request.urlopen(url, timeout=5, context=context) as response:
+                    if response.status == 200:
+                        continue
+                    return f"{url}: HTTP {response.status}"
+            except urllib.error.HTTPError as exc:
+                return f"{url}: HTTP {exc.code}"
+            except (OSError, ssl.SSLError) as exc:
+                return f"{url}: {exc}"
+        return ""
 
     def iter_processes(self) -> Iterator[tuple[str, int]]:
         """(component, pid) of each running process; for tests that check cleanup."""
