@@ -44,12 +44,12 @@ tools:
 	@bash hack/install-tools.sh
 
 fmt: setup
-	$(BIN)/ruff format adapter tests bench
-	$(BIN)/ruff check --fix adapter tests bench
+	$(BIN)/ruff format adapter sim tests bench
+	$(BIN)/ruff check --fix adapter sim tests bench
 
 lint: setup
-	$(BIN)/ruff check adapter tests bench
-	$(BIN)/ruff format --check adapter tests bench
+	$(BIN)/ruff check adapter sim tests bench
+	$(BIN)/ruff format --check adapter sim tests bench
 
 typecheck: setup
 	$(BIN)/mypy
@@ -70,7 +70,7 @@ test: setup lint typecheck importlint prometheus browser control-plane tools
 	$(BIN)/pytest -q tests
 
 demo: setup prometheus
-	@$(BIN)/python -m adapter.demo
+	@$(BIN)/python -m sim.demo
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

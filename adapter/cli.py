@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from adapter import __version__
-from adapter.errors import AdapterError
+from adapter.domain.errors import AdapterError
 from adapter.settings import Settings
 
 __all__ = ["app", "main"]
@@ -304,8 +304,8 @@ def serve(
     import uvloop
 
     from adapter.backends.factory import build_backend
-    from adapter.logging import configure_logging
-    from adapter.server import run_adapter
+    from adapter.observability.logging import configure_logging
+    from adapter.serving.server import run_adapter
 
     try:
         configure_logging(level=log_level, fmt=log_format)
@@ -428,10 +428,10 @@ def query(
 ) -> None:
     """Answer one metrics API path from the command line, without a server."""
     from adapter.api.debug import trace_document
-    from adapter.app import build_context
     from adapter.backends.factory import build_backend
-    from adapter.paths import parse_path_string
-    from adapter.provider import Trace
+    from adapter.core.provider import Trace
+    from adapter.core.request import parse_path_string
+    from adapter.serving.app import build_context
 
     settings = _settings(
         prometheus_url=prometheus_url,
@@ -499,10 +499,10 @@ def explain(
     as_json: Annotated[bool, typer.Option("--json", help="Print the JSON document.")] = False,
 ) -> None:
     """Explain what an HPA decides from this adapter's values, metric by metric."""
-    from adapter.app import build_context
     from adapter.backends.factory import build_backend
-    from adapter.explain import explain_hpa, render_explanation
-    from adapter.k8s import KubeClient, ObjectCache
+    from adapter.hpa.explain import explain_hpa, render_explanation
+    from adapter.kube.client import KubeClient, ObjectCache
+    from adapter.serving.app import build_context
 
     namespace, sep, name = target.partition("/")
     if not sep or not namespace or not name:

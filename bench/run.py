@@ -4,7 +4,7 @@
 
 1. builds (or reuses) prometheus-adapter with ``bench/build-prometheus-adapter.sh``;
 2. starts the synthetic JetStream exporter (:mod:`bench.exporter`), a real Prometheus scraping it
-   (:class:`adapter.sim.prometheus.LocalPrometheus`) and a real kube-apiserver
+   (:class:`sim.prometheus.LocalPrometheus`) and a real kube-apiserver
    (``tests/e2e/controlplane.py``) holding the benchmark's namespaces and pods;
 3. starts both adapters in their in-cluster mode with the SAME rules file
    (``bench/prometheus-adapter-rules.yaml``), the same Prometheus, HTTPS with a self-signed
@@ -40,10 +40,10 @@ from typing import Any
 
 import httpx
 
-from adapter.sim.prometheus import LocalPrometheus
 from bench import load
 from bench.exporter import ENGINES, GAUGES, PODS
 from bench.procstat import ProcSampler, read_stat
+from sim.prometheus import LocalPrometheus
 
 __all__ = ["main"]
 

@@ -1,11 +1,11 @@
-"""Run the demo fleet: ``python -m adapter.sim [--duration S] [--no-prometheus] [--cluster C]``."""
+"""Run the demo fleet: ``python -m sim [--duration S] [--no-prometheus] [--cluster C]``."""
 
 from __future__ import annotations
 
 import argparse
 
-from adapter.sim.fleet import SimFleet, run_fleet
-from adapter.sim.prometheus import LocalPrometheus
+from sim.fleet import SimFleet, run_fleet
+from sim.prometheus import LocalPrometheus
 
 __all__ = ["main"]
 
@@ -25,7 +25,7 @@ def _tick(t: float, levels: dict[str, float]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m adapter.sim", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m sim", description=__doc__)
     parser.add_argument("--duration", type=float, default=None, help="seconds (default: forever)")
     parser.add_argument("--cluster", default="demo")
     parser.add_argument("--no-prometheus", action="store_true", help="exporters only")

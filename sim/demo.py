@@ -23,8 +23,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from adapter.sim.fleet import SimFleet
-from adapter.sim.prometheus import LocalPrometheus
+from sim.fleet import SimFleet
+from sim.prometheus import LocalPrometheus
 
 __all__ = ["main"]
 

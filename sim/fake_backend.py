@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 import promql_parser
 
-from adapter.errors import BackendError, BackendResponseError, BackendTimeoutError
-from adapter.models import QueryResult, Sample
+from adapter.domain.errors import BackendError, BackendResponseError, BackendTimeoutError
+from adapter.domain.models import QueryResult, Sample
 
 __all__ = ["FakeBackend", "SeriesSpec"]
 

@@ -6,7 +6,7 @@ Typical use (the demo)::
         fleet.step(time.monotonic() - t0)   # call about once a second
         ...                                 # point the adapter at prom.url
 
-or, blocking, ``run_fleet(duration=60)`` / ``python -m adapter.sim``.
+or, blocking, ``run_fleet(duration=60)`` / ``python -m sim``.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Self
 
-from adapter.sim.jetstream import JetStreamValues, SimServer, SimTpuExporter, TpuChipValues
-from adapter.sim.prometheus import LocalPrometheus
-from adapter.sim.service import Service
+from sim.jetstream import JetStreamValues, SimServer, SimTpuExporter, TpuChipValues
+from sim.prometheus import LocalPrometheus
+from sim.service import Service
 
 __all__ = ["DEFAULT_PODS", "SimFleet", "load_curve", "run_fleet"]
 

@@ -19,7 +19,7 @@ from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from adapter.sim.service import Service
+from sim.service import Service
 
 __all__ = ["JetStreamValues", "SimServer", "SimTpuExporter", "TpuChipValues", "values_for_load"]
 

@@ -27,9 +27,9 @@ from typing import IO, Self
 import httpx
 
 from adapter.backends.prometheus import parse_query_data
-from adapter.errors import BackendError
-from adapter.models import Sample
-from adapter.sim.service import Service
+from adapter.domain.errors import BackendError
+from adapter.domain.models import Sample
+from sim.service import Service
 
 __all__ = ["DEFAULT_BINARY", "LocalPrometheus", "find_binary"]
 

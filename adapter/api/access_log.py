@@ -1,4 +1,4 @@
-"""The access log as ASGI middleware: one line per HTTP request (format in :mod:`adapter.logging`).
+"""The access log as ASGI middleware: one line per HTTP request (format in :mod:`adapter.observability.logging`).
 
 :class:`AccessLog` sits outermost, so requests refused by authentication are logged too, and
 calls its observers (the request metrics) with ``(scope, status, seconds)``. :class:`UserProbe`
@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from adapter.logging import ACCESS_LOGGER
+from adapter.observability.logging import ACCESS_LOGGER
 
 __all__ = ["AccessLog", "UserProbe"]
 

@@ -21,7 +21,7 @@ from adapter.api.status import status_body
 from adapter.auth.attributes import denial_message, request_attributes
 from adapter.auth.authn import Authenticator, strip_identity_headers
 from adapter.auth.authz import Authorizer
-from adapter.errors import AdapterError, UnauthorizedError
+from adapter.domain.errors import AdapterError, UnauthorizedError
 
 __all__ = ["ANONYMOUS_PATHS", "AuthMiddleware", "client_cert_chain"]
 

@@ -18,13 +18,13 @@ from starlette.responses import Response
 
 from adapter.api.deps import context, json_response
 from adapter.api.status import status_body
-from adapter.errors import AdapterError, BadRequestError
-from adapter.paths import parse_path_string
-from adapter.provider import Trace
+from adapter.core.provider import Trace
+from adapter.core.request import parse_path_string
+from adapter.core.selectors import selector_to_string
+from adapter.core.translate import format_timestamp
+from adapter.domain.errors import AdapterError, BadRequestError
 from adapter.rules.base import ServedMetric
 from adapter.rules.stackdriver import family_rules
-from adapter.selectors import selector_to_string
-from adapter.translate import format_timestamp
 
 __all__ = ["router", "served_metric_info", "trace_document"]
 

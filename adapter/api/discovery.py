@@ -14,10 +14,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from adapter.api.deps import context, json_response
-from adapter.errors import NotFoundError
-from adapter.paths import CUSTOM_VERSIONS, EXTERNAL_VERSIONS
-from adapter.registry import Snapshot
-from adapter.translate import CUSTOM_GROUP, EXTERNAL_GROUP
+from adapter.core.registry import Snapshot
+from adapter.core.request import CUSTOM_VERSIONS, EXTERNAL_VERSIONS
+from adapter.core.translate import CUSTOM_GROUP, EXTERNAL_GROUP
+from adapter.domain.errors import NotFoundError
 
 __all__ = ["api_resource_list", "router"]
 

@@ -2,7 +2,7 @@
 
 Reads the HPA, its scale target and pods through the Kubernetes client of the object cache,
 fetches every metric through :meth:`MetricsProvider.answer` (the path the API serves) and runs
-the controller's calculation (:mod:`adapter.hpa`). Standalone there is no Kubernetes: 400.
+the controller's calculation (:mod:`adapter.hpa.algorithm`). Standalone there is no Kubernetes: 400.
 Query parameters ``tolerance`` (default 0.1) and ``downscaleStabilization`` (seconds, default
 300) stand for the controller's flags, which the adapter cannot see.
 """
@@ -16,9 +16,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from adapter.api.deps import context, json_response
-from adapter.errors import BadRequestError
-from adapter.explain import HpaReader, explain_hpa
-from adapter.hpa import DEFAULT_DOWNSCALE_STABILIZATION_S, DEFAULT_TOLERANCE
+from adapter.domain.errors import BadRequestError
+from adapter.hpa.algorithm import DEFAULT_DOWNSCALE_STABILIZATION_S, DEFAULT_TOLERANCE
+from adapter.hpa.explain import HpaReader, explain_hpa
 
 __all__ = ["hpa_reader", "router"]
 

@@ -18,7 +18,7 @@ from starlette.responses import Response
 
 from adapter import __version__
 from adapter.api.deps import json_response
-from adapter.errors import NotFoundError
+from adapter.domain.errors import NotFoundError
 
 __all__ = ["openapi_v2", "openapi_v3_group", "router"]
 

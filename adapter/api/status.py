@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from adapter.api.deps import json_response
-from adapter.errors import AdapterError
+from adapter.domain.errors import AdapterError
 
 __all__ = ["install_error_handlers", "status_body"]
 

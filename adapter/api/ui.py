@@ -3,7 +3,7 @@
 One static HTML page and one JS file (no build step, no CDN, no external fonts), polling:
 
 - ``GET /debug/series?namespace=NS`` — the recent values the provider served, per metric,
-  namespace and object (bounded in memory: :class:`adapter.history.SeriesRecorder`). With ``namespace`` it
+  namespace and object (bounded in memory: :class:`adapter.core.history.SeriesRecorder`). With ``namespace`` it
   first reads every served external metric and every ``pods`` metric in that namespace through
   :meth:`MetricsProvider.answer` (cached like any API request), so the page shows live data
   even when no HPA is asking.
@@ -21,10 +21,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from adapter.api.deps import context, json_response
-from adapter.context import AppContext
-from adapter.errors import AdapterError, BadRequestError
-from adapter.models import GroupResource
-from adapter.paths import parse_path_string
+from adapter.core.request import parse_path_string
+from adapter.domain.errors import AdapterError, BadRequestError
+from adapter.domain.models import GroupResource
+from adapter.serving.context import AppContext
 
 __all__ = ["router"]
 

@@ -1,6 +1,6 @@
 """custom.metrics.k8s.io (v1beta1, v1beta2) and external.metrics.k8s.io (v1beta1) values.
 
-One route under each group version; the path is parsed by :func:`adapter.paths.parse_api_path`,
+One route under each group version; the path is parsed by :func:`adapter.core.request.parse_api_path`,
 the same function ``/debug/query`` and the ``query`` command use, so all three agree.
 """
 
@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from adapter.api.deps import context, json_response
-from adapter.paths import parse_api_path
+from adapter.core.request import parse_api_path
 
 __all__ = ["router"]
 

@@ -29,7 +29,7 @@ from adapter.auth._cache import ReviewCache
 from adapter.auth.certs import issuing_authority, leaf_from_pem
 from adapter.auth.config import AuthConfig, AuthConfigHolder
 from adapter.auth.user import UserInfo
-from adapter.errors import AdapterError, UnauthorizedError
+from adapter.domain.errors import AdapterError, UnauthorizedError
 
 __all__ = [
     "Authenticator",
@@ -57,7 +57,7 @@ class TokenReviewer(Protocol):
     async def review_token(self, token: str) -> UserInfo | None:
         """The user, or ``None`` if the token is not valid.
 
-        Raises :class:`adapter.errors.AdapterError` if the API could not answer; the message must
+        Raises :class:`adapter.domain.errors.AdapterError` if the API could not answer; the message must
         not contain the token.
         """
         ...

@@ -32,7 +32,7 @@ class AccessReviewer(Protocol):
     """Asks the Kubernetes API whether ``user`` may do ``attributes`` (a SubjectAccessReview)."""
 
     async def review_access(self, user: UserInfo, attributes: Attributes) -> Decision:
-        """Raises :class:`adapter.errors.AdapterError` if the API could not answer."""
+        """Raises :class:`adapter.domain.errors.AdapterError` if the API could not answer."""
         ...
 
 
@@ -60,7 +60,7 @@ class Authorizer:
         return self._cache
 
     async def authorize(self, user: UserInfo, attributes: Attributes) -> Decision:
-        """The decision; raises :class:`adapter.errors.AdapterError` when no review was possible."""
+        """The decision; raises :class:`adapter.domain.errors.AdapterError` when no review was possible."""
         if MASTERS_GROUP in user.groups:
             return Decision(allowed=True, reason=f"member of {MASTERS_GROUP}")
         reviewer = self._reviewer

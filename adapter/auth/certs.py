@@ -22,7 +22,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from adapter.errors import ConfigError
+from adapter.domain.errors import ConfigError
 
 __all__ = [
     "der_to_pem",

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from cryptography import x509
 
 from adapter.auth.certs import load_certificates
-from adapter.errors import ConfigError
+from adapter.domain.errors import ConfigError
 
 __all__ = [
     "AUTH_CONFIGMAP_NAME",

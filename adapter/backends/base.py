@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
-from adapter.models import QueryResult
+from adapter.domain.models import QueryResult
 
 __all__ = ["Backend"]
 
@@ -14,7 +14,7 @@ __all__ = ["Backend"]
 class Backend(Protocol):
     """A source of instant vectors.
 
-    Implementations own their I/O clients and raise only :class:`adapter.errors.BackendError`
+    Implementations own their I/O clients and raise only :class:`adapter.domain.errors.BackendError`
     subclasses (``from`` the library's exception). ``timeout`` is seconds for the whole call,
     retries included. Label names and values returned are plain strings; order is not significant.
     """

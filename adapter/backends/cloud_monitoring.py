@@ -19,7 +19,7 @@ labelled ``pod``/``namespace``, timestamped with the oldest of the summed points
 Metric kinds (for ``aligner: null``) come from ``metricDescriptors.get``, cached per
 (project, type) because that call has a quota of 6,000 per minute per project. Every call passes
 its own ``timeout`` and ``retry`` (the library's defaults are 90 s). Library errors become
-:class:`adapter.errors.BackendError` subclasses whose messages carry the gRPC status and the
+:class:`adapter.domain.errors.BackendError` subclasses whose messages carry the gRPC status and the
 server's text, never credentials.
 """
 
@@ -36,7 +36,7 @@ from google.api_core import exceptions as gexc
 from google.api_core import retry_async
 from google.cloud import monitoring_v3
 
-from adapter.errors import (
+from adapter.domain.errors import (
     BackendError,
     BackendResponseError,
     BackendTimeoutError,
@@ -44,7 +44,7 @@ from adapter.errors import (
     BadRequestError,
     NotFoundError,
 )
-from adapter.models import QueryResult, Sample
+from adapter.domain.models import QueryResult, Sample
 
 __all__ = ["CloudMonitoringBackend", "parse_spec"]
 

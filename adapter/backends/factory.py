@@ -5,7 +5,7 @@ Two PromQL modes:
 - ``prometheus_url`` (default): any Prometheus-compatible API, including the GMP frontend proxy;
 - ``gmp_project``: GMP's own query API for that project, authenticated with Google credentials
   (:mod:`adapter.backends.google_auth`); the backend is then named ``gmp``, which also turns on
-  GMP's exact-metric-name rule in discovery (:mod:`adapter.registry`).
+  GMP's exact-metric-name rule in discovery (:mod:`adapter.core.registry`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from adapter.backends.google_auth import (
     gmp_query_url,
 )
 from adapter.backends.prometheus import PrometheusBackend, PrometheusSettings
-from adapter.errors import ConfigError
+from adapter.domain.errors import ConfigError
 from adapter.settings import Settings
 
 __all__ = [

@@ -36,7 +36,7 @@ import google.auth.exceptions
 import google.auth.transport
 import httpx
 
-from adapter.errors import BackendUnavailableError, ConfigError
+from adapter.domain.errors import BackendUnavailableError, ConfigError
 
 __all__ = [
     "DEFAULT_REFRESH_MARGIN",

@@ -10,7 +10,7 @@ decoded in a worker thread so that a large answer does not stall the event loop 
 request with it); an answer that plainly holds more vector elements than ``max_samples`` is refused
 before it is decoded at all.
 
-Errors are :mod:`adapter.errors` ``BackendError`` subclasses raised ``from`` the httpx or JSON
+Errors are :mod:`adapter.domain.errors` ``BackendError`` subclasses raised ``from`` the httpx or JSON
 exception. Their messages name the backend, the URL *path* and the HTTP status; never the host,
 the query string, a header or the bearer token.
 """
@@ -33,14 +33,14 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from adapter.errors import (
+from adapter.domain.errors import (
     BackendError,
     BackendResponseError,
     BackendTimeoutError,
     BackendUnavailableError,
     ConfigError,
 )
-from adapter.models import QueryResult, Sample
+from adapter.domain.models import QueryResult, Sample
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",

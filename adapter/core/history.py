@@ -10,8 +10,8 @@ import time
 from collections import OrderedDict, deque
 from typing import Any
 
-from adapter.paths import ApiRequest
-from adapter.provider import Answer
+from adapter.core.provider import Answer
+from adapter.core.request import ApiRequest
 
 __all__ = ["SeriesRecorder"]
 

@@ -11,21 +11,11 @@ from typing import Any, Protocol
 
 from adapter import promql
 from adapter.backends.base import Backend
-from adapter.cache import CacheState, SingleFlightCache
-from adapter.errors import (
-    BackendError,
-    BackendUnavailableError,
-    ForbiddenError,
-    NotFoundError,
-    QueryError,
-)
-from adapter.models import GroupResource, MetricValue, QueryResult, Requirement
-from adapter.paths import ApiRequest
-from adapter.registry import MetricRegistry
-from adapter.resilience import BreakerPolicy, BreakerState, CircuitBreaker
-from adapter.rules.base import BuiltQuery, MetricRequest, Scope, ServedMetric
-from adapter.telemetry import Telemetry
-from adapter.translate import (
+from adapter.core.cache import CacheState, SingleFlightCache
+from adapter.core.registry import MetricRegistry
+from adapter.core.request import ApiRequest
+from adapter.core.resilience import BreakerPolicy, BreakerState, CircuitBreaker
+from adapter.core.translate import (
     Dropped,
     custom_list,
     external_list,
@@ -33,6 +23,16 @@ from adapter.translate import (
     samples_to_custom,
     samples_to_external,
 )
+from adapter.domain.errors import (
+    BackendError,
+    BackendUnavailableError,
+    ForbiddenError,
+    NotFoundError,
+    QueryError,
+)
+from adapter.domain.models import GroupResource, MetricValue, QueryResult, Requirement
+from adapter.observability.telemetry import Telemetry
+from adapter.rules.base import BuiltQuery, MetricRequest, Scope, ServedMetric
 
 __all__ = ["Answer", "MetricsProvider", "ObjectSource", "Trace"]
 
@@ -211,7 +211,7 @@ class MetricsProvider:
             ) from exc
 
     async def answer(self, request: ApiRequest, *, trace: Trace | None = None) -> Answer:
-        """Answer one parsed request. Raises :class:`adapter.errors.AdapterError` subclasses.
+        """Answer one parsed request. Raises :class:`adapter.domain.errors.AdapterError` subclasses.
 
         ``trace`` (optional) is filled as the answer is built, so a caller that catches the
         error still sees how far it got (``/debug/query``).

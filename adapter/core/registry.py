@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from adapter import promql
 from adapter.backends.base import Backend
 from adapter.backends.factory import GMP_BACKEND_NAME
-from adapter.errors import AdapterError, QueryError
-from adapter.models import GroupResource, Matcher
+from adapter.domain.errors import AdapterError, QueryError
+from adapter.domain.models import GroupResource, Matcher
+from adapter.observability.telemetry import Telemetry
 from adapter.rules.base import MetricKind, Rule, Scope, ServedMetric
-from adapter.telemetry import Telemetry
 
 __all__ = ["MetricRegistry", "Snapshot"]
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from adapter.errors import BadRequestError, NotFoundError
-from adapter.models import GroupResource, Requirement
-from adapter.selectors import parse_selector
+from adapter.core.selectors import parse_selector
+from adapter.domain.errors import BadRequestError, NotFoundError
+from adapter.domain.models import GroupResource, Requirement
 
 __all__ = [
     "CUSTOM_VERSIONS",

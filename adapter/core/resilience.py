@@ -26,8 +26,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
-from adapter.errors import BackendError, BackendTimeoutError, BackendUnavailableError
-from adapter.translate import format_timestamp
+from adapter.core.translate import format_timestamp
+from adapter.domain.errors import BackendError, BackendTimeoutError, BackendUnavailableError
 
 __all__ = ["BreakerPolicy", "BreakerState", "CircuitBreaker", "counts_as_failure"]
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import re
 
-from adapter.errors import BadRequestError
-from adapter.models import Requirement
+from adapter.domain.errors import BadRequestError
+from adapter.domain.models import Requirement
 
 __all__ = ["UNSUPPORTED_OPS", "parse_selector", "selector_to_string"]
 

@@ -14,9 +14,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from adapter.models import GroupResource, MetricValue, ObjectRef, QueryResult, Requirement, Sample
+from adapter.core.quantity import format_quantity
+from adapter.domain.models import (
+    GroupResource,
+    MetricValue,
+    ObjectRef,
+    QueryResult,
+    Requirement,
+    Sample,
+)
 from adapter.promql import FRESHNESS_LABEL
-from adapter.quantity import format_quantity
 from adapter.rules import resources
 
 __all__ = [

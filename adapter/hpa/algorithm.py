@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, Decimal, InvalidOperation
 from typing import Any, Literal, cast
 
-from adapter.errors import BadRequestError
+from adapter.domain.errors import BadRequestError
 
 __all__ = [
     "DEFAULT_DOWNSCALE_STABILIZATION_S",

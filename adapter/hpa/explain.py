@@ -1,6 +1,6 @@
 """Explain one HPA: read it, its scale target and pods, fetch every metric through the same
 :meth:`MetricsProvider.answer` the API serves (with the request the controller would make),
-and run :func:`adapter.hpa.decide` on them.
+and run :func:`adapter.hpa.algorithm.decide` on them.
 
 Used by ``GET /debug/hpa/{namespace}/{name}`` and ``llm-metrics-adapter explain``. The
 controller's own recommendation history and scale events live in its memory: they are not
@@ -15,8 +15,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 from urllib.parse import quote
 
-from adapter.errors import AdapterError, BadRequestError
-from adapter.hpa import (
+from adapter.core.provider import MetricsProvider
+from adapter.core.quantity import format_quantity
+from adapter.core.request import parse_path_string
+from adapter.domain.errors import AdapterError, BadRequestError
+from adapter.hpa.algorithm import (
     DEFAULT_DOWNSCALE_STABILIZATION_S,
     DEFAULT_TOLERANCE,
     Decision,
@@ -28,9 +31,6 @@ from adapter.hpa import (
     decide,
     parse_hpa,
 )
-from adapter.paths import parse_path_string
-from adapter.provider import MetricsProvider
-from adapter.quantity import format_quantity
 
 __all__ = [
     "HpaReader",
@@ -44,7 +44,7 @@ __all__ = [
 
 
 class HpaReader(Protocol):
-    """What explain reads from Kubernetes; :class:`adapter.k8s.KubeClient` implements it."""
+    """What explain reads from Kubernetes; :class:`adapter.kube.client.KubeClient` implements it."""
 
     async def read_hpa(self, namespace: str, name: str) -> dict[str, Any]: ...
 

@@ -5,7 +5,7 @@
   ``kube-system/extension-apiserver-authentication``. The ``kubernetes`` package is synchronous:
   every call runs in a worker thread with an explicit timeout, never on the event loop.
 - :class:`ObjectCache`: which pods, services, deployments and statefulsets exist, kept current by
-  list-then-watch threads; it implements :class:`adapter.provider.ObjectSource`, so Pods metrics
+  list-then-watch threads; it implements :class:`adapter.core.provider.ObjectSource`, so Pods metrics
   answer only for pods that exist, are not terminating or finished, and match the HPA's selector.
 
 Watches restart with exponential backoff (0.5 s to 30 s) from the last resourceVersion, relisting
@@ -40,8 +40,8 @@ from adapter.auth.config import (
     AuthConfigHolder,
 )
 from adapter.auth.user import UserInfo
-from adapter.errors import AdapterError, ConfigError, NotFoundError
-from adapter.models import GroupResource, Requirement
+from adapter.domain.errors import AdapterError, ConfigError, NotFoundError
+from adapter.domain.models import GroupResource, Requirement
 
 __all__ = [
     "WATCHED_RESOURCES",

@@ -36,8 +36,8 @@ from typing import Final
 
 import promql_parser
 
-from adapter.errors import BadRequestError, QueryError
-from adapter.models import Matcher, MatchOp, Requirement
+from adapter.domain.errors import BadRequestError, QueryError
+from adapter.domain.models import Matcher, MatchOp, Requirement
 
 __all__ = [
     "MAX_DEPTH",

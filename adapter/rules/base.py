@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from adapter.models import GroupResource, Requirement
+from adapter.domain.models import GroupResource, Requirement
 
 __all__ = [
     "BuiltQuery",

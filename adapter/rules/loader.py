@@ -21,8 +21,8 @@ from typing import Any, Literal
 
 import yaml
 
-from adapter.errors import ConfigError, RuleError
-from adapter.models import GroupResource
+from adapter.domain.errors import ConfigError, RuleError
+from adapter.domain.models import GroupResource
 from adapter.rules.base import MetricKind, Rule
 from adapter.rules.native import NativeRule, compile_native
 from adapter.rules.prometheus_adapter import PrometheusAdapterRule, compile_discovery_rule

@@ -28,8 +28,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from adapter.errors import BadRequestError
-from adapter.models import Requirement
+from adapter.domain.errors import BadRequestError
+from adapter.domain.models import Requirement
 
 __all__ = [
     "ALLOWED_REDUCERS",

@@ -24,8 +24,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from adapter import promql
-from adapter.errors import AdapterError, BadRequestError, QueryError, RuleError
-from adapter.models import GroupResource
+from adapter.domain.errors import AdapterError, BadRequestError, QueryError, RuleError
+from adapter.domain.models import GroupResource
 from adapter.rules import resources
 from adapter.rules.base import (
     BuiltQuery,

@@ -31,8 +31,14 @@ import promql_parser
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from adapter import promql
-from adapter.errors import AdapterError, BadRequestError, NotFoundError, QueryError, RuleError
-from adapter.models import GroupResource, Matcher
+from adapter.domain.errors import (
+    AdapterError,
+    BadRequestError,
+    NotFoundError,
+    QueryError,
+    RuleError,
+)
+from adapter.domain.models import GroupResource, Matcher
 from adapter.rules import resources
 from adapter.rules.base import (
     BuiltQuery,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from adapter.models import GroupResource
+from adapter.domain.models import GroupResource
 
 __all__ = [
     "NAMESPACES",

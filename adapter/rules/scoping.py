@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import promql_parser
 
 from adapter import promql
-from adapter.errors import BadRequestError, QueryError
-from adapter.models import Matcher, Requirement
+from adapter.domain.errors import BadRequestError, QueryError
+from adapter.domain.models import Matcher, Requirement
 from adapter.rules.base import BuiltQuery, Scope
 
 __all__ = [

@@ -17,7 +17,7 @@ Two modes, chosen per process:
     The query is a canonical JSON request spec (sorted keys) for
     :class:`adapter.backends.cloud_monitoring.CloudMonitoringBackend`: project, the filters (one
     per chunk of 100 pods), lookback window, aligner, reducer. Filters are built only by
-    :mod:`adapter.monitoring_filter`.
+    :mod:`adapter.rules.monitoring_filter`.
 ``promql``
     The same names answered by PromQL on the ``promql`` backend: pods use the matching preset's
     query when there is one (``jetstream_slots_used_percentage`` is then the mean over ``idx``),
@@ -39,10 +39,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from adapter import monitoring_filter as mf
 from adapter import promql
-from adapter.errors import BadRequestError, ConfigError, ForbiddenError
-from adapter.models import GroupResource, Matcher, Requirement
+from adapter.domain.errors import BadRequestError, ConfigError, ForbiddenError
+from adapter.domain.models import GroupResource, Matcher, Requirement
+from adapter.rules import monitoring_filter as mf
 from adapter.rules.base import (
     BuiltQuery,
     MetricKind,

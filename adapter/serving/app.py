@@ -1,7 +1,7 @@
 """``create_app``: the FastAPI application and its lifespan.
 
 The lifespan owns the background tasks (discovery refresh, backend readiness probe) and closes
-the backend on shutdown. Routes see only :class:`adapter.context.AppContext` on ``app.state``.
+the backend on shutdown. Routes see only :class:`adapter.serving.context.AppContext` on ``app.state``.
 """
 
 from __future__ import annotations
@@ -17,24 +17,24 @@ from starlette.middleware import Middleware
 from starlette.types import Scope
 
 from adapter import __version__
-from adapter.api import debug, discovery, health, metrics, openapi
+from adapter.api import debug, discovery, health, openapi, values
 from adapter.api import hpa as hpa_api
 from adapter.api import ui as ui_api
 from adapter.api.access_log import AccessLog, UserProbe
 from adapter.api.status import install_error_handlers
 from adapter.backends.base import Backend
-from adapter.cache import SingleFlightCache
-from adapter.context import AppContext
-from adapter.errors import BackendError
-from adapter.models import QueryResult
-from adapter.provider import MetricsProvider, ObjectSource
-from adapter.registry import MetricRegistry
-from adapter.reload import RulesWatcher
-from adapter.resilience import BreakerPolicy
+from adapter.core.cache import SingleFlightCache
+from adapter.core.provider import MetricsProvider, ObjectSource
+from adapter.core.registry import MetricRegistry
+from adapter.core.resilience import BreakerPolicy
+from adapter.domain.errors import BackendError
+from adapter.domain.models import QueryResult
+from adapter.observability.telemetry import Telemetry
 from adapter.rules.base import Scope as RuleScope
 from adapter.rules.loader import RuleSet
+from adapter.serving.context import AppContext
+from adapter.serving.reload import RulesWatcher
 from adapter.settings import Settings
-from adapter.telemetry import Telemetry
 
 __all__ = ["build_context", "create_app"]
 
@@ -155,7 +155,7 @@ def create_app(
     instrumentation and the access log, so rejected requests are counted and logged too.
 
     With a rules file (``settings.config``) and ``settings.rules_reload_interval > 0``, a
-    :class:`adapter.reload.RulesWatcher` is on ``app.state.rules_watcher`` (``None`` otherwise);
+    :class:`adapter.serving.reload.RulesWatcher` is on ``app.state.rules_watcher`` (``None`` otherwise);
     its polling task runs with the other background tasks.
     """
     watcher = (
@@ -203,7 +203,7 @@ def create_app(
     app.state.ctx = ctx
     app.state.rules_watcher = watcher
     install_error_handlers(app)
-    for module in (health, openapi, debug, discovery, metrics):
+    for module in (health, openapi, debug, discovery, values):
         app.include_router(module.router)
     app.include_router(hpa_api.router)
     app.include_router(ui_api.router)

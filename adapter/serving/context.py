@@ -1,4 +1,4 @@
-"""What the running server holds: settings, rules, registry, provider. Built by ``adapter.app``."""
+"""What the running server holds: settings, rules, registry, provider. Built by ``adapter.serving.app``."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import time
 from dataclasses import dataclass, field
 
 from adapter.backends.base import Backend
-from adapter.history import SeriesRecorder
-from adapter.provider import MetricsProvider
-from adapter.registry import MetricRegistry
+from adapter.core.history import SeriesRecorder
+from adapter.core.provider import MetricsProvider
+from adapter.core.registry import MetricRegistry
+from adapter.observability.telemetry import Telemetry
 from adapter.rules.loader import RuleSet
 from adapter.settings import Settings
-from adapter.telemetry import Telemetry
 
 __all__ = ["AppContext"]
 

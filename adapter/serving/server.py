@@ -38,13 +38,13 @@ from adapter.auth.authn import Authenticator
 from adapter.auth.authz import Authorizer
 from adapter.auth.certs import der_to_pem
 from adapter.auth.config import AuthConfig, AuthConfigHolder
-from adapter.errors import AdapterError, ConfigError
+from adapter.domain.errors import AdapterError, ConfigError
+from adapter.serving.tls import self_signed
 from adapter.settings import Settings
-from adapter.tls import self_signed
 
 if TYPE_CHECKING:
     from adapter.backends.base import Backend
-    from adapter.k8s import KubeClient
+    from adapter.kube.client import KubeClient
     from adapter.rules.loader import RuleSet
 
 __all__ = [
@@ -342,8 +342,8 @@ async def run_adapter(settings: Settings, *, rules: RuleSet, backend: Backend) -
     """
     from starlette.middleware import Middleware
 
-    from adapter.app import build_context, create_app
-    from adapter.k8s import KubeClient, ObjectCache
+    from adapter.kube.client import KubeClient, ObjectCache
+    from adapter.serving.app import build_context, create_app
 
     if settings.standalone:
         ctx = build_context(settings, backend=backend, rules=rules)

@@ -9,11 +9,11 @@ from typing import Any
 import httpx
 import pytest
 
-from adapter.app import build_context, create_app
-from adapter.backends.fake import FakeBackend, SeriesSpec
-from adapter.context import AppContext
 from adapter.rules.loader import load_rules, load_rules_text
+from adapter.serving.app import build_context, create_app
+from adapter.serving.context import AppContext
 from adapter.settings import Settings
+from sim.fake_backend import FakeBackend, SeriesSpec
 
 NOW = time.time()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from adapter.backends.fake import FakeBackend
+from sim.fake_backend import FakeBackend
 from tests.api.conftest import AppFactory, client_for
 
 AGGREGATED_ACCEPT = (

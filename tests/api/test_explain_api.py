@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from adapter.context import AppContext
+from adapter.serving.context import AppContext
 from tests.api.conftest import AppFactory, client_for
 
 
@@ -192,10 +192,10 @@ async def test_ui_is_one_page_and_one_script_with_nothing_external(make_ctx: App
 
 
 def test_recorder_is_bounded() -> None:
-    from adapter.history import SeriesRecorder
-    from adapter.models import MetricValue
-    from adapter.paths import ApiRequest
-    from adapter.provider import Answer, Trace
+    from adapter.core.history import SeriesRecorder
+    from adapter.core.provider import Answer, Trace
+    from adapter.core.request import ApiRequest
+    from adapter.domain.models import MetricValue
 
     rec = SeriesRecorder(points=3, max_series=2)
     for i in range(5):

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import httpx
 
-from adapter.app import build_context, create_app
-from adapter.backends.fake import FakeBackend
-from adapter.errors import BackendUnavailableError
-from adapter.reload import RulesWatcher
+from adapter.domain.errors import BackendUnavailableError
 from adapter.rules.loader import load_configured_rules
+from adapter.serving.app import build_context, create_app
+from adapter.serving.reload import RulesWatcher
 from adapter.settings import Settings
+from sim.fake_backend import FakeBackend
 from tests.api.conftest import AppFactory, client_for
 
 PATH = "/apis/external.metrics.k8s.io/v1beta1/namespaces/team-a/jetstream_prefill_backlog_size"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from adapter.backends.fake import FakeBackend
-from adapter.translate import format_timestamp
+from adapter.core.translate import format_timestamp
+from sim.fake_backend import FakeBackend
 from tests.api.conftest import NOW, AppFactory, client_for
 
 C1 = "/apis/custom.metrics.k8s.io/v1beta1"
@@ -224,7 +224,7 @@ async def test_old_samples_are_not_served_when_max_age_is_set(
 async def test_backend_failure_is_a_5xx_status_without_secrets(
     make_ctx: AppFactory, fake: FakeBackend
 ) -> None:
-    from adapter.errors import BackendUnavailableError
+    from adapter.domain.errors import BackendUnavailableError
 
     fake.fail_with(
         BackendUnavailableError("connection refused to /api/v1/query", backend="prometheus")

@@ -18,12 +18,12 @@ import httpx
 import pytest
 import yaml
 
-from adapter.app import build_context
-from adapter.backends.fake import FakeBackend, SeriesSpec
-from adapter.models import GroupResource, Requirement
+from adapter.domain.models import GroupResource, Requirement
 from adapter.rules.loader import load_rules
 from adapter.rules.stackdriver import StackdriverOptions
+from adapter.serving.app import build_context
 from adapter.settings import Settings
+from sim.fake_backend import FakeBackend, SeriesSpec
 from tests.api.conftest import client_for, fleet_series
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "deploy" / "examples"

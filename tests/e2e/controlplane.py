@@ -48,7 +48,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
-from adapter.sim.service import Service
+from sim.service import Service
 
 __all__ = [
     "COLD_BUILD_MINUTES",

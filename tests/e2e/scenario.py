@@ -2,9 +2,9 @@
 
 :func:`open_scenario` starts, on 127.0.0.1 only:
 
-- a real Prometheus (:class:`adapter.sim.prometheus.LocalPrometheus`, 1 s scrapes, ``honor_labels``)
-  scraping a simulated TPU device plugin (:class:`adapter.sim.jetstream.SimTpuExporter`) and one
-  :class:`adapter.sim.jetstream.SimServer` per pod of the workload;
+- a real Prometheus (:class:`sim.prometheus.LocalPrometheus`, 1 s scrapes, ``honor_labels``)
+  scraping a simulated TPU device plugin (:class:`sim.jetstream.SimTpuExporter`) and one
+  :class:`sim.jetstream.SimServer` per pod of the workload;
 - the adapter as a subprocess (``python -m adapter serve --kubeconfig … --cluster e2e
   --cache-ttl 1``, self-signed TLS) under the identity of its ServiceAccount
   ``custom-metrics/llm-metrics-adapter`` with exactly the RBAC of ``deploy/base`` (auth-delegator,
@@ -49,8 +49,8 @@ import yaml
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from adapter.sim.jetstream import SimServer, SimTpuExporter, TpuChipValues
-from adapter.sim.prometheus import LocalPrometheus
+from sim.jetstream import SimServer, SimTpuExporter, TpuChipValues
+from sim.prometheus import LocalPrometheus
 
 from .controlplane import ControlPlane, free_port, mark_pod_ready
 

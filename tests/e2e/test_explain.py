@@ -32,7 +32,7 @@ from typing import Any
 
 import pytest
 
-from adapter.hpa import parse_quantity_milli
+from adapter.hpa.algorithm import parse_quantity_milli
 
 from .controlplane import ControlPlane
 from .scenario import (

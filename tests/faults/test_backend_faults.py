@@ -18,12 +18,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from adapter.app import build_context, create_app
 from adapter.backends.prometheus import PrometheusBackend, PrometheusSettings
-from adapter.errors import BackendTimeoutError
+from adapter.domain.errors import BackendTimeoutError
 from adapter.rules.loader import load_rules
+from adapter.serving.app import build_context, create_app
 from adapter.settings import Settings
-from adapter.sim.prometheus import LocalPrometheus
+from sim.prometheus import LocalPrometheus
 from tests.faults import proxy as proxy_module
 from tests.faults.proxy import Fault, FaultProxy, fault_proxy
 from tests.fuzz.support import assert_status, quantity_value

@@ -26,10 +26,10 @@ from google.cloud.monitoring_v3.services.metric_service.transports import (
     MetricServiceGrpcAsyncIOTransport,
 )
 
-from adapter.app import build_context, create_app
 from adapter.backends.cloud_monitoring import CloudMonitoringBackend
-from adapter.backends.fake import FakeBackend
+from adapter.serving.app import build_context, create_app
 from adapter.settings import Settings
+from sim.fake_backend import FakeBackend
 from tests.api.test_seed_manifests import BACKLOG, NAMESPACE, POD
 from tests.fuzz.support import assert_status, quantity_value
 from tests.integration.test_cloud_monitoring import PROJECT, cm_rules, seed_data

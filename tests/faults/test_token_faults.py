@@ -19,11 +19,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from adapter.app import build_context, create_app
 from adapter.backends.factory import build_backend
 from adapter.rules.loader import load_rules
+from adapter.serving.app import build_context, create_app
 from adapter.settings import Settings
-from adapter.sim.prometheus import LocalPrometheus
+from sim.prometheus import LocalPrometheus
 from tests.faults.test_cloud_monitoring_faults import Forwarder
 from tests.fuzz.support import assert_status, quantity_value
 from tests.support.fleet import Fleet

@@ -16,7 +16,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapter.errors import ConfigError
+from adapter.domain.errors import ConfigError
 from adapter.rules.loader import RuleSet, load_rules_text
 from tests.fuzz.conftest import PEAKS, count
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from adapter.backends.prometheus import PrometheusBackend, PrometheusSettings
-from adapter.models import Sample
-from adapter.sim.prometheus import LocalPrometheus
+from adapter.domain.models import Sample
+from sim.prometheus import LocalPrometheus
 from tests.support.fleet import ENGINES, Fleet, start_fleet
 
 _HERE = Path(__file__).parent

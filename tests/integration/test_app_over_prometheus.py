@@ -11,12 +11,12 @@ from typing import Any
 import httpx
 import pytest
 
-from adapter.app import build_context, create_app
 from adapter.backends.prometheus import PrometheusBackend, PrometheusSettings
-from adapter.quantity import format_quantity
+from adapter.core.quantity import format_quantity
 from adapter.rules.loader import load_rules, load_rules_text
+from adapter.serving.app import build_context, create_app
 from adapter.settings import Settings
-from adapter.sim.prometheus import LocalPrometheus
+from sim.prometheus import LocalPrometheus
 from tests.support.fleet import CLUSTERS, NAMESPACES, Fleet
 
 E = "/apis/external.metrics.k8s.io/v1beta1"

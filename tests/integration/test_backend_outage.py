@@ -21,12 +21,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from adapter.app import build_context, create_app
 from adapter.backends.factory import build_backend
-from adapter.context import AppContext
 from adapter.rules.loader import load_rules_text
+from adapter.serving.app import build_context, create_app
+from adapter.serving.context import AppContext
 from adapter.settings import Settings
-from adapter.sim.prometheus import find_binary
+from sim.prometheus import find_binary
 
 PATH = "/apis/external.metrics.k8s.io/v1beta1/namespaces/default/prometheus_up"
 RULES = """\

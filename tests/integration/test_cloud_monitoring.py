@@ -18,15 +18,15 @@ from google.cloud.monitoring_v3.services.metric_service.transports import (
     MetricServiceGrpcAsyncIOTransport,
 )
 
-from adapter.app import build_context
 from adapter.backends.cloud_monitoring import CloudMonitoringBackend
-from adapter.backends.fake import FakeBackend
-from adapter.errors import BackendError, BackendResponseError, NotFoundError
-from adapter.models import GroupResource
+from adapter.domain.errors import BackendError, BackendResponseError, NotFoundError
+from adapter.domain.models import GroupResource
 from adapter.rules.base import MetricRequest, Scope
 from adapter.rules.loader import load_rules
 from adapter.rules.stackdriver import StackdriverOptions, stackdriver_rules
+from adapter.serving.app import build_context
 from adapter.settings import Settings
+from sim.fake_backend import FakeBackend
 from tests.api.conftest import client_for
 from tests.api.test_seed_manifests import (
     BACKLOG,

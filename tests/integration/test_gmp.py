@@ -12,15 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from adapter.app import build_context
 from adapter.backends.base import Backend
 from adapter.backends.factory import build_backend
-from adapter.errors import BackendUnavailableError
-from adapter.paths import parse_path_string
-from adapter.quantity import format_quantity
+from adapter.core.quantity import format_quantity
+from adapter.core.request import parse_path_string
+from adapter.domain.errors import BackendUnavailableError
 from adapter.rules.loader import load_rules, load_rules_text
+from adapter.serving.app import build_context
 from adapter.settings import Settings
-from adapter.sim.prometheus import LocalPrometheus
+from sim.prometheus import LocalPrometheus
 from tests.support.fleet import Fleet
 from tests.support.gmp import GmpProxy, ServiceAccount, TokenServer, write_service_account
 

@@ -1,4 +1,4 @@
-"""adapter.k8s against a real kube-apiserver: the auth configmap (read and watched), TokenReview,
+"""adapter.kube.client against a real kube-apiserver: the auth configmap (read and watched), TokenReview,
 SubjectAccessReview, and the watch-backed object cache checked against the apiserver's own
 label-selector filtering.
 
@@ -22,9 +22,9 @@ from kubernetes.client.exceptions import ApiException
 from adapter.auth.attributes import request_attributes
 from adapter.auth.config import AuthConfigHolder
 from adapter.auth.user import UserInfo
-from adapter.k8s import KubeClient, KubernetesError, ObjectCache, selector_matches
-from adapter.models import GroupResource
-from adapter.selectors import parse_selector
+from adapter.core.selectors import parse_selector
+from adapter.domain.models import GroupResource
+from adapter.kube.client import KubeClient, KubernetesError, ObjectCache, selector_matches
 from tests.e2e.controlplane import ControlPlane, mark_pod_ready
 from tests.support.plane import running
 
@@ -303,7 +303,7 @@ def test_selector_matches_numeric_comparisons() -> None:
 
 
 def test_a_bad_kubeconfig_is_a_config_error(tmp_path: Any) -> None:
-    from adapter.errors import ConfigError
+    from adapter.domain.errors import ConfigError
 
     path = tmp_path / "kubeconfig"
     path.write_text("apiVersion: v1\nkind: Config\nclusters: []\n")

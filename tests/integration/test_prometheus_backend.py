@@ -8,9 +8,9 @@ import time
 import pytest
 
 from adapter.backends.prometheus import PrometheusBackend, PrometheusSettings
-from adapter.errors import BackendResponseError, BackendTimeoutError, BackendUnavailableError
-from adapter.models import Sample
-from adapter.sim.prometheus import LocalPrometheus
+from adapter.domain.errors import BackendResponseError, BackendTimeoutError, BackendUnavailableError
+from adapter.domain.models import Sample
+from sim.prometheus import LocalPrometheus
 from tests.support.fleet import Fleet
 from tests.support.servers import refused_url, slow_server
 

@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from adapter.models import Matcher, Requirement
+from adapter.domain.models import Matcher, Requirement
 from adapter.promql import (
     escape_regex,
     escape_string,

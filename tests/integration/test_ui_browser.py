@@ -1,14 +1,14 @@
 """``/debug/ui`` in a real headless Chromium against a real adapter, Prometheus and fleet.
 
 The adapter runs as a subprocess in standalone mode (``python -m adapter serve --standalone``)
-on a real Prometheus scraping :class:`adapter.sim.fleet.SimFleet` (JetStream pods in namespaces
+on a real Prometheus scraping :class:`sim.fleet.SimFleet` (JetStream pods in namespaces
 ``default`` and ``other``, whose load moves every second). Chromium is driven by selenium through
 Debian's ``chromedriver``; a missing browser FAILS naming ``make browser``.
 
 What is checked: the page draws every served metric of the namespace from live data (the page
 exposes ``data-ticks``/``data-series`` on ``<body>`` and ``data-points`` on each ``<canvas>``),
 legends name exactly that namespace's pods, the browser console stays free of errors, and the
-HPA cards render a real :func:`adapter.explain.explain_hpa` document (standalone there is no
+HPA cards render a real :func:`adapter.hpa.explain.explain_hpa` document (standalone there is no
 Kubernetes, so that document is made in this process and handed to the page's ``fetch``).
 Screenshots go to ``$TMPDIR/llm-metrics-ui-*.png`` for a human to look at.
 """
@@ -32,12 +32,12 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from adapter.explain import explain_hpa
-from adapter.models import MetricValue, ObjectRef
-from adapter.paths import ApiRequest
-from adapter.provider import Answer, MetricsProvider, Trace
-from adapter.sim.fleet import SimFleet
-from adapter.sim.prometheus import LocalPrometheus
+from adapter.core.provider import Answer, MetricsProvider, Trace
+from adapter.core.request import ApiRequest
+from adapter.domain.models import MetricValue, ObjectRef
+from adapter.hpa.explain import explain_hpa
+from sim.fleet import SimFleet
+from sim.prometheus import LocalPrometheus
 
 pytestmark = pytest.mark.integration
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from adapter.sim.prometheus import LocalPrometheus
+from sim.prometheus import LocalPrometheus
 from tests.faults.proxy import Fault, FaultProxy, fault_proxy, mix
 from tests.fuzz.support import REASONS, quantity_value
 from tests.support.fleet import Fleet

@@ -12,7 +12,7 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from adapter.sim.jetstream import JetStreamValues, SimServer, SimTpuExporter, TpuChipValues
+from sim.jetstream import JetStreamValues, SimServer, SimTpuExporter, TpuChipValues
 
 __all__ = [
     "CLUSTERS",

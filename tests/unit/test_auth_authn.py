@@ -17,7 +17,7 @@ from adapter.auth.authn import (
 )
 from adapter.auth.config import AuthConfig, AuthConfigHolder
 from adapter.auth.user import AUTHENTICATED_GROUP, UserInfo
-from adapter.errors import AdapterError, UnauthorizedError
+from adapter.domain.errors import AdapterError, UnauthorizedError
 
 SECRET = "s3cr3t-token-value"
 

@@ -9,7 +9,7 @@ import pytest
 from adapter.auth.attributes import Attributes, request_attributes
 from adapter.auth.authz import Authorizer, Decision
 from adapter.auth.user import UserInfo
-from adapter.errors import AdapterError
+from adapter.domain.errors import AdapterError
 
 PODS = request_attributes("GET", "/apis/custom.metrics.k8s.io/v1beta2/namespaces/ns/pods/*/m")
 EXT = request_attributes("GET", "/apis/external.metrics.k8s.io/v1beta1/namespaces/ns/m")

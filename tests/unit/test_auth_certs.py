@@ -18,7 +18,7 @@ from adapter.auth.certs import (
     load_certificates,
     usable_as_client,
 )
-from adapter.errors import ConfigError
+from adapter.domain.errors import ConfigError
 
 NOW = datetime.datetime.now(datetime.UTC)
 

@@ -8,7 +8,7 @@ import pytest
 import trustme
 
 from adapter.auth.config import AuthConfig, AuthConfigHolder
-from adapter.errors import ConfigError
+from adapter.domain.errors import ConfigError
 
 
 def _data(client: trustme.CA, proxy: trustme.CA, **overrides: str) -> dict[str, str]:

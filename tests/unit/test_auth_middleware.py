@@ -15,7 +15,7 @@ from adapter.auth.authn import Authenticator
 from adapter.auth.authz import Authorizer, Decision
 from adapter.auth.config import AuthConfig, AuthConfigHolder
 from adapter.auth.user import UserInfo
-from adapter.errors import AdapterError
+from adapter.domain.errors import AdapterError
 
 PODS_PATH = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/ns/pods/*/m"
 

@@ -8,9 +8,9 @@ import time
 import pytest
 
 from adapter.backends.base import Backend
-from adapter.backends.fake import FakeBackend, SeriesSpec
-from adapter.errors import BackendResponseError, BackendTimeoutError, BackendUnavailableError
-from adapter.models import Sample
+from adapter.domain.errors import BackendResponseError, BackendTimeoutError, BackendUnavailableError
+from adapter.domain.models import Sample
+from sim.fake_backend import FakeBackend, SeriesSpec
 
 BACKLOG = "jetstream_prefill_backlog_size"
 SLOTS = "jetstream_slots_used_percentage"

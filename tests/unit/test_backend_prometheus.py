@@ -14,7 +14,7 @@ import pytest
 
 from adapter.backends.base import Backend
 from adapter.backends.prometheus import BearerTokenFile, PrometheusBackend, PrometheusSettings
-from adapter.errors import (
+from adapter.domain.errors import (
     BackendError,
     BackendResponseError,
     BackendTimeoutError,

@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from adapter.cache import SingleFlightCache
-from adapter.errors import BackendUnavailableError
+from adapter.core.cache import SingleFlightCache
+from adapter.domain.errors import BackendUnavailableError
 
 
 async def test_hit_after_miss_and_expiry() -> None:

@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from adapter.errors import QueryError
+from adapter.domain.errors import QueryError
+from adapter.observability.telemetry import Telemetry
 from adapter.promql import selectors
-from adapter.telemetry import Telemetry
 
 DASHBOARD = Path(__file__).parents[2] / "deploy" / "dashboards" / "llm-metrics-adapter.json"
 

@@ -627,7 +627,7 @@ def test_stackdriver_memory_example_keeps_the_seed_selector() -> None:
 
 def _served() -> set[tuple[str, str]]:
     """``(HPA metric type, name)`` the built-in presets serve, from the rules loader itself."""
-    from adapter.models import GroupResource
+    from adapter.domain.models import GroupResource
     from adapter.rules.loader import load_rules
 
     served: set[tuple[str, str]] = set()

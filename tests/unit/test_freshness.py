@@ -7,8 +7,8 @@ import time
 import pytest
 
 from adapter import promql
-from adapter.backends.fake import FakeBackend
-from adapter.translate import restamp
+from adapter.core.translate import restamp
+from sim.fake_backend import FakeBackend
 
 
 @pytest.mark.parametrize(

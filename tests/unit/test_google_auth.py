@@ -15,14 +15,14 @@ import httpx
 import pytest
 
 from adapter.backends.factory import build_backend
-from adapter.backends.fake import FakeBackend
 from adapter.backends.google_auth import GoogleAuth, gmp_query_url, redact
 from adapter.backends.prometheus import PrometheusBackend, PrometheusSettings
-from adapter.errors import BackendUnavailableError, ConfigError
-from adapter.registry import MetricRegistry
+from adapter.core.registry import MetricRegistry
+from adapter.domain.errors import BackendUnavailableError, ConfigError
 from adapter.rules.base import Scope
 from adapter.rules.loader import load_rules_text
 from adapter.settings import GMP_DEFAULT_MAX_SAMPLE_AGE, Settings
+from sim.fake_backend import FakeBackend
 
 OK = {"status": "success", "data": {"resultType": "vector", "result": []}}
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from adapter.errors import BadRequestError
-from adapter.hpa import (
+from adapter.domain.errors import BadRequestError
+from adapter.hpa.algorithm import (
     Decision,
     History,
     HpaSpec,

@@ -19,12 +19,12 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from adapter import promql
-from adapter.backends.fake import FakeBackend
-from adapter.errors import BackendResponseError, BadRequestError, QueryError
-from adapter.models import Requirement
+from adapter.domain.errors import BackendResponseError, BadRequestError, QueryError
+from adapter.domain.models import Requirement
 from adapter.rules.base import MetricRequest, Rule, Scope, ServedMetric
 from adapter.rules.native import compile_native
 from adapter.rules.prometheus_adapter import compile_discovery_rule
+from sim.fake_backend import FakeBackend
 
 METRICS = ("m_backlog", "m_slots")
 PODS = ("p0", "p1")

@@ -13,13 +13,13 @@ import pytest
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from adapter.app import build_context, create_app
 from adapter.auth.user import UserInfo
-from adapter.backends.fake import FakeBackend
-from adapter.errors import BackendUnavailableError
-from adapter.logging import JsonFormatter, configure_logging, resolve_format
+from adapter.domain.errors import BackendUnavailableError
+from adapter.observability.logging import JsonFormatter, configure_logging, resolve_format
 from adapter.rules.loader import load_rules
+from adapter.serving.app import build_context, create_app
 from adapter.settings import Settings
+from sim.fake_backend import FakeBackend
 
 SECRET = "SECRET-t0ken-value"
 PATH = "/apis/external.metrics.k8s.io/v1beta1/namespaces/team-a/jetstream_prefill_backlog_size"

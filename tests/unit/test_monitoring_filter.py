@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from adapter import monitoring_filter as mf
-from adapter.errors import BadRequestError
-from adapter.models import Requirement
-from adapter.selectors import parse_selector
+from adapter.core.selectors import parse_selector
+from adapter.domain.errors import BadRequestError
+from adapter.domain.models import Requirement
+from adapter.rules import monitoring_filter as mf
 from tests.support.cm_server import _unquote
 
 

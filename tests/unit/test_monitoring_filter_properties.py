@@ -20,11 +20,11 @@ from typing import Literal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapter.errors import BadRequestError, ForbiddenError
-from adapter.models import GroupResource, Requirement, RequirementOp
-from adapter.monitoring_filter import quote
+from adapter.domain.errors import BadRequestError, ForbiddenError
+from adapter.domain.models import GroupResource, Requirement, RequirementOp
 from adapter.rules.base import MetricRequest, Rule, Scope
 from adapter.rules.loader import load_rules
+from adapter.rules.monitoring_filter import quote
 from adapter.rules.stackdriver import StackdriverOptions
 
 OPTIONS = StackdriverOptions(mode="cloud-monitoring", project="p1", location="us-east5")

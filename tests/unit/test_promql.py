@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adapter import promql
-from adapter.errors import BadRequestError, QueryError
-from adapter.models import Matcher, Requirement
+from adapter.domain.errors import BadRequestError, QueryError
+from adapter.domain.models import Matcher, Requirement
 from adapter.promql import (
     SelectorInfo,
     escape_regex,
@@ -29,6 +29,7 @@ from adapter.promql import (
     selectors,
     validate,
 )
+from adapter.promql import inject as promql_inject
 
 NS = Matcher("namespace", "=", "serving")
 CL = Matcher("cluster", "=", "c1")
@@ -481,18 +482,18 @@ def test_inject_rejects_bad_injected_matchers(matcher: Matcher) -> None:
 
 def test_inject_refuses_when_lexer_and_parser_disagree(monkeypatch: pytest.MonkeyPatch) -> None:
     # Simulate a lexer blind spot: if it misses a selector the parser sees, nothing is returned.
-    real = promql._lex_selectors
+    real = promql_inject._lex_selectors
 
-    def blind(query: str) -> list[promql._Span]:
+    def blind(query: str) -> list[promql_inject._Span]:
         return real(query)[:-1]
 
-    promql._analyse.cache_clear()
-    monkeypatch.setattr(promql, "_lex_selectors", blind)
+    promql_inject._analyse.cache_clear()
+    monkeypatch.setattr(promql_inject, "_lex_selectors", blind)
     try:
         with pytest.raises(QueryError, match="lexer found 1, parser 2"):
             inject("a + b", SCOPE)
     finally:
-        promql._analyse.cache_clear()
+        promql_inject._analyse.cache_clear()
 
 
 # --------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from adapter.quantity import format_quantity
+from adapter.core.quantity import format_quantity
 
 
 @pytest.mark.parametrize(

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from adapter.app import build_context
-from adapter.backends.fake import FakeBackend
-from adapter.context import AppContext
-from adapter.reload import RulesDiff, RulesWatcher, diff_rules
 from adapter.rules.loader import RuleSet, load_configured_rules, load_rules, load_rules_text
+from adapter.serving.app import build_context
+from adapter.serving.context import AppContext
+from adapter.serving.reload import RulesDiff, RulesWatcher, diff_rules
 from adapter.settings import Settings
+from sim.fake_backend import FakeBackend
 
 
 def native(*metrics: tuple[str, str]) -> str:
@@ -81,7 +81,7 @@ async def test_valid_change_applies_without_restart(
     old_rules = ctx.rules
 
     path.write_text(native(A, B2, C))
-    with caplog.at_level(logging.INFO, logger="adapter.reload"):
+    with caplog.at_level(logging.INFO, logger="adapter.serving.reload"):
         diff = await watcher.check()
     assert diff is not None and diff.added and diff.changed and not diff.removed
     assert served(ctx) == {"backlog_a", "slots_b", "waiting_c"}
@@ -115,7 +115,7 @@ async def test_invalid_change_keeps_the_last_good_rules(
     rules_before = ctx.rules
 
     path.write_text(good + "  - name: broken\n    type: nonsense\n    query: up\n")
-    with caplog.at_level(logging.WARNING, logger="adapter.reload"):
+    with caplog.at_level(logging.WARNING, logger="adapter.serving.reload"):
         assert await watcher.check() is None
     assert ctx.rules is rules_before and served(ctx) == {"backlog_a", "slots_b"}
     assert "rules.yaml" in (error_of(watcher) or "")

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from adapter.errors import BadRequestError, NotFoundError
-from adapter.models import GroupResource, Requirement
-from adapter.paths import ApiRequest, parse_api_path, parse_path_string
+from adapter.core.request import ApiRequest, parse_api_path, parse_path_string
+from adapter.domain.errors import BadRequestError, NotFoundError
+from adapter.domain.models import GroupResource, Requirement
 
 C1 = "/apis/custom.metrics.k8s.io/v1beta1"
 C2 = "/apis/custom.metrics.k8s.io/v1beta2"

@@ -6,14 +6,14 @@ import asyncio
 
 import pytest
 
-from adapter.cache import SingleFlightCache
-from adapter.errors import (
+from adapter.core.cache import SingleFlightCache
+from adapter.core.resilience import BreakerPolicy, BreakerState, CircuitBreaker
+from adapter.domain.errors import (
     BackendError,
     BackendResponseError,
     BackendTimeoutError,
     BackendUnavailableError,
 )
-from adapter.resilience import BreakerPolicy, BreakerState, CircuitBreaker
 
 T0_WALL = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 

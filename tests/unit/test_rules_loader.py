@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from adapter.errors import RuleError
+from adapter.domain.errors import RuleError
 from adapter.rules import load_rules, load_rules_text
 from adapter.rules.loader import MAX_DEPTH, MAX_FILE_BYTES
 from adapter.rules.scoping import averages_at_top_level

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
-from adapter.errors import BadRequestError, QueryError, RuleError
-from adapter.models import GroupResource, Requirement
+from adapter.domain.errors import BadRequestError, QueryError, RuleError
+from adapter.domain.models import GroupResource, Requirement
 from adapter.rules import MetricRequest, Scope, load_rules, load_rules_text
 from adapter.rules.native import NativeRule
 

@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapter import promql
-from adapter.errors import BadRequestError
-from adapter.models import GroupResource, Requirement
+from adapter.domain.errors import BadRequestError
+from adapter.domain.models import GroupResource, Requirement
 from adapter.rules import MetricRequest, Scope, load_rules
 from adapter.rules.loader import preset_rules
 

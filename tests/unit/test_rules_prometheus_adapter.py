@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from adapter.errors import BadRequestError, NotFoundError, QueryError, RuleError
-from adapter.models import GroupResource, Requirement
+from adapter.domain.errors import BadRequestError, NotFoundError, QueryError, RuleError
+from adapter.domain.models import GroupResource, Requirement
 from adapter.rules import MetricRequest, Scope, ServedMetric, load_rules, load_rules_text
 from adapter.rules.prometheus_adapter import PrometheusAdapterRule, go_expand
 

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from adapter.errors import BadRequestError
-from adapter.models import Requirement
-from adapter.selectors import parse_selector, selector_to_string
+from adapter.core.selectors import parse_selector, selector_to_string
+from adapter.domain.errors import BadRequestError
+from adapter.domain.models import Requirement
 
 
 @pytest.mark.parametrize(

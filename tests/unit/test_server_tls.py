@@ -17,7 +17,7 @@ import pytest
 import trustme
 from cryptography import x509
 
-from adapter.server import ServingTLS, bound_port, build_server, serve
+from adapter.serving.server import ServingTLS, bound_port, build_server, serve
 
 _START_TIMEOUT_S = 10.0
 
@@ -232,7 +232,7 @@ def test_generated_certificates_live_in_a_private_directory() -> None:
 
 
 def test_missing_files_are_config_errors(tmp_path: Path) -> None:
-    from adapter.errors import ConfigError
+    from adapter.domain.errors import ConfigError
 
     with pytest.raises(ConfigError, match="serving certificate"):
         ServingTLS(tmp_path / "nope.crt", tmp_path / "nope.key")

@@ -10,15 +10,15 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from adapter.sim.fleet import SimFleet, load_curve
-from adapter.sim.jetstream import (
+from sim.fleet import SimFleet, load_curve
+from sim.jetstream import (
     JetStreamValues,
     SimServer,
     SimTpuExporter,
     TpuChipValues,
     values_for_load,
 )
-from adapter.sim.prometheus import DEFAULT_BINARY, LocalPrometheus, find_binary
+from sim.prometheus import DEFAULT_BINARY, LocalPrometheus, find_binary
 
 Scraped = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from adapter.errors import BadRequestError, ConfigError, ForbiddenError
-from adapter.models import GroupResource
+from adapter.core.selectors import parse_selector
+from adapter.domain.errors import BadRequestError, ConfigError, ForbiddenError
+from adapter.domain.models import GroupResource
 from adapter.rules.base import MetricRequest, Scope
 from adapter.rules.loader import load_rules
 from adapter.rules.stackdriver import (
@@ -16,7 +17,6 @@ from adapter.rules.stackdriver import (
     resolve_mode,
     stackdriver_rules,
 )
-from adapter.selectors import parse_selector
 
 PODS = GroupResource("pods")
 CM = StackdriverOptions(mode="cloud-monitoring", project="p1", location="us-east5")

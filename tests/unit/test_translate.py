@@ -2,8 +2,7 @@ from __future__ import annotations
 
 import math
 
-from adapter.models import GroupResource, Requirement, Sample
-from adapter.translate import (
+from adapter.core.translate import (
     custom_list,
     external_list,
     format_timestamp,
@@ -13,6 +12,7 @@ from adapter.translate import (
     samples_to_custom,
     samples_to_external,
 )
+from adapter.domain.models import GroupResource, Requirement, Sample
 
 NOW = 1_764_000_000.0
 
@@ -152,7 +152,7 @@ def test_label_selector_object() -> None:
 
 
 def test_restamp_gives_values_the_time_of_their_data() -> None:
-    from adapter.models import QueryResult
+    from adapter.domain.models import QueryResult
 
     ev = NOW  # Prometheus stamps every result with the evaluation time
     result = QueryResult(
@@ -174,7 +174,7 @@ def test_restamp_gives_values_the_time_of_their_data() -> None:
 
 
 def test_restamp_without_freshness_keeps_evaluation_time() -> None:
-    from adapter.models import QueryResult
+    from adapter.domain.models import QueryResult
 
     result = QueryResult(query="q", samples=(s(1.0, ts=NOW, __lma_part="value"),))
     assert restamp(result, by=()).samples[0].timestamp == NOW
