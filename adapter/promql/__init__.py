@@ -6,7 +6,7 @@ This package is the only code that renders label values into PromQL. May import
 
 from __future__ import annotations
 
-from adapter.promql.inject import (
+from adapter.promql.injection import (
     FRESHNESS_LABEL,
     MAX_DEPTH,
     MAX_QUERY_LENGTH,

@@ -29,7 +29,7 @@ from adapter.promql import (
     selectors,
     validate,
 )
-from adapter.promql import inject as promql_inject
+from adapter.promql import injection as promql_inject
 
 NS = Matcher("namespace", "=", "serving")
 CL = Matcher("cluster", "=", "c1")
