@@ -431,7 +431,7 @@ def query(
     from adapter.backends.factory import build_backend
     from adapter.core.provider import Trace
     from adapter.core.request import parse_path_string
-    from adapter.serving.app import build_context
+    from adapter.serving.asgi import build_context
 
     settings = _settings(
         prometheus_url=prometheus_url,
@@ -502,7 +502,7 @@ def explain(
     from adapter.backends.factory import build_backend
     from adapter.hpa.explain import explain_hpa, render_explanation
     from adapter.kube.client import KubeClient, ObjectCache
-    from adapter.serving.app import build_context
+    from adapter.serving.asgi import build_context
 
     namespace, sep, name = target.partition("/")
     if not sep or not namespace or not name:

@@ -1,3 +1,3 @@
-"""HTTP only: one module per concern. Routes read :class:`adapter.serving.context.AppContext`."""
+"""HTTP only: one module per concern. Routes read :class:`adapter.app.context.AppContext`."""
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from adapter.serving.context import AppContext
+from adapter.app.context import AppContext
 
 __all__ = ["context", "json_response"]
 

@@ -21,10 +21,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from adapter.api.deps import context, json_response
+from adapter.app.context import AppContext
 from adapter.core.request import parse_path_string
 from adapter.domain.errors import AdapterError, BadRequestError
 from adapter.domain.models import GroupResource
-from adapter.serving.context import AppContext
 
 __all__ = ["router"]
 

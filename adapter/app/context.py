@@ -1,4 +1,4 @@
-"""What the running server holds: settings, rules, registry, provider. Built by ``adapter.serving.app``."""
+"""What the running server holds: settings, rules, registry, provider. Built by ``adapter.serving.asgi``."""
 
 from __future__ import annotations
 

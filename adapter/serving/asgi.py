@@ -1,7 +1,7 @@
 """``create_app``: the FastAPI application and its lifespan.
 
 The lifespan owns the background tasks (discovery refresh, backend readiness probe) and closes
-the backend on shutdown. Routes see only :class:`adapter.serving.context.AppContext` on ``app.state``.
+the backend on shutdown. Routes see only :class:`adapter.app.context.AppContext` on ``app.state``.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from adapter.api import hpa as hpa_api
 from adapter.api import ui as ui_api
 from adapter.api.access_log import AccessLog, UserProbe
 from adapter.api.status import install_error_handlers
+from adapter.app.context import AppContext
 from adapter.backends.base import Backend
 from adapter.core.cache import SingleFlightCache
 from adapter.core.provider import MetricsProvider, ObjectSource
@@ -32,7 +33,6 @@ from adapter.domain.models import QueryResult
 from adapter.observability.telemetry import Telemetry
 from adapter.rules.base import Scope as RuleScope
 from adapter.rules.loader import RuleSet
-from adapter.serving.context import AppContext
 from adapter.serving.reload import RulesWatcher
 from adapter.settings import Settings
 

@@ -28,10 +28,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from adapter.app.context import AppContext
 from adapter.domain.errors import AdapterError, ConfigError
 from adapter.rules.base import Rule
 from adapter.rules.loader import MAX_FILE_BYTES, RuleSet, load_configured_rules
-from adapter.serving.context import AppContext
 from adapter.settings import Settings
 
 __all__ = ["ReloadStatus", "RulesDiff", "RulesWatcher", "diff_rules"]

@@ -343,7 +343,7 @@ async def run_adapter(settings: Settings, *, rules: RuleSet, backend: Backend) -
     from starlette.middleware import Middleware
 
     from adapter.kube.client import KubeClient, ObjectCache
-    from adapter.serving.app import build_context, create_app
+    from adapter.serving.asgi import build_context, create_app
 
     if settings.standalone:
         ctx = build_context(settings, backend=backend, rules=rules)

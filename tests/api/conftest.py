@@ -9,9 +9,9 @@ from typing import Any
 import httpx
 import pytest
 
+from adapter.app.context import AppContext
 from adapter.rules.loader import load_rules, load_rules_text
-from adapter.serving.app import build_context, create_app
-from adapter.serving.context import AppContext
+from adapter.serving.asgi import build_context, create_app
 from adapter.settings import Settings
 from sim.fake_backend import FakeBackend, SeriesSpec
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from adapter.serving.context import AppContext
+from adapter.app.context import AppContext
 from tests.api.conftest import AppFactory, client_for
 
 

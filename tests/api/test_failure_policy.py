@@ -11,7 +11,7 @@ import httpx
 
 from adapter.domain.errors import BackendUnavailableError
 from adapter.rules.loader import load_configured_rules
-from adapter.serving.app import build_context, create_app
+from adapter.serving.asgi import build_context, create_app
 from adapter.serving.reload import RulesWatcher
 from adapter.settings import Settings
 from sim.fake_backend import FakeBackend

@@ -21,7 +21,7 @@ import yaml
 from adapter.domain.models import GroupResource, Requirement
 from adapter.rules.loader import load_rules
 from adapter.rules.stackdriver import StackdriverOptions
-from adapter.serving.app import build_context
+from adapter.serving.asgi import build_context
 from adapter.settings import Settings
 from sim.fake_backend import FakeBackend, SeriesSpec
 from tests.api.conftest import client_for, fleet_series

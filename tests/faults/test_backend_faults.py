@@ -21,7 +21,7 @@ import pytest
 from adapter.backends.prometheus import PrometheusBackend, PrometheusSettings
 from adapter.domain.errors import BackendTimeoutError
 from adapter.rules.loader import load_rules
-from adapter.serving.app import build_context, create_app
+from adapter.serving.asgi import build_context, create_app
 from adapter.settings import Settings
 from sim.prometheus import LocalPrometheus
 from tests.faults import proxy as proxy_module

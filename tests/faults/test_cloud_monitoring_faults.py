@@ -27,7 +27,7 @@ from google.cloud.monitoring_v3.services.metric_service.transports import (
 )
 
 from adapter.backends.cloud_monitoring import CloudMonitoringBackend
-from adapter.serving.app import build_context, create_app
+from adapter.serving.asgi import build_context, create_app
 from adapter.settings import Settings
 from sim.fake_backend import FakeBackend
 from tests.api.test_seed_manifests import BACKLOG, NAMESPACE, POD

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.types import ASGIApp
 
-from adapter.serving.app import create_app
+from adapter.serving.asgi import create_app
 from tests.api.conftest import fleet_backend, fleet_context
 from tests.fuzz.conftest import count
 from tests.fuzz.support import Reply, call, check_answer, check_status, quantity_value

@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from hypothesis import HealthCheck, given, settings
 from schemathesis.core.result import Ok
 
-from adapter.serving.app import create_app
+from adapter.serving.asgi import create_app
 from tests.api.conftest import fleet_backend, fleet_context
 from tests.fuzz.conftest import count
 from tests.fuzz.support import REASONS

@@ -14,7 +14,7 @@ import pytest
 from adapter.backends.prometheus import PrometheusBackend, PrometheusSettings
 from adapter.core.quantity import format_quantity
 from adapter.rules.loader import load_rules, load_rules_text
-from adapter.serving.app import build_context, create_app
+from adapter.serving.asgi import build_context, create_app
 from adapter.settings import Settings
 from sim.prometheus import LocalPrometheus
 from tests.support.fleet import CLUSTERS, NAMESPACES, Fleet

@@ -21,10 +21,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from adapter.app.context import AppContext
 from adapter.backends.factory import build_backend
 from adapter.rules.loader import load_rules_text
-from adapter.serving.app import build_context, create_app
-from adapter.serving.context import AppContext
+from adapter.serving.asgi import build_context, create_app
 from adapter.settings import Settings
 from sim.prometheus import find_binary
 

@@ -24,7 +24,7 @@ from adapter.domain.models import GroupResource
 from adapter.rules.base import MetricRequest, Scope
 from adapter.rules.loader import load_rules
 from adapter.rules.stackdriver import StackdriverOptions, stackdriver_rules
-from adapter.serving.app import build_context
+from adapter.serving.asgi import build_context
 from adapter.settings import Settings
 from sim.fake_backend import FakeBackend
 from tests.api.conftest import client_for

@@ -18,7 +18,7 @@ from adapter.core.quantity import format_quantity
 from adapter.core.request import parse_path_string
 from adapter.domain.errors import BackendUnavailableError
 from adapter.rules.loader import load_rules, load_rules_text
-from adapter.serving.app import build_context
+from adapter.serving.asgi import build_context
 from adapter.settings import Settings
 from sim.prometheus import LocalPrometheus
 from tests.support.fleet import Fleet

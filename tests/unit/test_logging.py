@@ -17,7 +17,7 @@ from adapter.auth.user import UserInfo
 from adapter.domain.errors import BackendUnavailableError
 from adapter.observability.logging import JsonFormatter, configure_logging, resolve_format
 from adapter.rules.loader import load_rules
-from adapter.serving.app import build_context, create_app
+from adapter.serving.asgi import build_context, create_app
 from adapter.settings import Settings
 from sim.fake_backend import FakeBackend
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from adapter.app.context import AppContext
 from adapter.rules.loader import RuleSet, load_configured_rules, load_rules, load_rules_text
-from adapter.serving.app import build_context
-from adapter.serving.context import AppContext
+from adapter.serving.asgi import build_context
 from adapter.serving.reload import RulesDiff, RulesWatcher, diff_rules
 from adapter.settings import Settings
 from sim.fake_backend import FakeBackend
