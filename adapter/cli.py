@@ -501,7 +501,7 @@ def explain(
     """Explain what an HPA decides from this adapter's values, metric by metric."""
     from adapter.backends.factory import build_backend
     from adapter.hpa.explain import explain_hpa, render_explanation
-    from adapter.kube.client import KubeClient, ObjectCache
+    from adapter.kube import KubeClient, ObjectCache
     from adapter.serving.asgi import build_context
 
     namespace, sep, name = target.partition("/")

@@ -4,7 +4,7 @@
 certificate, bearer token via TokenReview) and :class:`Authorizer` (SubjectAccessReview, cached)
 decide; the ASGI middleware that applies them to every request is
 :class:`adapter.api.auth.AuthMiddleware` (HTTP lives in :mod:`adapter.api`). The Kubernetes calls themselves
-live in :mod:`adapter.kube.client`, behind the :class:`TokenReviewer` and :class:`AccessReviewer`
+live in :mod:`adapter.kube.reviews`, behind the :class:`TokenReviewer` and :class:`AccessReviewer`
 protocols.
 """
 

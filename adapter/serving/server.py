@@ -44,7 +44,7 @@ from adapter.settings import Settings
 
 if TYPE_CHECKING:
     from adapter.backends.base import Backend
-    from adapter.kube.client import KubeClient
+    from adapter.kube import KubeClient
     from adapter.rules.loader import RuleSet
 
 __all__ = [
@@ -342,7 +342,7 @@ async def run_adapter(settings: Settings, *, rules: RuleSet, backend: Backend) -
     """
     from starlette.middleware import Middleware
 
-    from adapter.kube.client import KubeClient, ObjectCache
+    from adapter.kube import KubeClient, ObjectCache
     from adapter.serving.asgi import build_context, create_app
 
     if settings.standalone:

@@ -1,4 +1,4 @@
-"""adapter.kube.client against a real kube-apiserver: the auth configmap (read and watched), TokenReview,
+"""adapter.kube against a real kube-apiserver: the auth configmap (read and watched), TokenReview,
 SubjectAccessReview, and the watch-backed object cache checked against the apiserver's own
 label-selector filtering.
 
@@ -24,7 +24,7 @@ from adapter.auth.config import AuthConfigHolder
 from adapter.auth.user import UserInfo
 from adapter.core.selectors import parse_selector
 from adapter.domain.models import GroupResource
-from adapter.kube.client import KubeClient, KubernetesError, ObjectCache, selector_matches
+from adapter.kube import KubeClient, KubernetesError, ObjectCache, selector_matches
 from tests.e2e.controlplane import ControlPlane, mark_pod_ready
 from tests.support.plane import running
 
