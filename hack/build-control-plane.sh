@@ -134,7 +134,7 @@ say "wrapper module matches k8s.io/kubernetes@${K8S_VERSION}: $(wc -l <<<"${WANT
 
 # The commit the release tag points at, for /version's gitCommit (empty if the proxy gave no origin).
 K8S_COMMIT="$(cd "${K8S_MOD_DIR}" && "${GO}" mod download -json "k8s.io/kubernetes@${K8S_VERSION}" \
-  | sed -n 's/^[[:space:]]*"Hash": "\([0-9a-f]\{40\}\)",\{0,1\}$/\1/p' | head -1)"
+  | sed -n 's/^[[:space:]]*"Hash": "\([0-9a-f]\{40\}\)",\{0,1\}$/\1/p' | sed -n 1p)"
 K8S_MAJOR="${K8S_VERSION#v}"; K8S_MAJOR="${K8S_MAJOR%%.*}"
 K8S_MINOR="${K8S_VERSION#v*.}"; K8S_MINOR="${K8S_MINOR%%.*}"
 BUILD_DATE="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -187,6 +187,7 @@ done
 cache_is_complete || die "control plane: cached binaries do not report ${K8S_VERSION} / etcd ${ETCD_VERSION}"
 
 "${CACHE_DIR}/kube-apiserver" --version
-"${CACHE_DIR}/etcd" --version | head -1
+# sed, not head: under pipefail, etcd would die of SIGPIPE when head stops reading.
+"${CACHE_DIR}/etcd" --version | sed -n 1p
 say "control plane built in $(elapsed "${SCRIPT_START}")"
 echo "${CACHE_DIR}"

@@ -47,7 +47,7 @@ install_helm() {
   # leaves the library default (1.20), which rejects charts that require a newer cluster.
   gomod="$("${GO}" mod download -json "helm.sh/helm/v3@${HELM_VERSION}" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p')"
   [[ -f "${gomod}" ]] || die "could not download helm.sh/helm/v3@${HELM_VERSION}"
-  k8s_minor="$(sed -n 's/^[[:space:]]*k8s\.io\/client-go v0\.\([0-9]*\)\..*/\1/p' "${gomod}" | head -1)"
+  k8s_minor="$(sed -n 's/^[[:space:]]*k8s\.io\/client-go v0\.\([0-9]*\)\..*/\1/p' "${gomod}" | sed -n 1p)"
   [[ -n "${k8s_minor}" ]] || die "no k8s.io/client-go requirement in ${gomod}"
   ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=${HELM_VERSION}"
   for pkg in pkg/chartutil pkg/lint/rules; do
