@@ -1,7 +1,7 @@
 """What every rule does last: inject the cluster and namespace matchers into every selector.
 
 A rule's own query may forget its namespace filter; the injected matchers still confine it to
-the request's namespace and the configured cluster, because :func:`adapter.promql.injection` adds
+the request's namespace and the configured cluster, because :func:`adapter.promql.inject` adds
 them to every vector selector and refuses a query that pins a contradicting value.
 """
 

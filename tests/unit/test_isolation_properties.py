@@ -2,7 +2,7 @@
 answer contain data from another namespace or cluster, and no value changes a query's structure.
 
 Queries are built through the real rules (native and prometheus-adapter) and
-:func:`adapter.promql.injection`, then evaluated on :class:`FakeBackend` holding series from
+:func:`adapter.promql.inject`, then evaluated on :class:`FakeBackend` holding series from
 several (cluster, namespace) origins whose values encode their origin. The central check is
 differential: the scoped query over *every* origin's series must answer exactly what it answers
 over the requested origin's series alone. For shapes the fake cannot evaluate (``rate``, other

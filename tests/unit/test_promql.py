@@ -30,6 +30,7 @@ from adapter.promql import (
     validate,
 )
 from adapter.promql import injection as promql_inject
+from adapter.promql import lexer as promql_lexer
 
 NS = Matcher("namespace", "=", "serving")
 CL = Matcher("cluster", "=", "c1")
@@ -482,13 +483,13 @@ def test_inject_rejects_bad_injected_matchers(matcher: Matcher) -> None:
 
 def test_inject_refuses_when_lexer_and_parser_disagree(monkeypatch: pytest.MonkeyPatch) -> None:
     # Simulate a lexer blind spot: if it misses a selector the parser sees, nothing is returned.
-    real = promql_inject._lex_selectors
+    real = promql_lexer.lex_selectors
 
-    def blind(query: str) -> list[promql_inject._Span]:
+    def blind(query: str) -> list[promql_lexer.Span]:
         return real(query)[:-1]
 
     promql_inject._analyse.cache_clear()
-    monkeypatch.setattr(promql_inject, "_lex_selectors", blind)
+    monkeypatch.setattr(promql_inject, "lex_selectors", blind)
     try:
         with pytest.raises(QueryError, match="lexer found 1, parser 2"):
             inject("a + b", SCOPE)
