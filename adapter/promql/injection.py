@@ -1,6 +1,7 @@
-"""PromQL text: escaping, selector → matcher translation and scope injection.
+"""Scope injection: matchers spliced into every vector selector of a query. Pure.
 
-This is the only module that renders label values into PromQL. Everything here is pure.
+Label values are rendered by :mod:`adapter.promql.escape`; selectors are found by
+:mod:`adapter.promql.lexer`.
 
 :func:`inject` scopes a query by construction: every vector selector of the result carries the
 given matchers. It cannot print the parsed AST back (``promql_parser`` 0.12 keeps no source
