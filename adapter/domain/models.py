@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 __all__ = [
-    "CustomMetricInfo",
     "GroupResource",
     "MatchOp",
     "Matcher",
@@ -43,15 +42,6 @@ class GroupResource:
 
     def __str__(self) -> str:
         return f"{self.resource}.{self.group}" if self.group else self.resource
-
-
-@dataclass(frozen=True, slots=True)
-class CustomMetricInfo:
-    """What a custom.metrics.k8s.io request names: which resource, whether namespaced, which metric."""
-
-    group_resource: GroupResource
-    namespaced: bool
-    metric: str
 
 
 @dataclass(frozen=True, slots=True)
