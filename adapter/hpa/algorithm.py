@@ -47,7 +47,6 @@ __all__ = [
     "DEFAULT_DOWNSCALE_STABILIZATION_S",
     "DEFAULT_TOLERANCE",
     "Behavior",
-    "Decision",
     "DescribedObject",
     "History",
     "HpaSpec",
@@ -55,6 +54,7 @@ __all__ = [
     "MetricSpec",
     "PodInfo",
     "Reading",
+    "ScaleDecision",
     "ScaleEvent",
     "ScalingPolicy",
     "ScalingRules",
@@ -357,7 +357,7 @@ class MetricResult:
 
 
 @dataclass(slots=True)
-class Decision:
+class ScaleDecision:
     """The outcome. ``reason`` is condition-like (``ScaleUpLimit``, ``TooManyReplicas``,
     ``DesiredWithinRange``, ``ScaleDownStabilized``, ``FailedGetExternalMetric`` …)."""
 
@@ -600,7 +600,9 @@ def _policy_limit(current: int, history: History, rules: ScalingRules, *, up: bo
     return result if result is not None else (2**31 - 1 if pick is min else -(2**31))
 
 
-def _normalize_plain(decision: Decision, desired: int, history: History, *, window: float) -> int:
+def _normalize_plain(
+    decision: ScaleDecision, desired: int, history: History, *, window: float
+) -> int:
     current = decision.current_replicas
     stabilized = desired
     for replicas, age in history.recommendations:
@@ -624,7 +626,7 @@ def _normalize_plain(decision: Decision, desired: int, history: History, *, wind
 
 
 def _normalize_behavior(
-    decision: Decision, desired: int, history: History, behavior: Behavior, *, window: float
+    decision: ScaleDecision, desired: int, history: History, behavior: Behavior, *, window: float
 ) -> int:
     current = decision.current_replicas
     up_window = behavior.scale_up.stabilization_window_seconds or 0
@@ -692,7 +694,7 @@ def decide(
     history: History | None = None,
     default_tolerance: float = DEFAULT_TOLERANCE,
     downscale_stabilization_s: float = DEFAULT_DOWNSCALE_STABILIZATION_S,
-) -> Decision:
+) -> ScaleDecision:
     """What the HPA controller would set ``spec.replicas`` of the target to, and why.
 
     ``spec_replicas``/``status_replicas``: the scale subresource's ``spec.replicas`` and
@@ -701,7 +703,7 @@ def decide(
     history = history or History()
     status_replicas = spec_replicas if status_replicas is None else status_replicas
     current = spec_replicas
-    decision = Decision(
+    decision = ScaleDecision(
         current_replicas=current,
         min_replicas=spec.min_replicas,
         max_replicas=spec.max_replicas,

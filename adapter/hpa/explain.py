@@ -22,12 +22,12 @@ from adapter.domain.errors import AdapterError, BadRequestError
 from adapter.hpa.algorithm import (
     DEFAULT_DOWNSCALE_STABILIZATION_S,
     DEFAULT_TOLERANCE,
-    Decision,
     History,
     HpaSpec,
     MetricSpec,
     PodInfo,
     Reading,
+    ScaleDecision,
     decide,
     parse_hpa,
 )
@@ -170,7 +170,7 @@ def _ratio(r: float | None) -> float | str | None:
     return round(r, 6) if math.isfinite(r) else str(r)
 
 
-def decision_document(decision: Decision) -> dict[str, Any]:
+def decision_document(decision: ScaleDecision) -> dict[str, Any]:
     return {
         "currentReplicas": decision.current_replicas,
         "minReplicas": decision.min_replicas,
