@@ -14,6 +14,7 @@ from adapter.domain.models import GroupResource
 
 __all__ = [
     "NAMESPACES",
+    "PODS",
     "ResourceInfo",
     "exact",
     "known_resources",
@@ -109,6 +110,8 @@ _TABLE: tuple[ResourceInfo, ...] = (
     _r("leaderworkersets", "leaderworkerset", "leaderworkerset.x-k8s.io", "LeaderWorkerSet"),
 )
 
+PODS = _TABLE[0]
+"""The ``pods`` resource: what pods metrics describe."""
 NAMESPACES = _TABLE[9]
 """The ``namespaces`` resource: the one a rule's namespace label is mapped to."""
 
