@@ -480,6 +480,7 @@ def _series_selector(query: str, at: RuleLocation) -> tuple[str | None, tuple[Ma
 def _checked_shape(
     spec: DiscoveryRuleSpec, res_spec: ResourceMappingSpec, kind: MetricKind, at: RuleLocation
 ) -> None:
+    """The required parts: a ``metricsQuery``; ``resources.namespaced`` on external rules only."""
     if not spec.metrics_query.strip():
         raise at.error("metricsQuery is required", "metricsQuery")
     if res_spec.namespaced is not None and kind == "custom":
@@ -650,7 +651,9 @@ def compile_discovery_rule(
 
     ``rule`` is the rule's place in the file for error messages (``rules.external[2]``). The
     steps run in this order, so the first fault reported is the same whatever else is wrong:
-    resource mapping, naming (filters, ``name``, ``seriesQuery``), query, namespace label.
+    the required parts, the resource mapping, naming (``seriesFilters``, ``name``,
+    ``seriesQuery``), the ``metricsQuery`` template, the label mapped to namespaces, the
+    rendered query, the namespace label.
     """
     at = RuleLocation(file, rule)
     spec = at.parse(DiscoveryRuleSpec, raw, what="rule")
