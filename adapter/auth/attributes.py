@@ -64,20 +64,51 @@ def _split(path: str) -> list[str]:
     return trimmed.split("/") if trimmed else []
 
 
-def request_attributes(method: str, path: str, query_string: bytes | str = b"") -> Attributes:
-    """Attributes for ``method`` on ``path`` (already %-decoded, as ASGI gives it)."""
-    non_resource = Attributes(verb=method.lower(), path=path, resource_request=False)
-    parts = _split(path)
+def _api_version(parts: list[str]) -> tuple[str, str, list[str]] | None:
+    """(group, version, the segments after the version) of ``/api/<version>/…`` or
+    ``/apis/<group>/<version>/…`` with at least one segment after the version; ``None`` for a
+    non-resource path."""
     if len(parts) < 3 or parts[0] not in _API_PREFIXES:
-        return non_resource
+        return None
     prefix, parts = parts[0], parts[1:]
     group = ""
     if prefix not in _GROUPLESS_PREFIXES:
         if len(parts) < 3:
-            return non_resource
+            return None
         group, parts = parts[0], parts[1:]
-    version, parts = parts[0], parts[1:]
+    return group, parts[0], parts[1:]
 
+
+def _namespace(parts: list[str]) -> tuple[str, list[str]]:
+    """The namespace of ``namespaces/<ns>/…`` and the segments that name the resource.
+
+    ``namespaces/<ns>`` and ``namespaces/<ns>/status|finalize`` are the namespace object itself.
+    """
+    if parts[0] != "namespaces" or len(parts) < 2:
+        return "", parts
+    if len(parts) > 2 and parts[2] not in _NAMESPACE_SUBRESOURCES:
+        return parts[1], parts[2:]
+    return parts[1], parts
+
+
+def _collection_verb(verb: str, query_string: bytes | str) -> str:
+    """A request naming no object acts on the collection: a get lists (or watches, with
+    ``?watch=true``), a delete is a deletecollection."""
+    if verb == "get":
+        query = query_string.decode("latin-1") if isinstance(query_string, bytes) else query_string
+        watch = parse_qs(query, keep_blank_values=True).get("watch")
+        return "watch" if watch and watch[0].lower() not in {"false", "0"} else "list"
+    if verb == "delete":
+        return "deletecollection"
+    return verb
+
+
+def request_attributes(method: str, path: str, query_string: bytes | str = b"") -> Attributes:
+    """Attributes for ``method`` on ``path`` (already %-decoded, as ASGI gives it)."""
+    api = _api_version(_split(path))
+    if api is None:
+        return Attributes(verb=method.lower(), path=path, resource_request=False)
+    group, version, parts = api
     if parts[0] in _SPECIAL_VERBS:
         if len(parts) < 2:
             # k8s.io/apiserver reports an error here; a resource with no kind is never allowed.
@@ -91,31 +122,17 @@ def request_attributes(method: str, path: str, query_string: bytes | str = b"") 
         verb, parts = parts[0], parts[1:]
     else:
         verb = _METHOD_VERBS.get(method.upper(), "")
-
-    namespace = ""
-    if parts[0] == "namespaces" and len(parts) > 1:
-        namespace = parts[1]
-        if len(parts) > 2 and parts[2] not in _NAMESPACE_SUBRESOURCES:
-            parts = parts[2:]
-
-    resource = parts[0]
+    namespace, parts = _namespace(parts)
     name = parts[1] if len(parts) >= 2 else ""
     subresource = parts[2] if len(parts) >= 3 and verb not in _SPECIAL_VERBS_NO_SUBRESOURCES else ""
-
-    if not name and verb == "get":
-        query = query_string.decode("latin-1") if isinstance(query_string, bytes) else query_string
-        watch = parse_qs(query, keep_blank_values=True).get("watch")
-        verb = "watch" if watch and watch[0].lower() not in {"false", "0"} else "list"
-    if not name and verb == "delete":
-        verb = "deletecollection"
     return Attributes(
-        verb=verb,
+        verb=verb if name else _collection_verb(verb, query_string),
         path=path,
         resource_request=True,
         api_group=group,
         api_version=version,
         namespace=namespace,
-        resource=resource,
+        resource=parts[0],
         subresource=subresource,
         name=name,
     )

@@ -47,7 +47,6 @@ __all__ = [
     "DEFAULT_DOWNSCALE_STABILIZATION_S",
     "DEFAULT_TOLERANCE",
     "Behavior",
-    "Decision",
     "DescribedObject",
     "History",
     "HpaSpec",
@@ -55,6 +54,7 @@ __all__ = [
     "MetricSpec",
     "PodInfo",
     "Reading",
+    "ScaleDecision",
     "ScaleEvent",
     "ScalingPolicy",
     "ScalingRules",
@@ -357,7 +357,7 @@ class MetricResult:
 
 
 @dataclass(slots=True)
-class Decision:
+class ScaleDecision:
     """The outcome. ``reason`` is condition-like (``ScaleUpLimit``, ``TooManyReplicas``,
     ``DesiredWithinRange``, ``ScaleDownStabilized``, ``FailedGetExternalMetric`` …)."""
 
@@ -401,6 +401,35 @@ def _ceil_int32(x: float) -> int:
     return _INT32_MAX if x > _INT32_MAX else math.ceil(x)
 
 
+@dataclass(frozen=True, slots=True)
+class _PodGroups:
+    """``groupPods`` for a non-CPU metric: the pods counted, and those set aside."""
+
+    ready: int
+    unready: tuple[str, ...]
+    missing: tuple[str, ...]
+    ignored: tuple[str, ...]
+
+
+def _group_pods(pods: Sequence[PodInfo], per_pod: Mapping[str, int]) -> _PodGroups:
+    """Failed or deleting pods are ignored, Pending ones unready, Running ones without a value
+    missing; readiness is only checked for CPU, so a Running pod with a value counts."""
+    ready = 0
+    unready: list[str] = []
+    missing: list[str] = []
+    ignored: list[str] = []
+    for pod in pods:
+        if pod.deleting or pod.phase == "Failed":
+            ignored.append(pod.name)
+        elif pod.phase == "Pending":
+            unready.append(pod.name)
+        elif pod.name not in per_pod:
+            missing.append(pod.name)
+        else:
+            ready += 1
+    return _PodGroups(ready, tuple(unready), tuple(missing), tuple(ignored))
+
+
 def _pods_proposal(
     result: MetricResult,
     reading: Reading,
@@ -413,41 +442,56 @@ def _pods_proposal(
     """``calcPlainMetricReplicas`` with ``groupPods`` for a non-CPU metric."""
     if not pods:
         raise _MetricError("no pods returned by selector while calculating replica count")
+    groups = _group_pods(pods, reading.per_pod)
     metrics = dict(reading.per_pod)
-    ready, unready, missing, ignored = 0, [], [], []
-    for pod in pods:
-        if pod.deleting or pod.phase == "Failed":
-            ignored.append(pod.name)
-        elif pod.phase == "Pending":
-            unready.append(pod.name)
-        elif pod.name not in metrics:
-            missing.append(pod.name)
-        else:
-            # Readiness is only checked for CPU: a Running pod with a value counts.
-            ready += 1
-    for name in (*ignored, *unready):
+    for name in (*groups.ignored, *groups.unready):
         metrics.pop(name, None)
-    result.ready_pods = ready
-    result.missing_pods, result.unready_pods = tuple(missing), tuple(unready)
-    result.ignored_pods = tuple(ignored)
+    result.ready_pods = groups.ready
+    result.missing_pods, result.unready_pods = groups.missing, groups.unready
+    result.ignored_pods = groups.ignored
     if not metrics:
         raise _MetricError("did not receive metrics for targeted pods (pods might be unready)")
     ratio, usage = _usage_ratio(metrics, target)
     result.usage_milli, result.ratio = usage, ratio
-    up_with_unready = bool(unready) and ratio > 1.0
-    if not up_with_unready and not missing:
+    up_with_unready = bool(groups.unready) and ratio > 1.0
+    if not up_with_unready and not groups.missing:
         if tol.within(ratio):
             result.reason = "within tolerance"
             return current
-        result.reason = f"ceil({ratio:.4f} × {ready} pods with values)"
-        return math.ceil(ratio * ready)
-    if missing:
+        result.reason = f"ceil({ratio:.4f} × {groups.ready} pods with values)"
+        return math.ceil(ratio * groups.ready)
+    return _rebalanced_proposal(
+        result,
+        metrics,
+        groups,
+        ratio,
+        up_with_unready=up_with_unready,
+        current=current,
+        target=target,
+        tol=tol,
+    )
+
+
+def _rebalanced_proposal(
+    result: MetricResult,
+    metrics: dict[str, int],
+    groups: _PodGroups,
+    ratio: float,
+    *,
+    up_with_unready: bool,
+    current: int,
+    target: int,
+    tol: Tolerances,
+) -> int:
+    """The rest of ``calcPlainMetricReplicas``: pods without values count as the target on a
+    scale-down and as 0 on a scale-up, unready pods as 0 on a scale-up; if the ratio then lands
+    inside the tolerance, or the direction flips, nothing changes."""
+    if groups.missing and ratio != 1.0:
         fill = target if ratio < 1.0 else 0
-        if ratio != 1.0:
-            for name in missing:
-                metrics[name] = fill
+        for name in groups.missing:
+            metrics[name] = fill
     if up_with_unready:
-        for name in unready:
+        for name in groups.unready:
             metrics[name] = 0
     new_ratio, _ = _usage_ratio(metrics, target)
     if tol.within(new_ratio) or (ratio < 1.0 < new_ratio) or (ratio > 1.0 > new_ratio):
@@ -600,7 +644,9 @@ def _policy_limit(current: int, history: History, rules: ScalingRules, *, up: bo
     return result if result is not None else (2**31 - 1 if pick is min else -(2**31))
 
 
-def _normalize_plain(decision: Decision, desired: int, history: History, *, window: float) -> int:
+def _normalize_plain(
+    decision: ScaleDecision, desired: int, history: History, *, window: float
+) -> int:
     current = decision.current_replicas
     stabilized = desired
     for replicas, age in history.recommendations:
@@ -624,7 +670,7 @@ def _normalize_plain(decision: Decision, desired: int, history: History, *, wind
 
 
 def _normalize_behavior(
-    decision: Decision, desired: int, history: History, behavior: Behavior, *, window: float
+    decision: ScaleDecision, desired: int, history: History, behavior: Behavior, *, window: float
 ) -> int:
     current = decision.current_replicas
     up_window = behavior.scale_up.stabilization_window_seconds or 0
@@ -682,6 +728,122 @@ _MESSAGES = {
 # --------------------------------------------------------------------------- decide
 
 
+def _tolerances(behavior: Behavior | None, default: float) -> Tolerances:
+    """``behavior.scaleUp/scaleDown.tolerance`` where set, else the controller's flag."""
+    down = behavior.scale_down.tolerance if behavior else None
+    up = behavior.scale_up.tolerance if behavior else None
+    return Tolerances(
+        scale_down=default if down is None else down,
+        scale_up=default if up is None else up,
+    )
+
+
+def _metric_result(
+    index: int,
+    spec: MetricSpec,
+    reading: Reading,
+    pods: Sequence[PodInfo],
+    *,
+    spec_replicas: int,
+    status_replicas: int,
+    tol: Tolerances,
+) -> MetricResult:
+    """``computeReplicasForMetric``: one metric's proposal, or why it has none."""
+    result = MetricResult(index, spec.kind, spec.name, spec.target_type, spec.target_milli)
+    if spec.kind in {"Resource", "ContainerResource"} or not reading.seen:
+        result.seen = False
+        result.reason = "not served by this adapter (metrics.k8s.io): left out of this explanation"
+        return result
+    if reading.error is not None:
+        result.error = reading.error
+        result.reason = _FAILED_REASON[spec.kind]
+        return result
+    try:
+        result.proposal = _one_metric(
+            spec,
+            reading,
+            result,
+            pods,
+            spec_replicas=spec_replicas,
+            status_replicas=status_replicas,
+            tol=tol,
+        )
+    except _MetricError as exc:
+        result.error = str(exc)
+        result.reason = _FAILED_REASON[spec.kind]
+    return result
+
+
+def _outside_range(decision: ScaleDecision) -> bool:
+    """``reconcileAutoscaler``'s checks before the metrics count: a target scaled to zero is not
+    autoscaled, and replicas outside ``[minReplicas, maxReplicas]`` go to the bound."""
+    current = decision.current_replicas
+    if current == 0 and decision.min_replicas != 0:
+        decision.scaling_active = False
+        decision.reason = "ScalingDisabled"
+        decision.message = "scaling is disabled since the replica count of the target is zero"
+        return True
+    if current > decision.max_replicas:
+        decision.desired = decision.max_replicas
+        decision.reason = "TooManyReplicas"
+        decision.message = "Current number of replicas above Spec.MaxReplicas"
+        return True
+    if current < decision.min_replicas:
+        decision.desired = decision.min_replicas
+        decision.reason = "TooFewReplicas"
+        decision.message = "Current number of replicas below Spec.MinReplicas"
+        return True
+    return False
+
+
+def _largest_proposal(spec: HpaSpec, valid: Sequence[MetricResult]) -> tuple[int, str]:
+    """The largest proposal and the metric making it (the first one, on a tie)."""
+    replicas, name = 0, ""
+    for m in valid:
+        assert m.proposal is not None
+        if replicas == 0 or m.proposal > replicas:
+            replicas, name = m.proposal, _metric_label(spec.metrics[m.index])
+    return replicas, name
+
+
+def _replicas_for_metrics(decision: ScaleDecision, spec: HpaSpec) -> int | None:
+    """``computeReplicasForMetrics``: the largest proposal, or ``None`` when the HPA holds
+    (``ScalingActive=False``): no metric seen here, every metric failed, or some failed and the
+    others would scale down."""
+    considered = [m for m in decision.metrics if m.seen]
+    invalid = [m for m in considered if m.error is not None]
+    replicas, name = _largest_proposal(spec, [m for m in considered if m.error is None])
+    if not considered:
+        decision.reason = "NoServedMetrics"
+        decision.message = "no metric this adapter serves: cannot explain this HPA"
+        decision.scaling_active = False
+        return None
+    if invalid and (len(invalid) >= len(considered) or replicas < decision.current_replicas):
+        first = invalid[0]
+        decision.scaling_active = False
+        decision.reason = first.reason
+        decision.message = (
+            f"invalid metrics ({len(invalid)} invalid out of {len(considered)}), first error is:"
+            f" {first.error}; the HPA holds at {decision.current_replicas}"
+        )
+        return None
+    decision.metric_desired, decision.metric_name = replicas, name
+    if invalid:
+        decision.notes.append(
+            f"{len(invalid)} metric(s) failed; the others ask for more replicas, so it scales"
+        )
+    return replicas
+
+
+def _condition_reason(decision: ScaleDecision) -> str:
+    """The condition that explains the outcome: a limit first, then a stabilization."""
+    if decision.scaling_limited != "DesiredWithinRange":
+        return decision.scaling_limited
+    if decision.able_to_scale != "ReadyForNewScale":
+        return decision.able_to_scale
+    return "DesiredWithinRange"
+
+
 def decide(
     spec: HpaSpec,
     *,
@@ -692,125 +854,63 @@ def decide(
     history: History | None = None,
     default_tolerance: float = DEFAULT_TOLERANCE,
     downscale_stabilization_s: float = DEFAULT_DOWNSCALE_STABILIZATION_S,
-) -> Decision:
+) -> ScaleDecision:
     """What the HPA controller would set ``spec.replicas`` of the target to, and why.
 
     ``spec_replicas``/``status_replicas``: the scale subresource's ``spec.replicas`` and
     ``status.replicas``; ``readings[i]`` belongs to ``spec.metrics[i]``. Pure: no I/O, no clock.
+
+    The steps are the controller's: each metric's proposal (``computeReplicasForMetric``), the
+    range checks of ``reconcileAutoscaler``, the largest proposal or the hold when metrics fail
+    (``computeReplicasForMetrics``), then ``normalizeDesiredReplicas`` (no ``behavior``) or
+    ``normalizeDesiredReplicasWithBehaviors``.
     """
-    history = history or History()
-    status_replicas = spec_replicas if status_replicas is None else status_replicas
-    current = spec_replicas
-    decision = Decision(
-        current_replicas=current,
-        min_replicas=spec.min_replicas,
-        max_replicas=spec.max_replicas,
-        metrics=[],
-        metric_desired=None,
-        metric_name="",
-        stabilized=None,
-        desired=current,
-        reason="",
-        message="",
-    )
     if len(readings) != len(spec.metrics):
         raise ValueError("one reading per metric is required")
-    behavior = spec.behavior
-    tol = Tolerances(
-        scale_down=behavior.scale_down.tolerance
-        if behavior and behavior.scale_down.tolerance is not None
-        else default_tolerance,
-        scale_up=behavior.scale_up.tolerance
-        if behavior and behavior.scale_up.tolerance is not None
-        else default_tolerance,
-    )
-    for i, (metric, reading) in enumerate(zip(spec.metrics, readings, strict=True)):
-        result = MetricResult(i, metric.kind, metric.name, metric.target_type, metric.target_milli)
-        decision.metrics.append(result)
-        if metric.kind in {"Resource", "ContainerResource"} or not reading.seen:
-            result.seen = False
-            result.reason = (
-                "not served by this adapter (metrics.k8s.io): left out of this explanation"
-            )
-            continue
-        if reading.error is not None:
-            result.error = reading.error
-            result.reason = _FAILED_REASON[metric.kind]
-            continue
-        try:
-            result.proposal = _one_metric(
+    history = history or History()
+    status_replicas = spec_replicas if status_replicas is None else status_replicas
+    tol = _tolerances(spec.behavior, default_tolerance)
+    decision = ScaleDecision(
+        current_replicas=spec_replicas,
+        min_replicas=spec.min_replicas,
+        max_replicas=spec.max_replicas,
+        metrics=[
+            _metric_result(
+                i,
                 metric,
                 reading,
-                result,
                 pods,
                 spec_replicas=spec_replicas,
                 status_replicas=status_replicas,
                 tol=tol,
             )
-        except _MetricError as exc:
-            result.error = str(exc)
-            result.reason = _FAILED_REASON[metric.kind]
+            for i, (metric, reading) in enumerate(zip(spec.metrics, readings, strict=True))
+        ],
+        metric_desired=None,
+        metric_name="",
+        stabilized=None,
+        desired=spec_replicas,
+        reason="",
+        message="",
+    )
     unseen = [m for m in decision.metrics if not m.seen]
     if unseen:
         decision.notes.append(
             f"{len(unseen)} metric(s) of type Resource/ContainerResource were not seen: the real"
             " HPA also weighs them, so it may want more replicas than shown"
         )
-
-    if current == 0 and spec.min_replicas != 0:
-        decision.scaling_active = False
-        decision.reason = "ScalingDisabled"
-        decision.message = "scaling is disabled since the replica count of the target is zero"
+    if _outside_range(decision):
         return decision
-    if current > spec.max_replicas:
-        decision.desired = spec.max_replicas
-        decision.reason = "TooManyReplicas"
-        decision.message = "Current number of replicas above Spec.MaxReplicas"
+    replicas = _replicas_for_metrics(decision, spec)
+    if replicas is None:
         return decision
-    if current < spec.min_replicas:
-        decision.desired = spec.min_replicas
-        decision.reason = "TooFewReplicas"
-        decision.message = "Current number of replicas below Spec.MinReplicas"
-        return decision
-
-    considered = [m for m in decision.metrics if m.seen]
-    valid = [m for m in considered if m.error is None]
-    invalid = [m for m in considered if m.error is not None]
-    replicas, name = 0, ""
-    for m in valid:
-        assert m.proposal is not None
-        if replicas == 0 or m.proposal > replicas:
-            replicas, name = m.proposal, _metric_label(spec.metrics[m.index])
-    if not considered:
-        decision.reason = "NoServedMetrics"
-        decision.message = "no metric this adapter serves: cannot explain this HPA"
-        decision.scaling_active = False
-        return decision
-    if invalid and (len(invalid) >= len(considered) or replicas < spec_replicas):
-        first = invalid[0]
-        decision.scaling_active = False
-        decision.reason = first.reason
-        decision.message = (
-            f"invalid metrics ({len(invalid)} invalid out of {len(considered)}), first error is:"
-            f" {first.error}; the HPA holds at {current}"
-        )
-        return decision
-    decision.metric_desired, decision.metric_name = replicas, name
     window = float(downscale_stabilization_s)
-    if behavior is None:
-        desired = _normalize_plain(decision, replicas, history, window=window)
+    if spec.behavior is None:
+        decision.desired = _normalize_plain(decision, replicas, history, window=window)
     else:
-        desired = _normalize_behavior(decision, replicas, history, behavior, window=window)
-    decision.desired = desired
-    if decision.scaling_limited != "DesiredWithinRange":
-        decision.reason = decision.scaling_limited
-    elif decision.able_to_scale != "ReadyForNewScale":
-        decision.reason = decision.able_to_scale
-    else:
-        decision.reason = "DesiredWithinRange"
-    decision.message = _MESSAGES.get(decision.reason, "")
-    if invalid:
-        decision.notes.append(
-            f"{len(invalid)} metric(s) failed; the others ask for more replicas, so it scales"
+        decision.desired = _normalize_behavior(
+            decision, replicas, history, spec.behavior, window=window
         )
+    decision.reason = _condition_reason(decision)
+    decision.message = _MESSAGES.get(decision.reason, "")
     return decision

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -22,12 +23,13 @@ from adapter.domain.errors import AdapterError, BadRequestError
 from adapter.hpa.algorithm import (
     DEFAULT_DOWNSCALE_STABILIZATION_S,
     DEFAULT_TOLERANCE,
-    Decision,
     History,
     HpaSpec,
+    MetricResult,
     MetricSpec,
     PodInfo,
     Reading,
+    ScaleDecision,
     decide,
     parse_hpa,
 )
@@ -170,7 +172,7 @@ def _ratio(r: float | None) -> float | str | None:
     return round(r, 6) if math.isfinite(r) else str(r)
 
 
-def decision_document(decision: Decision) -> dict[str, Any]:
+def decision_document(decision: ScaleDecision) -> dict[str, Any]:
     return {
         "currentReplicas": decision.current_replicas,
         "minReplicas": decision.min_replicas,
@@ -222,6 +224,133 @@ def _controller_metrics(status: Mapping[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class _ScaleTarget:
+    """The scale subresource of the HPA's target, and the pods its selector matches."""
+
+    spec_replicas: int
+    status_replicas: int
+    selector: str
+    pods: Sequence[PodInfo]
+
+
+async def _read_target(kube: HpaReader, namespace: str, spec: HpaSpec) -> _ScaleTarget:
+    scale = await kube.read_scale(namespace, spec.target.kind, spec.target.name)
+    scale_status = scale.get("status") or {}
+    selector = str(scale_status.get("selector") or "")
+    pods: Sequence[PodInfo] = []
+    if selector:
+        pods = [pod_info(p) for p in await kube.list_pods(namespace, selector)]
+    return _ScaleTarget(
+        spec_replicas=int((scale.get("spec") or {}).get("replicas") or 0),
+        status_replicas=int(scale_status.get("replicas") or 0),
+        selector=selector,
+        pods=pods,
+    )
+
+
+async def _read_metrics(
+    provider: MetricsProvider, spec: HpaSpec, *, namespace: str, selector: str
+) -> tuple[list[Reading], list[dict[str, Any]]]:
+    """Each metric as the controller requests it: the readings, and what each request got."""
+    readings: list[Reading] = []
+    fetched: list[dict[str, Any]] = []
+    for metric in spec.metrics:
+        path = metric_request_path(metric, namespace=namespace, pod_selector=selector)
+        reading, info = await _read(provider, metric, path)
+        readings.append(reading)
+        fetched.append(info)
+    return readings, fetched
+
+
+def _unseen(
+    spec: HpaSpec,
+    readings: Sequence[Reading],
+    *,
+    selector: str,
+    history: History | None,
+    default_tolerance: float,
+    downscale_stabilization_s: float,
+) -> list[str]:
+    """What the explanation could not see, one line each."""
+    unseen = [
+        "the controller's recent recommendations and scale events (kept in its memory): "
+        + (
+            "taken as given"
+            if history is not None
+            else "stabilization windows and rate policies see only this proposal"
+        ),
+        f"the controller's flags: tolerance {default_tolerance},"
+        f" downscale stabilization {downscale_stabilization_s:g}s assumed",
+    ]
+    if not selector:
+        unseen.append("the scale target publishes no selector: the HPA cannot scale it")
+    return unseen + _unseen_metrics(spec, readings)
+
+
+def _metric_document(
+    spec: MetricSpec, result: MetricResult, info: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "type": spec.kind,
+        "name": spec.name,
+        "target": {
+            "type": spec.target_type,
+            "value": _q(spec.target_milli),
+            "averageUtilization": spec.utilization,
+        },
+        "current": _q(result.usage_milli),
+        "ratio": _ratio(result.ratio),
+        "proposal": result.proposal,
+        "readyPods": result.ready_pods,
+        "missingPods": list(result.missing_pods),
+        "unreadyPods": list(result.unready_pods),
+        "ignoredPods": list(result.ignored_pods),
+        "reason": result.reason,
+        "error": result.error,
+        "seen": result.seen,
+        "request": info,
+    }
+
+
+def _hpa_document(spec: HpaSpec, namespace: str, name: str) -> dict[str, Any]:
+    return {
+        "namespace": namespace,
+        "name": name,
+        "scaleTargetRef": {
+            "kind": spec.target.kind,
+            "name": spec.target.name,
+            "apiVersion": spec.target.api_version,
+        },
+        "minReplicas": spec.min_replicas,
+        "maxReplicas": spec.max_replicas,
+        "behavior": spec.behavior is not None,
+    }
+
+
+def _pods_document(pods: Sequence[PodInfo]) -> dict[str, Any]:
+    return {
+        "total": len(pods),
+        "runningReady": sum(1 for p in pods if p.phase == "Running" and p.ready),
+        "pending": sum(1 for p in pods if p.phase == "Pending"),
+        "names": [p.name for p in pods],
+    }
+
+
+def _controller_document(status: Mapping[str, Any]) -> dict[str, Any]:
+    """What the controller itself last wrote in the HPA's status."""
+    return {
+        "desiredReplicas": status.get("desiredReplicas"),
+        "currentReplicas": status.get("currentReplicas"),
+        "lastScaleTime": status.get("lastScaleTime"),
+        "conditions": [
+            {k: c.get(k) for k in ("type", "status", "reason", "message")}
+            for c in status.get("conditions") or ()
+        ],
+        "currentMetrics": _controller_metrics(status),
+    }
+
+
 async def explain_hpa(
     provider: MetricsProvider,
     kube: HpaReader,
@@ -236,105 +365,42 @@ async def explain_hpa(
     pods cannot be read; metric failures are part of the document, as the HPA sees them."""
     raw = await kube.read_hpa(namespace, name)
     spec: HpaSpec = parse_hpa(raw)
-    scale = await kube.read_scale(namespace, spec.target.kind, spec.target.name)
-    spec_replicas = int((scale.get("spec") or {}).get("replicas") or 0)
-    scale_status = scale.get("status") or {}
-    status_replicas = int(scale_status.get("replicas") or 0)
-    selector = str(scale_status.get("selector") or "")
-    pods: Sequence[PodInfo] = []
-    if selector:
-        pods = [pod_info(p) for p in await kube.list_pods(namespace, selector)]
-    readings: list[Reading] = []
-    fetched: list[dict[str, Any]] = []
-    for metric in spec.metrics:
-        path = metric_request_path(metric, namespace=namespace, pod_selector=selector)
-        reading, info = await _read(provider, metric, path)
-        readings.append(reading)
-        fetched.append(info)
+    target = await _read_target(kube, namespace, spec)
+    readings, fetched = await _read_metrics(
+        provider, spec, namespace=namespace, selector=target.selector
+    )
     decision = decide(
         spec,
-        spec_replicas=spec_replicas,
-        status_replicas=status_replicas,
-        pods=pods,
+        spec_replicas=target.spec_replicas,
+        status_replicas=target.status_replicas,
+        pods=target.pods,
         readings=readings,
         history=history,
         default_tolerance=default_tolerance,
         downscale_stabilization_s=downscale_stabilization_s,
     )
-    unseen = [
-        "the controller's recent recommendations and scale events (kept in its memory): "
-        + (
-            "taken as given"
-            if history is not None
-            else "stabilization windows and rate policies see only this proposal"
-        ),
-        f"the controller's flags: tolerance {default_tolerance},"
-        f" downscale stabilization {downscale_stabilization_s:g}s assumed",
-    ]
-    if not selector:
-        unseen.append("the scale target publishes no selector: the HPA cannot scale it")
-    unseen += _unseen_metrics(spec, readings)
-    metrics_doc = []
-    for spec_m, result, info in zip(spec.metrics, decision.metrics, fetched, strict=True):
-        metrics_doc.append(
-            {
-                "type": spec_m.kind,
-                "name": spec_m.name,
-                "target": {
-                    "type": spec_m.target_type,
-                    "value": _q(spec_m.target_milli),
-                    "averageUtilization": spec_m.utilization,
-                },
-                "current": _q(result.usage_milli),
-                "ratio": _ratio(result.ratio),
-                "proposal": result.proposal,
-                "readyPods": result.ready_pods,
-                "missingPods": list(result.missing_pods),
-                "unreadyPods": list(result.unready_pods),
-                "ignoredPods": list(result.ignored_pods),
-                "reason": result.reason,
-                "error": result.error,
-                "seen": result.seen,
-                "request": info,
-            }
-        )
-    status = raw.get("status") or {}
+    unseen = _unseen(
+        spec,
+        readings,
+        selector=target.selector,
+        history=history,
+        default_tolerance=default_tolerance,
+        downscale_stabilization_s=downscale_stabilization_s,
+    )
     return {
-        "hpa": {
-            "namespace": namespace,
-            "name": name,
-            "scaleTargetRef": {
-                "kind": spec.target.kind,
-                "name": spec.target.name,
-                "apiVersion": spec.target.api_version,
-            },
-            "minReplicas": spec.min_replicas,
-            "maxReplicas": spec.max_replicas,
-            "behavior": spec.behavior is not None,
-        },
+        "hpa": _hpa_document(spec, namespace, name),
         "scale": {
-            "specReplicas": spec_replicas,
-            "statusReplicas": status_replicas,
-            "selector": selector,
+            "specReplicas": target.spec_replicas,
+            "statusReplicas": target.status_replicas,
+            "selector": target.selector,
         },
-        "pods": {
-            "total": len(pods),
-            "runningReady": sum(1 for p in pods if p.phase == "Running" and p.ready),
-            "pending": sum(1 for p in pods if p.phase == "Pending"),
-            "names": [p.name for p in pods],
-        },
-        "metrics": metrics_doc,
+        "pods": _pods_document(target.pods),
+        "metrics": [
+            _metric_document(metric, result, info)
+            for metric, result, info in zip(spec.metrics, decision.metrics, fetched, strict=True)
+        ],
         "decision": decision_document(decision),
-        "controller": {
-            "desiredReplicas": status.get("desiredReplicas"),
-            "currentReplicas": status.get("currentReplicas"),
-            "lastScaleTime": status.get("lastScaleTime"),
-            "conditions": [
-                {k: c.get(k) for k in ("type", "status", "reason", "message")}
-                for c in status.get("conditions") or ()
-            ],
-            "currentMetrics": _controller_metrics(status),
-        },
+        "controller": _controller_document(raw.get("status") or {}),
         "unseen": unseen,
     }
 

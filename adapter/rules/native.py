@@ -21,10 +21,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from adapter import promql
-from adapter.domain.errors import AdapterError, BadRequestError, QueryError, RuleError
+from adapter.domain.errors import AdapterError, BadRequestError, QueryError
 from adapter.domain.models import GroupResource
 from adapter.rules import resources
 from adapter.rules.base import (
@@ -36,8 +36,8 @@ from adapter.rules.base import (
     Scope,
     ServedMetric,
 )
+from adapter.rules.location import RuleLocation
 from adapter.rules.scoping import (
-    LABEL_NAME_RE,
     averages_at_top_level,
     example_scope,
     finish,
@@ -139,10 +139,12 @@ class NativeRule(RuleDefaults):
         )
 
 
-def _pydantic_error(exc: ValidationError) -> tuple[str, str]:
-    first = exc.errors()[0]
-    loc = ".".join(str(part) for part in first["loc"])
-    return loc, str(first["msg"])
+def _rule_label(raw: Any, index: int) -> str:
+    """``metrics[index]``, with the metric's name when it has one, for error messages."""
+    label = f"metrics[{index}]"
+    if isinstance(raw, dict) and isinstance(raw.get("name"), str):
+        label += f" ({raw['name']})"
+    return label
 
 
 def _resolve_resource(text: str) -> resources.ResourceInfo | GroupResource | None:
@@ -156,12 +158,118 @@ def _resolve_resource(text: str) -> resources.ResourceInfo | GroupResource | Non
     return None
 
 
-def _checked_label(value: str, *, file: str, rule: str, field_name: str) -> str:
-    if not LABEL_NAME_RE.match(value):
-        raise RuleError(
-            f"{value!r} is not a valid label name", file=file, rule=rule, field=field_name
+@dataclass(frozen=True, slots=True)
+class _Described:
+    """The resource step's answer. ``resource`` is ``None`` for external metrics; ``info`` is the
+    table's entry, ``None`` for a custom resource the table does not know."""
+
+    resource: GroupResource | None = None
+    info: resources.ResourceInfo | None = None
+
+
+def _checked_name(spec: NativeMetricSpec, at: RuleLocation) -> str:
+    """Naming: the served name is a path segment of the metrics API."""
+    if not NAME_RE.match(spec.name):
+        raise at.error(
+            f"{spec.name!r} is not a valid metric name ([A-Za-z_:][A-Za-z0-9_:.|-]*)", "name"
         )
-    return value
+    return spec.name
+
+
+def _described(spec: NativeMetricSpec, at: RuleLocation) -> _Described:
+    """Resource: external metrics describe nothing, pods metrics pods, object metrics the
+    ``resource`` they name (from the table, or a group-qualified plural it does not know)."""
+    if spec.type == "external":
+        if spec.resource is not None:
+            raise at.error("only object metrics name a resource", "resource")
+        if spec.object_labels is not None:
+            raise at.error("external metrics describe no object", "objectLabels")
+        return _Described()
+    if spec.cluster_scoped:
+        raise at.error(
+            "clusterScoped applies to external metrics; custom metrics follow their "
+            "resource's scope",
+            "clusterScoped",
+        )
+    if spec.type == "pods":
+        if spec.resource is not None:
+            raise at.error(
+                "pods metrics describe pods; use type object to name another resource", "resource"
+            )
+        return _Described(resources.PODS.group_resource, resources.PODS)
+    return _object_resource(spec.resource, at)
+
+
+def _object_resource(text: str | None, at: RuleLocation) -> _Described:
+    """Resource, for object metrics: the table's entry, or a group-qualified plural it lacks."""
+    if text is None:
+        raise at.error("object metrics must name a resource", "resource")
+    resolved = _resolve_resource(text)
+    if resolved is None:
+        raise at.error(
+            f"unknown resource {text!r}: write it plural and group-qualified "
+            "(deployments.apps, inferencepools.inference.networking.x-k8s.io)",
+            "resource",
+        )
+    if isinstance(resolved, resources.ResourceInfo):
+        return _Described(resolved.group_resource, resolved)
+    return _Described(resolved)
+
+
+def _namespace_scope(
+    spec: NativeMetricSpec, described: _Described, ns_label: str
+) -> tuple[str | None, bool]:
+    """Namespace label: (the label injected with the request's namespace, ``None`` for a
+    cluster-wide query; whether the served metric is namespaced)."""
+    if spec.type == "external":
+        return (None, False) if spec.cluster_scoped else (ns_label, True)
+    if described.info is resources.NAMESPACES:
+        # namespaces/{ns}/metrics/{m}: served cluster-wide, each namespace selected by its label.
+        return ns_label, False
+    if described.info is not None and not described.info.namespaced:
+        return None, False
+    return ns_label, True
+
+
+def _object_labels(
+    spec: NativeMetricSpec, at: RuleLocation, described: _Described, ns_label: str
+) -> tuple[str, ...]:
+    """Naming: the sample labels that name the described object (none for external metrics)."""
+    if described.resource is None:
+        return ()
+    if spec.object_labels is not None:
+        return tuple(at.label_name(v, "objectLabels") for v in spec.object_labels)
+    if described.info is resources.NAMESPACES:
+        return (ns_label,)
+    if described.info is not None:
+        return (described.info.singular,)
+    raise at.error(
+        f"resource {spec.resource} is not in the built-in table: list objectLabels",
+        "objectLabels",
+    )
+
+
+def _checked_query(query: str, namespace_label: str | None, at: RuleLocation) -> None:
+    """Query: valid PromQL that the cluster and namespace matchers can be injected into."""
+    try:
+        promql.validate(query)
+        trial_scope(query, namespace_label=namespace_label, cluster_label="cluster")
+    except QueryError as exc:
+        raise at.error(exc.message, "query") from None
+
+
+def _warnings(
+    rule_id: str, query: str, kind: MetricKind, namespace_label: str | None
+) -> tuple[str, ...]:
+    warnings: list[str] = []
+    if namespace_label is not None and pinned_values(query, namespace_label):
+        warnings.append(
+            f"{rule_id}: the query pins {namespace_label}; requests from any other namespace "
+            "will fail with a contradiction"
+        )
+    if kind == "external" and averages_at_top_level(query):
+        warnings.append(f"{rule_id}: {AVERAGE_WARNING}")
+    return tuple(warnings)
 
 
 def compile_native(
@@ -170,136 +278,28 @@ def compile_native(
     """Validate one ``metrics[]`` entry and compile it. Raises :class:`RuleError`.
 
     ``rule_id`` becomes :attr:`NativeRule.id`; errors name ``file``, ``metrics[index] (name)``
-    and the offending field.
+    and the offending field. The steps run in this order, so the first fault reported is the
+    same whatever else is wrong: name, namespace label, resource, object labels, query.
     """
-    label = f"metrics[{index}]"
-    if isinstance(raw, dict) and isinstance(raw.get("name"), str):
-        label += f" ({raw['name']})"
-    if not isinstance(raw, dict):
-        raise RuleError("each metric must be a mapping", file=file, rule=label)
-    try:
-        spec = NativeMetricSpec.model_validate(raw)
-    except ValidationError as exc:
-        loc, msg = _pydantic_error(exc)
-        raise RuleError(msg, file=file, rule=label, field=loc) from None
-
-    if not NAME_RE.match(spec.name):
-        raise RuleError(
-            f"{spec.name!r} is not a valid metric name ([A-Za-z_:][A-Za-z0-9_:.|-]*)",
-            file=file,
-            rule=label,
-            field="name",
-        )
-    ns_label = _checked_label(
-        spec.namespace_label, file=file, rule=label, field_name="namespaceLabel"
-    )
-    warnings: list[str] = []
-
+    at = RuleLocation(file, _rule_label(raw, index))
+    spec = at.parse(NativeMetricSpec, raw, what="metric")
+    name = _checked_name(spec, at)
+    ns_label = at.label_name(spec.namespace_label, "namespaceLabel")
+    described = _described(spec, at)
+    namespace_label, served_namespaced = _namespace_scope(spec, described, ns_label)
+    object_labels = _object_labels(spec, at, described, ns_label)
+    _checked_query(spec.query, namespace_label, at)
     kind: MetricKind = "external" if spec.type == "external" else "custom"
-    resource: GroupResource | None = None
-    served_namespaced = True
-    object_labels: tuple[str, ...] = ()
-    namespace_label: str | None = ns_label
-
-    if spec.type == "external":
-        if spec.resource is not None:
-            raise RuleError(
-                "only object metrics name a resource", file=file, rule=label, field="resource"
-            )
-        if spec.object_labels is not None:
-            raise RuleError(
-                "external metrics describe no object", file=file, rule=label, field="objectLabels"
-            )
-        if spec.cluster_scoped:
-            namespace_label = None
-            served_namespaced = False
-    else:
-        if spec.cluster_scoped:
-            raise RuleError(
-                "clusterScoped applies to external metrics; custom metrics follow their "
-                "resource's scope",
-                file=file,
-                rule=label,
-                field="clusterScoped",
-            )
-        singular: str | None
-        if spec.type == "pods":
-            if spec.resource is not None:
-                raise RuleError(
-                    "pods metrics describe pods; use type object to name another resource",
-                    file=file,
-                    rule=label,
-                    field="resource",
-                )
-            resource = GroupResource("pods")
-            singular = "pod"
-        else:
-            if spec.resource is None:
-                raise RuleError(
-                    "object metrics must name a resource", file=file, rule=label, field="resource"
-                )
-            resolved = _resolve_resource(spec.resource)
-            if resolved is None:
-                raise RuleError(
-                    f"unknown resource {spec.resource!r}: write it plural and group-qualified "
-                    "(deployments.apps, inferencepools.inference.networking.x-k8s.io)",
-                    file=file,
-                    rule=label,
-                    field="resource",
-                )
-            if isinstance(resolved, resources.ResourceInfo):
-                resource = resolved.group_resource
-                singular = resolved.singular
-                if resolved is resources.NAMESPACES:
-                    served_namespaced = False
-                    singular = None
-                elif not resolved.namespaced:
-                    namespace_label = None
-                    served_namespaced = False
-            else:
-                resource = resolved
-                singular = None
-        if spec.object_labels is not None:
-            object_labels = tuple(
-                _checked_label(v, file=file, rule=label, field_name="objectLabels")
-                for v in spec.object_labels
-            )
-        elif resource == resources.NAMESPACES.group_resource:
-            object_labels = (ns_label,)
-        elif singular is not None:
-            object_labels = (singular,)
-        else:
-            raise RuleError(
-                f"resource {spec.resource} is not in the built-in table: list objectLabels",
-                file=file,
-                rule=label,
-                field="objectLabels",
-            )
-
-    try:
-        promql.validate(spec.query)
-        trial_scope(spec.query, namespace_label=namespace_label, cluster_label="cluster")
-    except QueryError as exc:
-        raise RuleError(exc.message, file=file, rule=label, field="query") from None
-
-    if namespace_label is not None and pinned_values(spec.query, namespace_label):
-        warnings.append(
-            f"{rule_id}: the query pins {namespace_label}; requests from any other namespace "
-            "will fail with a contradiction"
-        )
-    if kind == "external" and averages_at_top_level(spec.query):
-        warnings.append(f"{rule_id}: {AVERAGE_WARNING}")
-
     return NativeRule(
         id=rule_id,
         source=source,
         kind=kind,
-        name=spec.name,
+        name=name,
         query=spec.query,
         namespace_label=namespace_label,
-        resource=resource,
+        resource=described.resource,
         served_namespaced=served_namespaced,
         object_labels=object_labels,
         window=spec.window,
-        warnings=tuple(warnings),
+        warnings=_warnings(rule_id, spec.query, kind, namespace_label),
     )

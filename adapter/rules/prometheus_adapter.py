@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import promql_parser
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from adapter import promql
 from adapter.domain.errors import (
@@ -36,7 +36,6 @@ from adapter.domain.errors import (
     BadRequestError,
     NotFoundError,
     QueryError,
-    RuleError,
 )
 from adapter.domain.models import GroupResource, Matcher
 from adapter.rules import resources
@@ -50,6 +49,7 @@ from adapter.rules.base import (
     ServedMetric,
 )
 from adapter.rules.gotemplate import Template, TemplateError, compile_template, go_slice
+from adapter.rules.location import RuleLocation
 from adapter.rules.native import AVERAGE_WARNING
 from adapter.rules.scoping import (
     EXAMPLE_CLUSTER,
@@ -261,59 +261,54 @@ class PrometheusAdapterRule(RuleDefaults):
         return name if _SERVED_NAME_RE.match(name) else None
 
     def discovered_metrics(self, labels_by_name: Mapping[str, Sequence[str]]) -> list[ServedMetric]:
-        out: list[ServedMetric] = []
-        seen: set[tuple[str, GroupResource | None]] = set()
+        out: dict[tuple[str, GroupResource | None], ServedMetric] = {}
         for series in sorted(labels_by_name):
             name = self.served_name(series)
             if name is None:
                 continue
-            if self.kind == "external":
-                key: tuple[str, GroupResource | None] = (name, None)
-                if key not in seen:
-                    seen.add(key)
-                    out.append(
-                        ServedMetric(
-                            name=name,
-                            kind="external",
-                            rule=self,
-                            namespaced=self.namespace_label is not None,
-                            series=series,
-                        )
-                    )
-                continue
-            found = self._mapper.resources_for(list(labels_by_name[series]))
-            series_namespaced = any(info is resources.NAMESPACES for _, info in found)
-            for _, info in found:
-                if info.namespaced and not series_namespaced:
-                    # prometheus-adapter would list it as a cluster-scoped pods metric that no
-                    # namespaced request (the HPA's) can reach; skip it.
-                    continue
-                key = (name, info.group_resource)
-                if key in seen:
-                    continue
-                seen.add(key)
-                out.append(
-                    ServedMetric(
-                        name=name,
-                        kind="custom",
-                        rule=self,
-                        resource=info.group_resource,
-                        namespaced=info.namespaced,
-                        series=series,
-                    )
-                )
-        return out
+            for metric in self._series_metrics(name, series, labels_by_name[series]):
+                out.setdefault((metric.name, metric.resource), metric)
+        return list(out.values())
+
+    def _series_metrics(self, name: str, series: str, labels: Sequence[str]) -> list[ServedMetric]:
+        """What one discovered series serves as ``name``: the external metric, or a custom metric
+        on each resource its labels map to."""
+        if self.kind == "external":
+            return [self._served(name, series, None)]
+        found = self._mapper.resources_for(list(labels))
+        series_namespaced = any(info is resources.NAMESPACES for _, info in found)
+        # A namespaced resource on a series with no namespace label: prometheus-adapter would list
+        # it as a cluster-scoped metric that no namespaced request (the HPA's) can reach; skip it.
+        return [
+            self._served(name, series, info)
+            for _, info in found
+            if series_namespaced or not info.namespaced
+        ]
+
+    def _served(self, name: str, series: str, info: resources.ResourceInfo | None) -> ServedMetric:
+        """``name`` served from ``series``: external when ``info`` is ``None``, else custom on
+        ``info``'s resource."""
+        if info is None:
+            return ServedMetric(
+                name=name,
+                kind="external",
+                rule=self,
+                namespaced=self.namespace_label is not None,
+                series=series,
+            )
+        return ServedMetric(
+            name=name,
+            kind="custom",
+            rule=self,
+            resource=info.group_resource,
+            namespaced=info.namespaced,
+            series=series,
+        )
 
     def _render(self, *, series: str, label_matchers: str, group_by: Sequence[str]) -> str:
-        text = self._template.render(
-            {
-                "Series": series,
-                "LabelMatchers": label_matchers or _EMPTY,
-                "GroupBy": ",".join(group_by),
-                "GroupBySlice": go_slice(group_by),
-            }
+        return _render(
+            self._template, series=series, label_matchers=label_matchers, group_by=group_by
         )
-        return _drop_empty(text)
 
     def _custom_query(
         self, metric: ServedMetric, request: MetricRequest
@@ -390,27 +385,12 @@ class PrometheusAdapterRule(RuleDefaults):
         series = self._series_selector[0] or "SERIES"
         name = self.served_name(series) or series
         if self.kind == "external":
-            return ServedMetric(
-                name=name,
-                kind="external",
-                rule=self,
-                namespaced=self.namespace_label is not None,
-                series=series,
-            )
-        pods = resources.lookup("pods")
-        assert pods is not None
-        target = pods
-        if self._mapper.label_for(pods.group_resource) is None and self._mapper.overrides:
+            return self._served(name, series, None)
+        target = resources.PODS
+        if self._mapper.label_for(target.group_resource) is None and self._mapper.overrides:
             candidates = [i for _, i in self._mapper.overrides if i is not resources.NAMESPACES]
             target = candidates[0] if candidates else resources.NAMESPACES
-        return ServedMetric(
-            name=name,
-            kind="custom",
-            rule=self,
-            resource=target.group_resource,
-            namespaced=target.namespaced,
-            series=series,
-        )
+        return self._served(name, series, target)
 
     def describe(self) -> str:
         label = self.namespace_label if self.namespace_label is not None else "cluster-scoped"
@@ -444,28 +424,47 @@ def _drop_empty(text: str) -> str:
     return text.replace(_EMPTY, "")
 
 
-def _compile_regex(pattern: str, *, file: str, rule: str, field_name: str) -> re.Pattern[str]:
+def _render(
+    template: Template, *, series: str, label_matchers: str, group_by: Sequence[str]
+) -> str:
+    """``metricsQuery`` rendered as prometheus-adapter renders it (an empty LabelMatchers next
+    to a comma drops the comma)."""
+    text = template.render(
+        {
+            "Series": series,
+            "LabelMatchers": label_matchers or _EMPTY,
+            "GroupBy": ",".join(group_by),
+            "GroupBySlice": go_slice(group_by),
+        }
+    )
+    return _drop_empty(text)
+
+
+def _compile_regex(pattern: str, at: RuleLocation, field: str) -> re.Pattern[str]:
     try:
         return re.compile(pattern)
     except (re.error, RecursionError, OverflowError) as exc:
-        raise RuleError(
-            f"invalid regular expression {pattern!r}: {exc}", file=file, rule=rule, field=field_name
-        ) from None
+        raise at.error(f"invalid regular expression {pattern!r}: {exc}", field) from None
 
 
-def _series_selector(query: str, *, file: str, rule: str) -> tuple[str | None, tuple[Matcher, ...]]:
+def _compile_template(text: str, allowed: frozenset[str], at: RuleLocation, field: str) -> Template:
+    try:
+        return compile_template(text, allowed=allowed)
+    except TemplateError as exc:
+        raise at.error(str(exc), field) from None
+
+
+def _series_selector(query: str, at: RuleLocation) -> tuple[str | None, tuple[Matcher, ...]]:
+    """Naming: the one series name ``seriesQuery`` selects (when it names one) and its other
+    matchers."""
     try:
         promql.validate(query)
         parsed = promql_parser.parse(query)
         infos = promql.selectors(query)
     except (QueryError, ValueError) as exc:
-        raise RuleError(
-            f"invalid series selector {query!r}: {exc}", file=file, rule=rule, field="seriesQuery"
-        ) from None
+        raise at.error(f"invalid series selector {query!r}: {exc}", "seriesQuery") from None
     if not isinstance(parsed, promql_parser.VectorSelector) or len(infos) != 1:
-        raise RuleError(
-            f"{query!r} is not a single series selector", file=file, rule=rule, field="seriesQuery"
-        )
+        raise at.error(f"{query!r} is not a single series selector", "seriesQuery")
     info = infos[0]
     name: str | None = info.name or None
     kept: list[Matcher] = []
@@ -478,9 +477,171 @@ def _series_selector(query: str, *, file: str, rule: str) -> tuple[str | None, t
     return name, tuple(kept)
 
 
-def _error(exc: ValidationError) -> tuple[str, str]:
-    first = exc.errors()[0]
-    return ".".join(str(p) for p in first["loc"]), str(first["msg"])
+def _checked_shape(
+    spec: DiscoveryRuleSpec, res_spec: ResourceMappingSpec, kind: MetricKind, at: RuleLocation
+) -> None:
+    """The required parts: a ``metricsQuery``; ``resources.namespaced`` on external rules only."""
+    if not spec.metrics_query.strip():
+        raise at.error("metricsQuery is required", "metricsQuery")
+    if res_spec.namespaced is not None and kind == "custom":
+        raise at.error(
+            "resources.namespaced applies to external rules only", "resources.namespaced"
+        )
+
+
+def _label_template(text: str, at: RuleLocation) -> tuple[Template | None, re.Pattern[str] | None]:
+    """Resource: ``resources.template`` and the regex that reads a resource back out of a label."""
+    if not text:
+        return None, None
+    template = _compile_template(text, _RESOURCE_FIELDS, at, "resources.template")
+    if "Resource" not in template.fields:
+        raise at.error("the label template must include <<.Resource>>", "resources.template")
+    pattern = template.render({"Group": "(?P<group>.+?)", "Resource": "(?P<resource>.+?)"})
+    return template, _compile_regex("^" + pattern + "$", at, "resources.template")
+
+
+def _overrides(
+    overrides: Mapping[str, GroupResourceSpec], at: RuleLocation
+) -> tuple[tuple[str, resources.ResourceInfo], ...]:
+    """Resource: ``resources.overrides``, each a label name mapped to a resource of the table."""
+    out: list[tuple[str, resources.ResourceInfo]] = []
+    for label, gr in overrides.items():
+        where = f"resources.overrides.{label}"
+        at.label_name(label, where)
+        info = resources.lookup(gr.resource, gr.group)
+        if info is None:
+            raise at.error(
+                f"unknown resource {gr.resource!r} (group {gr.group!r}); known: "
+                + ", ".join(str(i.group_resource) for i in resources.known_resources()),
+                where,
+            )
+        out.append((label, info))
+    return tuple(out)
+
+
+def _resource_mapper(spec: ResourceMappingSpec, at: RuleLocation) -> _ResourceMapper:
+    """Resource: the label ↔ resource mapping of the rule."""
+    template, extractor = _label_template(spec.template, at)
+    overrides = _overrides(spec.overrides or {}, at)
+    return _ResourceMapper(template=template, extractor=extractor, overrides=overrides)
+
+
+def _series_filters(specs: Sequence[RegexFilterSpec], at: RuleLocation) -> list[_SeriesFilter]:
+    """Naming: ``seriesFilters``, each with exactly one of ``is`` / ``isNot``."""
+    filters: list[_SeriesFilter] = []
+    for i, f in enumerate(specs):
+        where = f"seriesFilters[{i}]"
+        if f.is_ and f.is_not:
+            raise at.error("a filter has either is or isNot, not both", where)
+        if not f.is_ and not f.is_not:
+            raise at.error("a filter needs is or isNot", where)
+        filters.append(
+            _SeriesFilter(_compile_regex(f.is_ or f.is_not, at, where), positive=bool(f.is_))
+        )
+    return filters
+
+
+def _name_mapping(spec: NameMappingSpec, at: RuleLocation) -> tuple[re.Pattern[str], str]:
+    """Naming: ``name.matches`` (every series when empty) and ``name.as``, which defaults to the
+    whole match or the one group, as in prometheus-adapter."""
+    if not spec.matches:
+        return re.compile(".*"), spec.as_ or "$0"
+    regex = _compile_regex(spec.matches, at, "name.matches")
+    if spec.as_:
+        return regex, spec.as_
+    if regex.groups <= 1:
+        return regex, f"${regex.groups}"
+    raise at.error(
+        f"name.matches {spec.matches!r} has several groups: name.as is required", "name.as"
+    )
+
+
+def _naming(
+    spec: DiscoveryRuleSpec, at: RuleLocation
+) -> tuple[tuple[_SeriesFilter, ...], re.Pattern[str], str]:
+    """Naming: which series are served (``seriesFilters``, ``name.matches``) and the name each
+    is served under (``name.as``)."""
+    filters = _series_filters(spec.series_filters or [], at)
+    name_spec = spec.name or NameMappingSpec.model_validate({})
+    name_regex, name_as = _name_mapping(name_spec, at)
+    if name_spec.matches:
+        filters.append(_SeriesFilter(name_regex, positive=True))
+    return tuple(filters), name_regex, name_as
+
+
+def _mapped_namespace_label(mapper: _ResourceMapper, at: RuleLocation) -> str | None:
+    """Namespace label: the label the mapping gives the ``namespaces`` resource, if any."""
+    label = mapper.label_for(resources.NAMESPACES.group_resource)
+    if label is not None and not LABEL_NAME_RE.match(label):
+        raise at.error(
+            f"the template maps namespaces to {label!r}, not a label name", "resources.template"
+        )
+    return label
+
+
+def _trial_query(
+    template: Template,
+    *,
+    series: str,
+    namespace_label: str | None,
+    kind: MetricKind,
+    at: RuleLocation,
+) -> str:
+    """Query: ``metricsQuery`` rendered with and without a namespace matcher, both of which
+    must be valid PromQL; the first rendering, for the checks that read the query."""
+    trial_ns = Matcher(namespace_label or "namespace", "=", EXAMPLE_NAMESPACE)
+    group_by = ["pod"] if kind == "custom" else []
+    trials: list[str] = []
+    for label_matchers in (promql.render_matchers([trial_ns]), ""):
+        text = _render(template, series=series, label_matchers=label_matchers, group_by=group_by)
+        try:
+            promql.validate(text)
+        except QueryError as exc:
+            raise at.error(
+                f"metricsQuery does not render to valid PromQL ({text}): {exc.message}",
+                "metricsQuery",
+            ) from None
+        trials.append(text)
+    return trials[0]
+
+
+def _namespace_label(
+    kind: MetricKind,
+    namespaced: bool | None,
+    mapped: str | None,
+    trial: str,
+    at: RuleLocation,
+) -> str | None:
+    """Namespace label: the label injected with the request's namespace (``None``: the rule
+    reads across namespaces, which external rules must say with ``resources.namespaced: false``)."""
+    label = mapped
+    if pinned_values(trial, _EXPORTED_NAMESPACE):
+        # The TPU device plugin is scraped in kube-system: the workload's namespace arrives as
+        # exported_namespace, and a query that pins it is scoped by it.
+        label = _EXPORTED_NAMESPACE
+    if kind == "external" and namespaced is False:
+        return None
+    if label is None and kind == "external":
+        raise at.error(
+            "no label maps to namespaces (resources.template or resources.overrides), so the "
+            "query cannot be scoped; set resources.namespaced: false to read across namespaces",
+            "resources",
+        )
+    return label
+
+
+def _warnings(
+    rule_id: str, spec: DiscoveryRuleSpec, kind: MetricKind, trial: str
+) -> tuple[str, ...]:
+    warnings: list[str] = []
+    if kind == "external" and averages_at_top_level(trial):
+        warnings.append(f"{rule_id}: {AVERAGE_WARNING}")
+    if spec.label_value_replacements:
+        warnings.append(
+            f"{rule_id}: labelValueReplacements only affect LabelValuesByName, which this "
+            "adapter does not support; ignored"
+        )
+    return tuple(warnings)
 
 
 def compile_discovery_rule(
@@ -488,188 +649,40 @@ def compile_discovery_rule(
 ) -> PrometheusAdapterRule:
     """Validate and compile one prometheus-adapter rule. Raises :class:`RuleError`.
 
-    ``rule`` is the rule's place in the file for error messages (``rules.external[2]``).
+    ``rule`` is the rule's place in the file for error messages (``rules.external[2]``). The
+    steps run in this order, so the first fault reported is the same whatever else is wrong:
+    the required parts, the resource mapping, naming (``seriesFilters``, ``name``,
+    ``seriesQuery``), the ``metricsQuery`` template, the label mapped to namespaces, the
+    rendered query, the namespace label.
     """
-    if not isinstance(raw, dict):
-        raise RuleError("each rule must be a mapping", file=file, rule=rule)
-    try:
-        spec = DiscoveryRuleSpec.model_validate(raw)
-    except ValidationError as exc:
-        loc, msg = _error(exc)
-        raise RuleError(msg, file=file, rule=rule, field=loc) from None
-
+    at = RuleLocation(file, rule)
+    spec = at.parse(DiscoveryRuleSpec, raw, what="rule")
     res_spec = spec.resources or ResourceMappingSpec()
-    name_spec = spec.name or NameMappingSpec.model_validate({})
-    if not spec.metrics_query.strip():
-        raise RuleError("metricsQuery is required", file=file, rule=rule, field="metricsQuery")
-    if res_spec.namespaced is not None and kind == "custom":
-        raise RuleError(
-            "resources.namespaced applies to external rules only",
-            file=file,
-            rule=rule,
-            field="resources.namespaced",
-        )
-
-    # Resources: template and overrides.
-    template: Template | None = None
-    extractor: re.Pattern[str] | None = None
-    if res_spec.template:
-        try:
-            template = compile_template(res_spec.template, allowed=_RESOURCE_FIELDS)
-        except TemplateError as exc:
-            raise RuleError(str(exc), file=file, rule=rule, field="resources.template") from None
-        if "Resource" not in template.fields:
-            raise RuleError(
-                "the label template must include <<.Resource>>",
-                file=file,
-                rule=rule,
-                field="resources.template",
-            )
-        extractor = _compile_regex(
-            "^"
-            + template.render({"Group": "(?P<group>.+?)", "Resource": "(?P<resource>.+?)"})
-            + "$",
-            file=file,
-            rule=rule,
-            field_name="resources.template",
-        )
-    overrides: list[tuple[str, resources.ResourceInfo]] = []
-    for label, gr in (res_spec.overrides or {}).items():
-        where = f"resources.overrides.{label}"
-        if not LABEL_NAME_RE.match(label):
-            raise RuleError(
-                f"{label!r} is not a valid label name", file=file, rule=rule, field=where
-            )
-        info = resources.lookup(gr.resource, gr.group)
-        if info is None:
-            raise RuleError(
-                f"unknown resource {gr.resource!r} (group {gr.group!r}); known: "
-                + ", ".join(str(i.group_resource) for i in resources.known_resources()),
-                file=file,
-                rule=rule,
-                field=where,
-            )
-        overrides.append((label, info))
-    mapper = _ResourceMapper(template=template, extractor=extractor, overrides=tuple(overrides))
-
-    # Naming.
-    filters: list[_SeriesFilter] = []
-    for i, f in enumerate(spec.series_filters or []):
-        where = f"seriesFilters[{i}]"
-        if f.is_ and f.is_not:
-            raise RuleError(
-                "a filter has either is or isNot, not both", file=file, rule=rule, field=where
-            )
-        if not f.is_ and not f.is_not:
-            raise RuleError("a filter needs is or isNot", file=file, rule=rule, field=where)
-        filters.append(
-            _SeriesFilter(
-                _compile_regex(f.is_ or f.is_not, file=file, rule=rule, field_name=where),
-                positive=bool(f.is_),
-            )
-        )
-    if name_spec.matches:
-        name_regex = _compile_regex(
-            name_spec.matches, file=file, rule=rule, field_name="name.matches"
-        )
-        filters.append(_SeriesFilter(name_regex, positive=True))
-    else:
-        name_regex = re.compile(".*")
-    name_as = name_spec.as_
-    if not name_as:
-        if name_regex.groups == 0:
-            name_as = "$0"
-        elif name_regex.groups == 1:
-            name_as = "$1"
-        else:
-            raise RuleError(
-                f"name.matches {name_spec.matches!r} has several groups: name.as is required",
-                file=file,
-                rule=rule,
-                field="name.as",
-            )
-
-    series_selector = _series_selector(spec.series_query, file=file, rule=rule)
-
-    # Querying.
-    try:
-        query_template = compile_template(spec.metrics_query, allowed=_QUERY_FIELDS)
-    except TemplateError as exc:
-        raise RuleError(str(exc), file=file, rule=rule, field="metricsQuery") from None
-
-    pa_ns_label = mapper.label_for(resources.NAMESPACES.group_resource)
-    if pa_ns_label is not None and not LABEL_NAME_RE.match(pa_ns_label):
-        raise RuleError(
-            f"the template maps namespaces to {pa_ns_label!r}, not a label name",
-            file=file,
-            rule=rule,
-            field="resources.template",
-        )
-    trial_series = series_selector[0] or "series"
-    trial_ns = Matcher(pa_ns_label or "namespace", "=", EXAMPLE_NAMESPACE)
-    trials: list[str] = []
-    for label_matchers, group_by in (
-        (promql.render_matchers([trial_ns]), ["pod"] if kind == "custom" else []),
-        ("", ["pod"] if kind == "custom" else []),
-    ):
-        text = _drop_empty(
-            query_template.render(
-                {
-                    "Series": trial_series,
-                    "LabelMatchers": label_matchers or _EMPTY,
-                    "GroupBy": ",".join(group_by),
-                    "GroupBySlice": go_slice(group_by),
-                }
-            )
-        )
-        try:
-            promql.validate(text)
-        except QueryError as exc:
-            raise RuleError(
-                f"metricsQuery does not render to valid PromQL ({text}): {exc.message}",
-                file=file,
-                rule=rule,
-                field="metricsQuery",
-            ) from None
-        trials.append(text)
-
-    namespace_label: str | None = pa_ns_label
-    if pinned_values(trials[0], _EXPORTED_NAMESPACE):
-        # The TPU device plugin is scraped in kube-system: the workload's namespace arrives as
-        # exported_namespace, and a query that pins it is scoped by it.
-        namespace_label = _EXPORTED_NAMESPACE
-    if kind == "external" and res_spec.namespaced is False:
-        namespace_label = None
-    elif namespace_label is None and kind == "external":
-        raise RuleError(
-            "no label maps to namespaces (resources.template or resources.overrides), so the "
-            "query cannot be scoped; set resources.namespaced: false to read across namespaces",
-            file=file,
-            rule=rule,
-            field="resources",
-        )
-
-    warnings: list[str] = []
-    if kind == "external" and averages_at_top_level(trials[0]):
-        warnings.append(f"{rule_id}: {AVERAGE_WARNING}")
-    if spec.label_value_replacements:
-        warnings.append(
-            f"{rule_id}: labelValueReplacements only affect LabelValuesByName, which this "
-            "adapter does not support; ignored"
-        )
-
+    _checked_shape(spec, res_spec, kind, at)
+    mapper = _resource_mapper(res_spec, at)
+    filters, name_regex, name_as = _naming(spec, at)
+    series_selector = _series_selector(spec.series_query, at)
+    query_template = _compile_template(spec.metrics_query, _QUERY_FIELDS, at, "metricsQuery")
+    pa_ns_label = _mapped_namespace_label(mapper, at)
+    trial = _trial_query(
+        query_template,
+        series=series_selector[0] or "series",
+        namespace_label=pa_ns_label,
+        kind=kind,
+        at=at,
+    )
     return PrometheusAdapterRule(
         id=rule_id,
         kind=kind,
         series_query=spec.series_query,
         metrics_query=spec.metrics_query,
-        namespace_label=namespace_label,
+        namespace_label=_namespace_label(kind, res_spec.namespaced, pa_ns_label, trial, at),
         _template=query_template,
         _mapper=mapper,
-        _filters=tuple(filters),
+        _filters=filters,
         _name_regex=name_regex,
         _name_as=name_as,
         _pa_namespace_label=pa_ns_label,
         _series_selector=series_selector,
-        warnings=tuple(warnings),
+        warnings=_warnings(rule_id, spec, kind, trial),
     )

@@ -14,6 +14,7 @@ from adapter.domain.models import GroupResource
 
 __all__ = [
     "NAMESPACES",
+    "PODS",
     "ResourceInfo",
     "exact",
     "known_resources",
@@ -43,72 +44,54 @@ class ResourceInfo:
         return f"{self.group}/{self.version}" if self.group else self.version
 
 
-def _r(
-    plural: str,
-    singular: str,
-    group: str,
-    kind: str,
-    *,
-    namespaced: bool = True,
-    version: str = "v1",
-) -> ResourceInfo:
-    return ResourceInfo(plural, singular, group, kind, namespaced, version)
+def _r(plural: str, group: str, kind: str, *, version: str = "v1") -> ResourceInfo:
+    """A namespaced resource. Its singular is the lowercased kind, as the RESTMapper has it."""
+    return ResourceInfo(plural, kind.lower(), group, kind, namespaced=True, version=version)
+
+
+def _cluster(plural: str, group: str, kind: str) -> ResourceInfo:
+    """A cluster-scoped resource."""
+    return ResourceInfo(plural, kind.lower(), group, kind, namespaced=False)
 
 
 # Core group first: a bare name resolves to the first entry whose names match, as the RESTMapper
 # prefers the core group.
 _TABLE: tuple[ResourceInfo, ...] = (
-    _r("pods", "pod", "", "Pod"),
-    _r("services", "service", "", "Service"),
-    _r("endpoints", "endpoints", "", "Endpoints"),
-    _r("configmaps", "configmap", "", "ConfigMap"),
-    _r("secrets", "secret", "", "Secret"),
-    _r("serviceaccounts", "serviceaccount", "", "ServiceAccount"),
-    _r("persistentvolumeclaims", "persistentvolumeclaim", "", "PersistentVolumeClaim"),
-    _r("replicationcontrollers", "replicationcontroller", "", "ReplicationController"),
-    _r("events", "event", "", "Event"),
-    _r("namespaces", "namespace", "", "Namespace", namespaced=False),
-    _r("nodes", "node", "", "Node", namespaced=False),
-    _r("persistentvolumes", "persistentvolume", "", "PersistentVolume", namespaced=False),
-    _r("deployments", "deployment", "apps", "Deployment"),
-    _r("statefulsets", "statefulset", "apps", "StatefulSet"),
-    _r("daemonsets", "daemonset", "apps", "DaemonSet"),
-    _r("replicasets", "replicaset", "apps", "ReplicaSet"),
-    _r("jobs", "job", "batch", "Job"),
-    _r("cronjobs", "cronjob", "batch", "CronJob"),
-    _r(
-        "horizontalpodautoscalers",
-        "horizontalpodautoscaler",
-        "autoscaling",
-        "HorizontalPodAutoscaler",
-        version="v2",
-    ),
-    _r("poddisruptionbudgets", "poddisruptionbudget", "policy", "PodDisruptionBudget"),
-    _r("ingresses", "ingress", "networking.k8s.io", "Ingress"),
-    _r("networkpolicies", "networkpolicy", "networking.k8s.io", "NetworkPolicy"),
-    _r("ingressclasses", "ingressclass", "networking.k8s.io", "IngressClass", namespaced=False),
-    _r("storageclasses", "storageclass", "storage.k8s.io", "StorageClass", namespaced=False),
-    _r("roles", "role", "rbac.authorization.k8s.io", "Role"),
-    _r("rolebindings", "rolebinding", "rbac.authorization.k8s.io", "RoleBinding"),
-    _r("clusterroles", "clusterrole", "rbac.authorization.k8s.io", "ClusterRole", namespaced=False),
-    _r(
-        "clusterrolebindings",
-        "clusterrolebinding",
-        "rbac.authorization.k8s.io",
-        "ClusterRoleBinding",
-        namespaced=False,
-    ),
-    _r(
-        "customresourcedefinitions",
-        "customresourcedefinition",
-        "apiextensions.k8s.io",
-        "CustomResourceDefinition",
-        namespaced=False,
-    ),
+    _r("pods", "", "Pod"),
+    _r("services", "", "Service"),
+    _r("endpoints", "", "Endpoints"),
+    _r("configmaps", "", "ConfigMap"),
+    _r("secrets", "", "Secret"),
+    _r("serviceaccounts", "", "ServiceAccount"),
+    _r("persistentvolumeclaims", "", "PersistentVolumeClaim"),
+    _r("replicationcontrollers", "", "ReplicationController"),
+    _r("events", "", "Event"),
+    _cluster("namespaces", "", "Namespace"),
+    _cluster("nodes", "", "Node"),
+    _cluster("persistentvolumes", "", "PersistentVolume"),
+    _r("deployments", "apps", "Deployment"),
+    _r("statefulsets", "apps", "StatefulSet"),
+    _r("daemonsets", "apps", "DaemonSet"),
+    _r("replicasets", "apps", "ReplicaSet"),
+    _r("jobs", "batch", "Job"),
+    _r("cronjobs", "batch", "CronJob"),
+    _r("horizontalpodautoscalers", "autoscaling", "HorizontalPodAutoscaler", version="v2"),
+    _r("poddisruptionbudgets", "policy", "PodDisruptionBudget"),
+    _r("ingresses", "networking.k8s.io", "Ingress"),
+    _r("networkpolicies", "networking.k8s.io", "NetworkPolicy"),
+    _cluster("ingressclasses", "networking.k8s.io", "IngressClass"),
+    _cluster("storageclasses", "storage.k8s.io", "StorageClass"),
+    _r("roles", "rbac.authorization.k8s.io", "Role"),
+    _r("rolebindings", "rbac.authorization.k8s.io", "RoleBinding"),
+    _cluster("clusterroles", "rbac.authorization.k8s.io", "ClusterRole"),
+    _cluster("clusterrolebindings", "rbac.authorization.k8s.io", "ClusterRoleBinding"),
+    _cluster("customresourcedefinitions", "apiextensions.k8s.io", "CustomResourceDefinition"),
     # Multi-host TPU serving (JetStream on v5e/v6e slices) runs as LeaderWorkerSets.
-    _r("leaderworkersets", "leaderworkerset", "leaderworkerset.x-k8s.io", "LeaderWorkerSet"),
+    _r("leaderworkersets", "leaderworkerset.x-k8s.io", "LeaderWorkerSet"),
 )
 
+PODS = _TABLE[0]
+"""The ``pods`` resource: what pods metrics describe."""
 NAMESPACES = _TABLE[9]
 """The ``namespaces`` resource: the one a rule's namespace label is mapped to."""
 

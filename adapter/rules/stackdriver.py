@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
@@ -222,8 +223,26 @@ def _promql_selector(
     return out
 
 
-class _FamilyRule(RuleDefaults):
-    """The backend a name family uses follows ``--stackdriver-names``."""
+def _scope_labels(
+    cluster: str | None, cluster_label: str, namespace: str | None, namespace_label: str
+) -> dict[str, str]:
+    """The labels a request's scope fixes: the cluster when one is configured, the namespace
+    when the query is scoped by one."""
+    fixed: dict[str, str] = {}
+    if cluster:
+        fixed[cluster_label] = cluster
+    if namespace is not None:
+        fixed[namespace_label] = namespace
+    return fixed
+
+
+class _FamilyRule(RuleDefaults, ABC):
+    """The backend a name family uses follows ``--stackdriver-names``.
+
+    :meth:`build_query` checks the name, and the request's namespace unless the rule is
+    cluster-scoped (no ``namespace_label``), then builds the query for that backend:
+    :meth:`_cloud_monitoring` or :meth:`_promql`.
+    """
 
     __slots__ = ()
     options: StackdriverOptions
@@ -235,6 +254,80 @@ class _FamilyRule(RuleDefaults):
     @property
     def _cm(self) -> bool:
         return self.options.mode == "cloud-monitoring"
+
+    def build_query(self, metric: ServedMetric, request: MetricRequest, scope: Scope) -> BuiltQuery:
+        parsed = self._parsed(metric.name)
+        if self.namespace_label is not None and request.namespace is None:
+            raise BadRequestError(f"metric {metric.name} is namespaced: the request names none")
+        if self._cm:
+            return self._cloud_monitoring(parsed, request, scope)
+        return self._promql(parsed, request, scope)
+
+    @property
+    @abstractmethod
+    def namespace_label(self) -> str | None:
+        """As :attr:`Rule.namespace_label`: ``None`` for a cluster-scoped family."""
+
+    @abstractmethod
+    def _parsed(self, name: str) -> ParsedName:
+        """``name`` taken apart; :class:`BadRequestError` when it is not of this family."""
+
+    @abstractmethod
+    def _cloud_monitoring(
+        self, parsed: ParsedName, request: MetricRequest, scope: Scope
+    ) -> BuiltQuery: ...
+
+    @abstractmethod
+    def _promql(self, parsed: ParsedName, request: MetricRequest, scope: Scope) -> BuiltQuery: ...
+
+    def _monitoring_scope(
+        self,
+        selector: Sequence[Requirement],
+        project: str,
+        scope: Scope,
+        namespace: str | None,
+        *,
+        cluster_label: str,
+        namespace_label: str,
+    ) -> list[str]:
+        """The scope clauses of a Cloud Monitoring filter: project, location, cluster, and the
+        namespace when one is given. The selector may narrow them, never leave them."""
+        fixed = {"resource.labels.project_id": project}
+        if self.options.location:
+            fixed["resource.labels.location"] = self.options.location
+        fixed |= _scope_labels(
+            scope.cluster,
+            f"resource.labels.{cluster_label}",
+            namespace,
+            f"resource.labels.{namespace_label}",
+        )
+        _check_scope(selector, fixed)
+        return [mf.equals(k, v) for k, v in fixed.items()]
+
+    def _time_series_request(
+        self,
+        parsed: ParsedName,
+        project: str,
+        sel: mf.SelectorFilter,
+        *,
+        aligner: str | None,
+        alignment_period: int,
+        combine: str,
+        filters: list[str],
+    ) -> str:
+        """The canonical ListTimeSeries request spec the cloud-monitoring backend runs."""
+        return _spec_text(
+            {
+                "aligner": aligner,
+                "alignmentPeriod": alignment_period,
+                "combine": combine,
+                "filters": filters,
+                "metricType": parsed.metric_type,
+                "project": project,
+                "reducer": sel.reducer,
+                "window": self.options.window,
+            }
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -269,15 +362,11 @@ class PrometheusFamilyRule(_FamilyRule):
             name=name, kind=kind, rule=self, resource=resource, series=parsed.series
         )
 
-    def build_query(self, metric: ServedMetric, request: MetricRequest, scope: Scope) -> BuiltQuery:
-        parsed = parse_name(metric.name)
+    def _parsed(self, name: str) -> ParsedName:
+        parsed = parse_name(name)
         if parsed is None:  # resolve() accepted it, so this is a programming error
-            raise BadRequestError(f"{metric.name!r} is not a Stackdriver-style name")
-        if request.namespace is None:
-            raise BadRequestError(f"metric {metric.name} is namespaced: the request names none")
-        if self._cm:
-            return self._cloud_monitoring(parsed, request, scope)
-        return self._promql(parsed, request, scope)
+            raise BadRequestError(f"{name!r} is not a Stackdriver-style name")
+        return parsed
 
     def _cloud_monitoring(
         self, parsed: ParsedName, request: MetricRequest, scope: Scope
@@ -292,17 +381,16 @@ class PrometheusFamilyRule(_FamilyRule):
             full_names=mf.EXTERNAL_FULL_NAMES if external else mf.CUSTOM_FULL_NAMES,
         )
         project = sel.project or opts.project
-        fixed: dict[str, str] = {"resource.labels.project_id": project}
-        if opts.location:
-            fixed["resource.labels.location"] = opts.location
-        if scope.cluster:
-            fixed["resource.labels.cluster"] = scope.cluster
         pinned = external and _exported_namespace(selector, request.namespace)
         assert request.namespace is not None
-        if not pinned:
-            fixed["resource.labels.namespace"] = request.namespace
-        _check_scope(selector, fixed)
-        scope_clauses = [mf.equals(k, v) for k, v in fixed.items()]
+        scope_clauses = self._monitoring_scope(
+            selector,
+            project,
+            scope,
+            None if pinned else request.namespace,
+            cluster_label="cluster",
+            namespace_label="namespace",
+        )
         base = [
             mf.equals("metric.type", parsed.metric_type),
             mf.equals("resource.type", "prometheus_target"),
@@ -317,21 +405,20 @@ class PrometheusFamilyRule(_FamilyRule):
         else:
             filters = [mf.join(base)]
         counter = bool(parsed.counter)
-        spec = {
-            "aligner": "ALIGN_RATE" if counter else "ALIGN_NEXT_OLDER",
-            "alignmentPeriod": opts.alignment_period if counter else opts.window,
-            "combine": "series" if external else "pods",
-            "filters": filters,
-            "metricType": parsed.metric_type,
-            "project": project,
-            "reducer": sel.reducer,
-            "window": opts.window,
-        }
+        query = self._time_series_request(
+            parsed,
+            project,
+            sel,
+            aligner="ALIGN_RATE" if counter else "ALIGN_NEXT_OLDER",
+            alignment_period=opts.alignment_period if counter else opts.window,
+            combine="series" if external else "pods",
+            filters=filters,
+        )
         injected = list(scope_clauses)
         if pinned:
             injected.append(f"{_EXPORTED_NS} pinned by the selector (namespace not forced)")
         return BuiltQuery(
-            query=_spec_text(spec),
+            query=query,
             object_labels=() if external else ("pod",),
             window=opts.alignment_period if counter else None,
             injected=tuple(injected),
@@ -348,12 +435,10 @@ class PrometheusFamilyRule(_FamilyRule):
         )
         pinned = external and _exported_namespace(request.metric_selector, request.namespace)
         assert request.namespace is not None
-        fixed: dict[str, str] = {}
-        if scope.cluster:
-            fixed[scope.cluster_label] = scope.cluster
-        if not pinned:
-            fixed["namespace"] = request.namespace
-        _check_scope(reqs, fixed)
+        namespace = None if pinned else request.namespace
+        _check_scope(
+            reqs, _scope_labels(scope.cluster, scope.cluster_label, namespace, "namespace")
+        )
         w = self.options.window
         selector = f"rate({parsed.series}[{w}s])" if parsed.counter else parsed.series
         object_labels: tuple[str, ...] = ()
@@ -435,15 +520,11 @@ class SystemFamilyRule(_FamilyRule):
             name=name, kind=kind, rule=self, namespaced=self.namespaced, series=parsed.series
         )
 
-    def build_query(self, metric: ServedMetric, request: MetricRequest, scope: Scope) -> BuiltQuery:
-        parsed = parse_name(metric.name)
+    def _parsed(self, name: str) -> ParsedName:
+        parsed = parse_name(name)
         if parsed is None or parsed.resource is None:
-            raise BadRequestError(f"{metric.name!r} is not a kubernetes.io system metric name")
-        if self.namespaced and request.namespace is None:
-            raise BadRequestError(f"metric {metric.name} is namespaced: the request names none")
-        if self._cm:
-            return self._cloud_monitoring(parsed, request, scope)
-        return self._promql(parsed, request, scope)
+            raise BadRequestError(f"{name!r} is not a kubernetes.io system metric name")
+        return parsed
 
     def _cloud_monitoring(
         self, parsed: ParsedName, request: MetricRequest, scope: Scope
@@ -457,48 +538,44 @@ class SystemFamilyRule(_FamilyRule):
             full_names=mf.EXTERNAL_FULL_NAMES,
         )
         project = sel.project or opts.project
-        fixed: dict[str, str] = {"resource.labels.project_id": project}
-        if opts.location:
-            fixed["resource.labels.location"] = opts.location
-        if scope.cluster:
-            fixed["resource.labels.cluster_name"] = scope.cluster
-        if self.namespaced and request.namespace is not None:
-            fixed["resource.labels.namespace_name"] = request.namespace
-        _check_scope(request.metric_selector, fixed)
-        scope_clauses = [mf.equals(k, v) for k, v in fixed.items()]
+        scope_clauses = self._monitoring_scope(
+            request.metric_selector,
+            project,
+            scope,
+            request.namespace if self.namespaced else None,
+            cluster_label="cluster_name",
+            namespace_label="namespace_name",
+        )
         clauses = [
             mf.equals("metric.type", parsed.metric_type),
             mf.equals("resource.type", _SYSTEM_RESOURCES[parsed.resource]),
             *scope_clauses,
             *sel.clauses,
         ]
-        spec = {
+        query = self._time_series_request(
+            parsed,
+            project,
+            sel,
             # The name does not say gauge or counter: the backend reads the metric descriptor.
-            "aligner": None,
-            "alignmentPeriod": opts.alignment_period,
-            "combine": "series",
-            "filters": [mf.join(clauses)],
-            "metricType": parsed.metric_type,
-            "project": project,
-            "reducer": sel.reducer,
-            "window": opts.window,
-        }
+            aligner=None,
+            alignment_period=opts.alignment_period,
+            combine="series",
+            filters=[mf.join(clauses)],
+        )
         injected = list(scope_clauses)
         if not self.namespaced:
             injected.append("cluster-scoped: no namespace filter (node metrics)")
-        return BuiltQuery(query=_spec_text(spec), injected=tuple(injected))
+        return BuiltQuery(query=query, injected=tuple(injected))
 
     def _promql(self, parsed: ParsedName, request: MetricRequest, scope: Scope) -> BuiltQuery:
         assert parsed.resource is not None
         reqs = _promql_selector(request.metric_selector, {}, allow_resource=True)
         # GKE system metrics carry cluster_name, not the scrape target's cluster label.
         system_scope = Scope(cluster=scope.cluster, cluster_label="cluster_name")
-        fixed: dict[str, str] = {}
-        if scope.cluster:
-            fixed["cluster_name"] = scope.cluster
-        if self.namespaced and request.namespace is not None:
-            fixed["namespace_name"] = request.namespace
-        _check_scope(reqs, fixed)
+        namespace = request.namespace if self.namespaced else None
+        _check_scope(
+            reqs, _scope_labels(scope.cluster, "cluster_name", namespace, "namespace_name")
+        )
         resource = _SYSTEM_RESOURCES[parsed.resource]
         query = f"{parsed.series}{{{promql.render_matcher(Matcher('monitored_resource', '=', resource))}}}"
         return finish(

@@ -16,100 +16,37 @@ def _res(path: str, verb: str, group: str, version: str, **kw: str) -> Attribute
     )
 
 
-CASES: list[tuple[str, str, str, Attributes]] = [
-    (
-        "GET",
-        f"/apis/{CM}/v1beta2/namespaces/ns/pods/*/m",
-        "",
-        _res(f"/apis/{CM}/v1beta2/namespaces/ns/pods/*/m", "get", CM, "v1beta2",
-             namespace="ns", resource="pods", name="*", subresource="m"),
-    ),
-    (
-        "GET",
-        f"/apis/{CM}/v1beta1/namespaces/ns/deployments.apps/web/m",
-        "",
-        _res(f"/apis/{CM}/v1beta1/namespaces/ns/deployments.apps/web/m", "get", CM, "v1beta1",
-             namespace="ns", resource="deployments.apps", name="web", subresource="m"),
-    ),
-    (
-        "GET",
-        f"/apis/{CM}/v1beta2/namespaces/ns/metrics/m",
-        "",
-        _res(f"/apis/{CM}/v1beta2/namespaces/ns/metrics/m", "get", CM, "v1beta2",
-             namespace="ns", resource="metrics", name="m"),
-    ),
-    (
-        "GET",
-        f"/apis/{CM}/v1beta2/nodes/*/m",
-        "",
-        _res(f"/apis/{CM}/v1beta2/nodes/*/m", "get", CM, "v1beta2",
-             resource="nodes", name="*", subresource="m"),
-    ),
-    (
-        "GET",
-        f"/apis/{EM}/v1beta1/namespaces/ns/prometheus.googleapis.com|jetstream_x|gauge",
-        "labelSelector=a%3Db",
-        _res(f"/apis/{EM}/v1beta1/namespaces/ns/prometheus.googleapis.com|jetstream_x|gauge",
-             "list", EM, "v1beta1", namespace="ns",
-             resource="prometheus.googleapis.com|jetstream_x|gauge"),
-    ),
-    (
-        "GET",
-        f"/apis/{EM}/v1beta1/namespaces/ns/m",
-        "watch=true",
-        _res(f"/apis/{EM}/v1beta1/namespaces/ns/m", "watch", EM, "v1beta1",
-             namespace="ns", resource="m"),
-    ),
-    (
-        "GET",
-        f"/apis/{EM}/v1beta1/namespaces/ns/m",
-        "watch=false",
-        _res(f"/apis/{EM}/v1beta1/namespaces/ns/m", "list", EM, "v1beta1",
-             namespace="ns", resource="m"),
-    ),
-    (
-        "GET",
-        f"/apis/{CM}/v1beta2/namespaces/ns",
-        "",
-        _res(f"/apis/{CM}/v1beta2/namespaces/ns", "get", CM, "v1beta2",
-             namespace="ns", resource="namespaces", name="ns"),
-    ),
-    (
-        "GET",
-        f"/apis/{CM}/v1beta2/namespaces/ns/status",
-        "",
-        _res(f"/apis/{CM}/v1beta2/namespaces/ns/status", "get", CM, "v1beta2",
-             namespace="ns", resource="namespaces", name="ns", subresource="status"),
-    ),
-    (
-        "POST",
-        f"/apis/{EM}/v1beta1/namespaces/ns/m",
-        "",
-        _res(f"/apis/{EM}/v1beta1/namespaces/ns/m", "create", EM, "v1beta1",
-             namespace="ns", resource="m"),
-    ),
-    (
-        "DELETE",
-        f"/apis/{EM}/v1beta1/namespaces/ns/m",
-        "",
-        _res(f"/apis/{EM}/v1beta1/namespaces/ns/m", "deletecollection", EM, "v1beta1",
-             namespace="ns", resource="m"),
-    ),
-    (
-        "GET",
-        "/api/v1/namespaces/ns/pods/p",
-        "",
-        _res("/api/v1/namespaces/ns/pods/p", "get", "", "v1",
-             namespace="ns", resource="pods", name="p"),
-    ),
-    (
-        "GET",
-        f"/apis/{CM}/v1beta2/watch/namespaces/ns/pods",
-        "",
-        _res(f"/apis/{CM}/v1beta2/watch/namespaces/ns/pods", "watch", CM, "v1beta2",
-             namespace="ns", resource="pods"),
-    ),
+# (method, path, query, then the answer: verb, API group, version and the fields it names)
+CASES: list[tuple[str, str, str, str, str, str, dict[str, str]]] = [
+    ("GET", f"/apis/{CM}/v1beta2/namespaces/ns/pods/*/m", "", "get", CM, "v1beta2",
+     {"namespace": "ns", "resource": "pods", "name": "*", "subresource": "m"}),
+    ("GET", f"/apis/{CM}/v1beta1/namespaces/ns/deployments.apps/web/m", "", "get", CM, "v1beta1",
+     {"namespace": "ns", "resource": "deployments.apps", "name": "web", "subresource": "m"}),
+    ("GET", f"/apis/{CM}/v1beta2/namespaces/ns/metrics/m", "", "get", CM, "v1beta2",
+     {"namespace": "ns", "resource": "metrics", "name": "m"}),
+    ("GET", f"/apis/{CM}/v1beta2/nodes/*/m", "", "get", CM, "v1beta2",
+     {"resource": "nodes", "name": "*", "subresource": "m"}),
+    ("GET", f"/apis/{EM}/v1beta1/namespaces/ns/prometheus.googleapis.com|jetstream_x|gauge",
+     "labelSelector=a%3Db", "list", EM, "v1beta1",
+     {"namespace": "ns", "resource": "prometheus.googleapis.com|jetstream_x|gauge"}),
+    ("GET", f"/apis/{CM}/v1beta2/namespaces/ns", "", "get", CM, "v1beta2",
+     {"namespace": "ns", "resource": "namespaces", "name": "ns"}),
+    ("GET", f"/apis/{CM}/v1beta2/namespaces/ns/status", "", "get", CM, "v1beta2",
+     {"namespace": "ns", "resource": "namespaces", "name": "ns", "subresource": "status"}),
+    ("GET", "/api/v1/namespaces/ns/pods/p", "", "get", "", "v1",
+     {"namespace": "ns", "resource": "pods", "name": "p"}),
+    ("GET", f"/apis/{CM}/v1beta2/watch/namespaces/ns/pods", "", "watch", CM, "v1beta2",
+     {"namespace": "ns", "resource": "pods"}),
 ]  # fmt: skip
+
+# One external metric (a collection: no object name), by method and query: the verb changes.
+COLLECTION = f"/apis/{EM}/v1beta1/namespaces/ns/m"
+COLLECTION_VERBS = [
+    ("GET", "watch=true", "watch"),
+    ("GET", "watch=false", "list"),
+    ("POST", "", "create"),
+    ("DELETE", "", "deletecollection"),
+]
 
 NON_RESOURCE = [
     ("GET", "/apis"),
@@ -128,9 +65,18 @@ NON_RESOURCE = [
 ]
 
 
-@pytest.mark.parametrize(("method", "path", "query", "expected"), CASES)
-def test_resource_requests(method: str, path: str, query: str, expected: Attributes) -> None:
+@pytest.mark.parametrize(("method", "path", "query", "verb", "group", "version", "fields"), CASES)
+def test_resource_requests(
+    method: str, path: str, query: str, verb: str, group: str, version: str, fields: dict[str, str]
+) -> None:
+    expected = _res(path, verb, group, version, **fields)
     assert request_attributes(method, path, query.encode()) == expected
+
+
+@pytest.mark.parametrize(("method", "query", "verb"), COLLECTION_VERBS)
+def test_collection_verbs(method: str, query: str, verb: str) -> None:
+    expected = _res(COLLECTION, verb, EM, "v1beta1", namespace="ns", resource="m")
+    assert request_attributes(method, COLLECTION, query.encode()) == expected
 
 
 @pytest.mark.parametrize(("method", "path"), NON_RESOURCE)

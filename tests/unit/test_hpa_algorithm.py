@@ -14,11 +14,11 @@ import pytest
 
 from adapter.domain.errors import BadRequestError
 from adapter.hpa.algorithm import (
-    Decision,
     History,
     HpaSpec,
     PodInfo,
     Reading,
+    ScaleDecision,
     ScaleEvent,
     decide,
     parse_hpa,
@@ -234,7 +234,7 @@ def test_metric_proposal(case: Case) -> None:
 
 def _decide(
     metrics: list[dict[str, Any]], readings: list[Reading], current: int, **kw: Any
-) -> Decision:
+) -> ScaleDecision:
     spec_kw = {k: kw.pop(k) for k in ("lo", "hi", "behavior") if k in kw}
     return decide(
         _hpa(metrics, **spec_kw),

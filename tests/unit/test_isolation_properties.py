@@ -234,11 +234,10 @@ _SETTINGS = settings(
 )
 
 
-@_SETTINGS
-@given(world=worlds(), data=st.data(), query=evaluable_queries(), reqs=requirements())
-def test_native_rules_never_leak_across_namespaces_or_clusters(
+def check_native_rule(
     world: World, data: st.DataObject, query: str, reqs: tuple[Requirement, ...]
 ) -> None:
+    """A native rule serving ``query`` answers only for the origin drawn from ``world``."""
     origin = data.draw(st.sampled_from(world.origins))
     rule = native_rule(query)
     built = build(rule, rule.static_metrics()[0], origin, reqs)
@@ -246,6 +245,14 @@ def test_native_rules_never_leak_across_namespaces_or_clusters(
         return
     check_structure(query, built, origin)
     assert_isolated(world, origin, built)
+
+
+@_SETTINGS
+@given(world=worlds(), data=st.data(), query=evaluable_queries(), reqs=requirements())
+def test_native_rules_never_leak_across_namespaces_or_clusters(
+    world: World, data: st.DataObject, query: str, reqs: tuple[Requirement, ...]
+) -> None:
+    check_native_rule(world, data, query, reqs)
 
 
 @_SETTINGS
@@ -253,13 +260,7 @@ def test_native_rules_never_leak_across_namespaces_or_clusters(
 def test_functions_and_ranges_select_only_the_requested_origin(
     world: World, data: st.DataObject, query: str, reqs: tuple[Requirement, ...]
 ) -> None:
-    origin = data.draw(st.sampled_from(world.origins))
-    rule = native_rule(query)
-    built = build(rule, rule.static_metrics()[0], origin, reqs)
-    if built is None:
-        return
-    check_structure(query, built, origin)
-    assert_isolated(world, origin, built)
+    check_native_rule(world, data, query, reqs)
 
 
 @_SETTINGS
