@@ -96,6 +96,9 @@ def metric_request_path(spec: MetricSpec, *, namespace: str, pod_selector: str) 
     if spec.kind == "External":
         path = f"/apis/external.metrics.k8s.io/v1beta1/namespaces/{namespace}/{spec.name}"
         return path + (f"?labelSelector={quote(metric_selector)}" if metric_selector else "")
+    if spec.kind in {"Resource", "ContainerResource"}:
+        # What the controller asks the resource metrics API (not served here) for these.
+        return f"/apis/metrics.k8s.io/v1beta1/namespaces/{namespace}/pods?labelSelector={quote(pod_selector)}"
     base = "/apis/custom.metrics.k8s.io/v1beta2"
     query = f"?metricLabelSelector={quote(metric_selector)}" if metric_selector else ""
     if spec.kind == "Pods":
