@@ -184,7 +184,7 @@ def _checked_scope(matchers: Sequence[Matcher]) -> list[Matcher]:
     return scope
 
 
-def _additions(span: Span, scope: list[Matcher]) -> list[Matcher]:
+def _additions(span: Span, scope: list[Matcher], source: str) -> list[Matcher]:
     added: list[Matcher] = []
     for m in scope:
         if m in span.matchers:
@@ -194,15 +194,18 @@ def _additions(span: Span, scope: list[Matcher]) -> list[Matcher]:
                 if existing.label == m.label and existing.op == "=":
                     raise QueryError(
                         f"selector {span.name or '{...}'} has {m.label}="
-                        f"{escape_string(existing.value)}, which contradicts the injected scope"
+                        f"{escape_string(existing.value)}, which contradicts {source}"
                         f" {m.label}={escape_string(m.value)}"
                     )
         added.append(m)
     return added
 
 
-def inject(query: str, matchers: Sequence[Matcher]) -> str:
+def inject(query: str, matchers: Sequence[Matcher], *, source: str = "the injected scope") -> str:
     """``query`` with every vector selector carrying all of ``matchers``; nothing else changes.
+
+    ``source`` names where the matchers come from in a contradiction's message (the scope, or
+    the client's metric selector).
 
     A selector that already has an identical matcher does not get it twice. An injected ``=``
     matcher on a label the selector already constrains with ``=`` to another value raises
@@ -217,7 +220,7 @@ def inject(query: str, matchers: Sequence[Matcher]) -> str:
     expected: list[SelectorInfo] = []
     inserts: list[tuple[int, str]] = []
     for span in spans:
-        added = _additions(span, scope)
+        added = _additions(span, scope, source)
         expected.append(SelectorInfo(span.name, span.matchers + tuple(added)))
         if not added:
             continue

@@ -73,7 +73,7 @@ def finish(
     scoped = promql.inject(query, list(scope)) if scope else query
     if selector:
         try:
-            scoped = promql.inject(scoped, list(selector))
+            scoped = promql.inject(scoped, list(selector), source="the metric selector")
         except QueryError as exc:
             raise BadRequestError(f"metric selector cannot be applied: {exc.message}") from exc
     return BuiltQuery(

@@ -261,3 +261,16 @@ def test_describe_names_query_label_and_example() -> None:
     assert "query sum(x)" in text
     assert "namespace label: cluster-scoped" in text
     assert 'sum(x{cluster="CLUSTER"})' in text
+
+
+def test_a_metric_selector_contradicting_the_scope_names_each_side_rightly() -> None:
+    # The query carries the request's namespace; the client's selector asks for another one.
+    rule = load_rules_text(_one(BASE), presets=False).rules[0]
+    request = MetricRequest(
+        namespace="ns", metric_selector=(Requirement("namespace", "=", ("other",)),)
+    )
+    with pytest.raises(BadRequestError) as info:
+        rule.build_query(rule.static_metrics()[0], request, Scope())
+    assert 'has namespace="ns", which contradicts the metric selector namespace="other"' in (
+        info.value.message
+    )
