@@ -18,6 +18,7 @@ from starlette.responses import Response
 
 from adapter.api.deps import context, json_response
 from adapter.api.status import status_body
+from adapter.app.context import WatchedObjects
 from adapter.core.provider import Trace
 from adapter.core.request import parse_path_string
 from adapter.core.selectors import selector_to_string
@@ -102,20 +103,18 @@ def trace_document(trace: Trace, *, now: float, cache_ttl: float) -> dict[str, A
     return doc
 
 
-def _object_cache_status(objects: object) -> Any:
+def _object_cache_status(objects: WatchedObjects | None) -> Any:
     """The Kubernetes object cache per resource (``ready``, ``objects``, ``age`` in seconds since
     the last event or list, last watch ``error``), so an API outage shows how old the object list
     being served is; ``None`` standalone (no cache)."""
-    status = getattr(objects, "status", None)
-    return _jsonable(status()) if callable(status) else None
+    return _jsonable(dict(objects.status())) if objects is not None else None
 
 
 @router.get("/debug/metrics")
 async def debug_metrics(request: Request) -> Response:
     ctx = context(request)
     snap = ctx.registry.snapshot
-    watcher = getattr(request.app.state, "rules_watcher", None)
-    reload_status = watcher.status if watcher is not None else None
+    reload_status = ctx.rules_watcher.status if ctx.rules_watcher is not None else None
     metrics = [served_metric_info(m) for m in snap.custom.values()]
     metrics += [served_metric_info(m) for m in snap.external.values()]
     return json_response(
@@ -133,9 +132,9 @@ async def debug_metrics(request: Request) -> Response:
             "staleIfErrorSeconds": ctx.provider.stale_if_error,
             "lastDiscovery": format_timestamp(snap.refreshed_at) if snap.refreshed_at else None,
             "discoveryErrors": dict(snap.errors),
-            "cluster": ctx.settings.cluster,
-            "standalone": ctx.settings.standalone,
-            "objectCache": _object_cache_status(ctx.provider.objects),
+            "cluster": ctx.settings.scope.cluster,
+            "standalone": ctx.settings.serving.standalone,
+            "objectCache": _object_cache_status(ctx.object_source),
             "metrics": sorted(metrics, key=lambda m: (m["kind"], m["resource"] or "", m["name"])),
             # Name families (Stackdriver-style names) are served by pattern, never listed.
             "familyRules": family_rules(ctx.rules.rules),
@@ -170,7 +169,7 @@ async def debug_query(request: Request) -> Response:
             "labelSelector": selector_to_string(parsed.label_selector),
             "metricSelector": selector_to_string(parsed.metric_selector),
         },
-        **trace_document(trace, now=now, cache_ttl=ctx.settings.cache_ttl),
+        **trace_document(trace, now=now, cache_ttl=ctx.settings.cache.ttl),
         "answer": answer,
         "error": error,
     }

@@ -1,21 +1,33 @@
-"""Shared helpers for routes: the app context and JSON responses."""
+"""Shared helpers for routes: the application and its context, and JSON responses."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import Response
 
 from adapter.app.context import AppContext
 
-__all__ = ["context", "json_response"]
+__all__ = ["AdapterApp", "context", "json_response"]
+
+
+class AdapterApp(FastAPI):
+    """The FastAPI application serving one :class:`AppContext` (``adapter.serving.asgi``)."""
+
+    def __init__(self, ctx: AppContext, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.ctx = ctx
 
 
 def context(request: Request) -> AppContext:
-    ctx: AppContext = request.app.state.ctx
-    return ctx
+    """The context of the application serving ``request``: what every route reads."""
+    app = request.app
+    if not isinstance(app, AdapterApp):
+        raise TypeError(f"routes of adapter.api are served by an AdapterApp, not {app!r}")
+    return app.ctx
 
 
 def json_response(

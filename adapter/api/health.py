@@ -22,7 +22,7 @@ def readiness_checks(request: Request) -> list[tuple[str, bool, str]]:
     """``(name, ok, detail)`` for each readiness condition."""
     ctx = context(request)
     rules_detail = f"{len(ctx.rules.rules)} rules loaded ({ctx.rules.format})"
-    watcher = getattr(request.app.state, "rules_watcher", None)
+    watcher = ctx.rules_watcher
     if watcher is not None and watcher.status.error is not None:
         # Still ready: the last good rules keep serving.
         rules_detail = f"serving the last good rules; reload failed: {watcher.status.error}"

@@ -1,6 +1,6 @@
 """``GET /debug/hpa/{namespace}/{name}``: what that HPA would decide from the adapter's values.
 
-Reads the HPA, its scale target and pods through the Kubernetes client of the object cache,
+Reads the HPA, its scale target and pods through the context's HPA reader (the Kubernetes client),
 fetches every metric through :meth:`MetricsProvider.answer` (the path the API serves) and runs
 the controller's calculation (:mod:`adapter.hpa.algorithm`). Standalone there is no Kubernetes: 400.
 Query parameters ``tolerance`` (default 0.1) and ``downscaleStabilization`` (seconds, default
@@ -8,8 +8,6 @@ Query parameters ``tolerance`` (default 0.1) and ``downscaleStabilization`` (sec
 """
 
 from __future__ import annotations
-
-from typing import cast
 
 from fastapi import APIRouter
 from starlette.requests import Request
@@ -28,14 +26,13 @@ router = APIRouter()
 def hpa_reader(request: Request) -> HpaReader:
     """The Kubernetes reader behind the app, or BadRequestError when there is none."""
     ctx = context(request)
-    objects = ctx.provider.objects
-    client = getattr(objects, "client", None)
-    if ctx.settings.standalone or client is None:
+    reader = ctx.hpa_reader
+    if ctx.settings.serving.standalone or reader is None:
         raise BadRequestError(
             "explaining an HPA needs the Kubernetes API: this adapter runs standalone; run it in"
             " a cluster or use `llm-metrics-adapter explain NAMESPACE/HPA --kubeconfig ...`"
         )
-    return cast(HpaReader, client)
+    return reader
 
 
 def _float_param(request: Request, name: str, default: float) -> float:

@@ -68,7 +68,7 @@ async def debug_series(request: Request) -> Response:
     return json_response(
         {
             "now": round(time.time(), 3),
-            "standalone": ctx.settings.standalone,
+            "standalone": ctx.settings.serving.standalone,
             "series": recorder.document(namespace),
             "errors": errors,
         }

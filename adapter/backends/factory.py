@@ -25,7 +25,7 @@ from adapter.backends.google_auth import (
 )
 from adapter.backends.prometheus import PrometheusBackend, PrometheusSettings
 from adapter.domain.errors import ConfigError
-from adapter.settings import Settings
+from adapter.settings import BackendSettings, Settings
 
 __all__ = [
     "GMP_BACKEND_NAME",
@@ -37,31 +37,31 @@ __all__ = [
 
 GMP_BACKEND_NAME = "gmp"
 
-_DEFAULT_PROMETHEUS_URL = Settings().prometheus_url
+_DEFAULT_PROMETHEUS_URL = BackendSettings().prometheus_url
 
 
 def check_backend_settings(settings: Settings) -> None:
     """Raise :class:`ConfigError` for contradictory backend settings (no I/O)."""
-    method = settings.prometheus_method.upper()
+    method = settings.backend.prometheus_method.upper()
     if method not in {"GET", "POST"}:
         raise ConfigError(
-            f"--prometheus-method must be GET or POST, not {settings.prometheus_method!r}"
+            f"--prometheus-method must be GET or POST, not {settings.backend.prometheus_method!r}"
         )
-    if not settings.gmp_project:
-        if settings.gmp_credentials_file:
+    if not settings.gmp.project:
+        if settings.gmp.credentials_file:
             raise ConfigError("--gmp-credentials-file needs --gmp-project")
         return
-    if settings.prometheus_url.rstrip("/") != _DEFAULT_PROMETHEUS_URL:
+    if settings.backend.prometheus_url.rstrip("/") != _DEFAULT_PROMETHEUS_URL:
         raise ConfigError(
             "give either --gmp-project (query GMP directly) or --prometheus-url (any "
             "Prometheus, or the GMP frontend), not both"
         )
-    if settings.prometheus_bearer_token_file:
+    if settings.backend.prometheus_bearer_token_file:
         raise ConfigError(
             "--prometheus-bearer-token-file does not apply with --gmp-project: GMP is "
             "queried with Google credentials"
         )
-    gmp_query_url(settings.gmp_project, base_url=settings.gmp_base_url)
+    gmp_query_url(settings.gmp.project, base_url=settings.gmp.base_url)
 
 
 def build_gmp_auth(settings: Settings) -> GoogleAuth:
@@ -71,14 +71,14 @@ def build_gmp_auth(settings: Settings) -> GoogleAuth:
     first query, in a worker thread, so building never blocks on the metadata server.
     """
     loader = (
-        file_loader(settings.gmp_credentials_file)
-        if settings.gmp_credentials_file
+        file_loader(settings.gmp.credentials_file)
+        if settings.gmp.credentials_file
         else adc_loader()
     )
     return GoogleAuth(
         loader,
-        refresh_margin=settings.gmp_token_refresh_margin,
-        request=HttpxTokenRequest(timeout=settings.query_timeout),
+        refresh_margin=settings.gmp.token_refresh_margin,
+        request=HttpxTokenRequest(timeout=settings.backend.query_timeout),
         backend=GMP_BACKEND_NAME,
     )
 
@@ -92,22 +92,22 @@ def build_backend(
     """
     check_backend_settings(settings)
     method: Literal["GET", "POST"] = (
-        "POST" if settings.prometheus_method.upper() == "POST" else "GET"
+        "POST" if settings.backend.prometheus_method.upper() == "POST" else "GET"
     )
     plain = PrometheusSettings(
-        url=settings.prometheus_url,
-        bearer_token_file=settings.prometheus_bearer_token_file,
-        ca_file=settings.prometheus_ca_file,
-        insecure_skip_verify=settings.prometheus_insecure_skip_verify,
-        headers=dict(settings.prometheus_headers),
+        url=settings.backend.prometheus_url,
+        bearer_token_file=settings.backend.prometheus_bearer_token_file,
+        ca_file=settings.backend.prometheus_ca_file,
+        insecure_skip_verify=settings.backend.prometheus_insecure_skip_verify,
+        headers=dict(settings.backend.prometheus_headers),
         method=method,
-        timeout=settings.query_timeout,
+        timeout=settings.backend.query_timeout,
     )
-    if settings.gmp_project:
+    if settings.gmp.project:
         # GMP directly: Google credentials instead of a token file, the project's query URL.
         gmp = replace(
             plain,
-            url=gmp_query_url(settings.gmp_project, base_url=settings.gmp_base_url),
+            url=gmp_query_url(settings.gmp.project, base_url=settings.gmp.base_url),
             bearer_token_file=None,
             name=GMP_BACKEND_NAME,
         )
@@ -124,7 +124,7 @@ def build_cloud_monitoring_backend(settings: Settings) -> Backend:
 
     from adapter.backends.cloud_monitoring import CloudMonitoringBackend
 
-    project = settings.cloud_monitoring_project or settings.gmp_project
+    project = settings.cloud_monitoring.project or settings.gmp.project
     if not project:
         raise ConfigError("Cloud Monitoring needs --cloud-monitoring-project or --gmp-project")
     try:

@@ -344,7 +344,9 @@ def load_configured_rules(settings: Settings) -> RuleSet:
     a reload compiles exactly what start-up did. Raises ``ConfigError`` when nothing would be
     served."""
     rules = load_rules(
-        settings.config, presets=settings.presets, stackdriver=options_from_settings(settings)
+        settings.rules.config,
+        presets=settings.rules.presets,
+        stackdriver=options_from_settings(settings),
     )
     if not rules.rules:
         raise ConfigError("no rules to serve: give --config or leave the presets on")

@@ -655,14 +655,14 @@ def options_from_settings(settings: Settings) -> StackdriverOptions | None:
     The project is ``cloud_monitoring_project``, else ``gmp_project``. Raises
     :class:`ConfigError` (see :func:`resolve_mode`).
     """
-    project = settings.cloud_monitoring_project or settings.gmp_project
-    mode = resolve_mode(settings.stackdriver_names, project)
+    project = settings.cloud_monitoring.project or settings.gmp.project
+    mode = resolve_mode(settings.cloud_monitoring.stackdriver_names, project)
     if mode == "off":
         return None
     return StackdriverOptions(
         mode=mode,
         project=project,
-        location=settings.cloud_monitoring_location,
-        window=settings.stackdriver_window,
-        alignment_period=settings.cloud_monitoring_alignment_period,
+        location=settings.cloud_monitoring.location,
+        window=settings.cloud_monitoring.stackdriver_window,
+        alignment_period=settings.cloud_monitoring.alignment_period,
     )

@@ -1,7 +1,9 @@
-"""``create_app``: the FastAPI application and its lifespan.
+"""``create_app``: the FastAPI application of one :class:`~adapter.app.context.AppContext`.
 
-The lifespan owns the background tasks (discovery refresh, backend readiness probe) and closes
-the backend on shutdown. Routes see only :class:`adapter.app.context.AppContext` on ``app.state``.
+Its lifespan starts the background tasks (discovery refresh, backend readiness probe, cache
+refresher, rules reload) as tasks of the context, and closes the context on shutdown: that stops
+them and closes everything the context owns. Routes reach the context through
+:func:`adapter.api.deps.context`.
 """
 
 from __future__ import annotations
@@ -9,8 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from fastapi import FastAPI
 from starlette.middleware import Middleware
@@ -21,85 +22,16 @@ from adapter.api import debug, discovery, health, openapi, values
 from adapter.api import hpa as hpa_api
 from adapter.api import ui as ui_api
 from adapter.api.access_log import AccessLog, UserProbe
+from adapter.api.deps import AdapterApp
 from adapter.api.status import install_error_handlers
-from adapter.app.context import AppContext
-from adapter.backends.base import Backend
-from adapter.core.cache import SingleFlightCache
-from adapter.core.provider import MetricsProvider, ObjectSource
-from adapter.core.registry import MetricRegistry
-from adapter.core.resilience import BreakerPolicy
+from adapter.app.context import AppContext, build_context
 from adapter.domain.errors import BackendError
-from adapter.domain.models import QueryResult
 from adapter.observability.telemetry import Telemetry
-from adapter.rules.base import Scope as RuleScope
-from adapter.rules.loader import RuleSet
 from adapter.serving.reload import RulesWatcher
-from adapter.settings import Settings
 
 __all__ = ["build_context", "create_app"]
 
 log = logging.getLogger(__name__)
-
-
-def build_context(
-    settings: Settings,
-    *,
-    backend: Backend,
-    rules: RuleSet,
-    objects: ObjectSource | None = None,
-    backends: Mapping[str, Backend] | None = None,
-) -> AppContext:
-    """Wire registry, cache and provider. No I/O: also used by the ``query`` command.
-
-    ``backends``: extra backends by rule backend name (``cloud-monitoring``). When ``None`` and
-    a rule needs Cloud Monitoring, that backend is built from ``settings`` (no I/O either).
-    """
-    if backends is None and any(r.backend == "cloud-monitoring" for r in rules.rules):
-        from adapter.backends.factory import build_cloud_monitoring_backend
-
-        backends = {"cloud-monitoring": build_cloud_monitoring_backend(settings)}
-    telemetry = Telemetry()
-    scope = RuleScope(cluster=settings.cluster, cluster_label=settings.cluster_label)
-    registry = MetricRegistry(
-        rules.rules,
-        backend,
-        scope=scope,
-        interval=settings.discovery_interval,
-        timeout=settings.query_timeout,
-        telemetry=telemetry,
-    )
-    cache: SingleFlightCache[tuple[str, str], QueryResult] = SingleFlightCache(
-        ttl=settings.cache_ttl,
-        stale_ttl=settings.stale_if_error,
-        keep_warm=settings.cache_keep_warm,
-    )
-    provider = MetricsProvider(
-        registry=registry,
-        backend=backend,
-        cache=cache,
-        backends=backends,
-        scope=scope,
-        objects=objects,
-        query_timeout=settings.query_timeout,
-        max_sample_age=settings.max_sample_age,
-        telemetry=telemetry,
-        stale_if_error=settings.stale_if_error,
-        breaker_policy=BreakerPolicy(
-            failure_threshold=settings.circuit_failures,
-            cooldown=settings.circuit_cooldown,
-            max_cooldown=settings.circuit_max_cooldown,
-        ),
-    )
-    ctx = AppContext(
-        settings=settings,
-        rules=rules,
-        backend=backend,
-        registry=registry,
-        provider=provider,
-        telemetry=telemetry,
-    )
-    provider.observers.append(ctx.history.record)
-    return ctx
 
 
 async def _probe_backend(ctx: AppContext) -> None:
@@ -107,7 +39,7 @@ async def _probe_backend(ctx: AppContext) -> None:
     delay = 0.2
     while not ctx.backend_ready:
         try:
-            await ctx.backend.ping(timeout=ctx.settings.query_timeout)
+            await ctx.backend.ping(timeout=ctx.settings.backend.query_timeout)
         except BackendError as exc:
             ctx.backend_error = exc.message
             await asyncio.sleep(delay)
@@ -143,6 +75,16 @@ def _instrument(telemetry: Telemetry) -> Callable[[Scope, int, float], None]:
     return record
 
 
+def _start_background(ctx: AppContext) -> None:
+    """Discovery, the readiness probe, the cache refresher and the rules watcher, as tasks of
+    ``ctx`` (they run until it closes)."""
+    ctx.start_task(ctx.registry.run(), name="discovery")
+    ctx.start_task(_probe_backend(ctx), name="backend-probe")
+    ctx.start_task(ctx.provider.cache.run_refresher(), name="cache-refresh")
+    if ctx.rules_watcher is not None:
+        ctx.start_task(ctx.rules_watcher.run(), name="rules-reload")
+
+
 def create_app(
     ctx: AppContext,
     *,
@@ -150,45 +92,30 @@ def create_app(
     middleware: Sequence[Middleware] = (),
 ) -> FastAPI:
     """The ASGI app. ``background=False`` skips discovery and readiness tasks (tests drive them).
+    The app's shutdown (its lifespan) closes ``ctx``.
 
     ``middleware`` (authentication and authorization, in serving mode) runs inside the
     instrumentation and the access log, so rejected requests are counted and logged too.
 
-    With a rules file (``settings.config``) and ``settings.rules_reload_interval > 0``, a
-    :class:`adapter.serving.reload.RulesWatcher` is on ``app.state.rules_watcher`` (``None`` otherwise);
-    its polling task runs with the other background tasks.
+    With a rules file (``settings.rules.config``) and ``settings.rules.reload_interval > 0``,
+    ``ctx.rules_watcher`` is a :class:`adapter.serving.reload.RulesWatcher` (kept if the context
+    has one already); its polling task runs with the other background tasks.
     """
-    watcher = (
-        RulesWatcher(ctx, interval=ctx.settings.rules_reload_interval)
-        if ctx.settings.config and ctx.settings.rules_reload_interval > 0
-        else None
-    )
+    rules = ctx.settings.rules
+    if ctx.rules_watcher is None and rules.config and rules.reload_interval > 0:
+        ctx.rules_watcher = RulesWatcher(ctx, interval=rules.reload_interval)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        tasks: list[asyncio.Task[Any]] = []
         if background:
-            tasks.append(asyncio.create_task(ctx.registry.run(), name="discovery"))
-            tasks.append(asyncio.create_task(_probe_backend(ctx), name="backend-probe"))
-            tasks.append(
-                asyncio.create_task(ctx.provider.cache.run_refresher(), name="cache-refresh")
-            )
-            if watcher is not None:
-                tasks.append(asyncio.create_task(watcher.run(), name="rules-reload"))
+            _start_background(ctx)
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            await ctx.backend.aclose()
-            for extra in ctx.provider.backends.values():
-                if extra is not ctx.backend:
-                    await extra.aclose()
+            await ctx.aclose()
 
-    app = FastAPI(
+    app = AdapterApp(
+        ctx,
         title="llm-metrics-adapter",
         version=__version__,
         docs_url=None,
@@ -200,8 +127,6 @@ def create_app(
         redirect_slashes=False,
         lifespan=lifespan,
     )
-    app.state.ctx = ctx
-    app.state.rules_watcher = watcher
     install_error_handlers(app)
     for module in (health, openapi, debug, discovery, values):
         app.include_router(module.router)

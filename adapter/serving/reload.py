@@ -91,12 +91,11 @@ class ReloadStatus:
     """When rules were last applied (the initial load counts)."""
     error: str | None = None
     """Why the current file is not served; ``None`` when the serving rules are the file's."""
-    error_at: float | None = None
     last_diff: RulesDiff | None = None
 
 
 class RulesWatcher:
-    """Watches ``ctx.settings.config`` and applies valid changes to ``ctx``.
+    """Watches ``ctx.settings.rules.config`` and applies valid changes to ``ctx``.
 
     ``interval`` in seconds. ``loader(settings)`` compiles the rules from the settings exactly
     as start-up did (default :func:`load_configured_rules`); it raises ``AdapterError`` for a bad
@@ -110,10 +109,10 @@ class RulesWatcher:
         interval: float = 2.0,
         loader: Callable[[Settings], RuleSet] | None = None,
     ) -> None:
-        if not ctx.settings.config:
+        if not ctx.settings.rules.config:
             raise ValueError("no rules file to watch")
         self.ctx = ctx
-        self.path = Path(ctx.settings.config)
+        self.path = Path(ctx.settings.rules.config)
         self.interval = interval
         self._loader = loader or load_configured_rules
         self.status = ReloadStatus(last_reload=time.time())
@@ -143,7 +142,6 @@ class RulesWatcher:
         if message != self.status.error:  # log and count each distinct failure once
             log.warning("rules reload failed, serving the last good rules: %s", message)
             self.ctx.telemetry.rule_reloads.labels("error").inc()
-            self.status.error_at = time.time()
         self.status.error = message
 
     async def check(self) -> RulesDiff | None:
@@ -167,7 +165,7 @@ class RulesWatcher:
             self._seen_hash = digest
             if self.status.error is not None:
                 log.info("rules file %s is back to the serving rules", self.path)
-                self.status.error = self.status.error_at = None
+                self.status.error = None
             return None  # touched, not changed
         if digest == self._seen_hash:
             return None  # the same content that failed before, touched
@@ -198,7 +196,7 @@ class RulesWatcher:
         ctx.provider.cache.clear()
         now = time.time()
         self.status.last_reload, self.status.last_diff = now, diff
-        self.status.error = self.status.error_at = None
+        self.status.error = None
         ctx.telemetry.rule_reloads.labels("ok").inc()
         ctx.telemetry.rules_reload_success.set(now)
         log.info("rules reloaded from %s: %s", self.path, diff.summary())

@@ -11,6 +11,7 @@
   uvicorn itself puts nothing there.
 - :func:`build_server` / :func:`serve` run it with graceful shutdown: on SIGTERM uvicorn stops
   accepting, lets in-flight requests finish for up to ``shutdown_timeout`` seconds, then exits.
+- :func:`run_adapter` wires it all to one :class:`~adapter.app.context.AppContext`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import shutil
 import ssl
 import tempfile
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +35,7 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from adapter.api.auth import AuthMiddleware
+from adapter.app.context import build_context, start_task
 from adapter.auth.authn import Authenticator
 from adapter.auth.authz import Authorizer
 from adapter.auth.certs import der_to_pem
@@ -255,11 +257,6 @@ def build_server(
     return uvicorn.Server(config)
 
 
-def _log_failure(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("background task %s failed", task.get_name(), exc_info=task.exception())
-
-
 def bound_port(server: uvicorn.Server) -> int:
     """The TCP port a started server listens on."""
     for listener in server.servers:
@@ -270,31 +267,18 @@ def bound_port(server: uvicorn.Server) -> int:
 
 
 async def serve(
-    server: uvicorn.Server,
-    *,
-    tls: ServingTLS | None = None,
-    reload_interval: float = 5.0,
-    background: Sequence[Coroutine[Any, Any, None]] = (),
+    server: uvicorn.Server, *, tls: ServingTLS | None = None, reload_interval: float = 5.0
 ) -> None:
     """Run ``server`` until it exits (SIGTERM/SIGINT or ``server.should_exit``).
 
-    Meanwhile the serving certificate is polled every ``reload_interval`` seconds and the
-    ``background`` coroutines run; all of them are cancelled when the server stops.
+    Meanwhile the serving certificate ``tls`` (if given) is polled every ``reload_interval``
+    seconds, until the server stops.
     """
     _freeze_startup_objects()
-    tasks = [asyncio.create_task(job) for job in background]
-    for task in tasks:
-        task.add_done_callback(_log_failure)
-    if tls is not None:
-        tasks.append(asyncio.create_task(tls.watch(reload_interval), name="tls-reload"))
-    try:
+    async with contextlib.AsyncExitStack() as stack:
+        if tls is not None:
+            start_task(stack, tls.watch(reload_interval), name="tls-reload")
         await server.serve()
-    finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
 
 def _freeze_startup_objects() -> None:
@@ -332,6 +316,29 @@ async def _read_auth_config(kube: KubeClient) -> AuthConfig:
             delay = min(delay * 2, 5.0)
 
 
+def _serving_tls(settings: Settings, config: AuthConfig) -> ServingTLS:
+    """The certificate files of the settings, or a self-signed certificate; client
+    certificates are verified against the cluster's CAs."""
+    serving = settings.serving
+    if serving.tls_cert_file and serving.tls_private_key_file:
+        return ServingTLS(
+            serving.tls_cert_file, serving.tls_private_key_file, client_ca_pem=config.ca_bundle_pem
+        )
+    log.info("no --tls-cert-file given: serving a self-signed certificate")
+    return ServingTLS.generate(["localhost", "127.0.0.1"], client_ca_pem=config.ca_bundle_pem)
+
+
+def _server(settings: Settings, app: Any, *, tls: ServingTLS | None) -> uvicorn.Server:
+    return build_server(
+        app,
+        host=settings.serving.host,
+        port=settings.serving.port,
+        tls=tls,
+        shutdown_timeout=settings.serving.shutdown_timeout,
+        log_level=settings.logging.level,
+    )
+
+
 async def run_adapter(settings: Settings, *, rules: RuleSet, backend: Backend) -> None:
     """Serve until SIGTERM/SIGINT.
 
@@ -339,55 +346,45 @@ async def run_adapter(settings: Settings, *, rules: RuleSet, backend: Backend) -
     self-signed certificate), delegated authentication and authorization against the cluster,
     and the watch-backed object cache for Pods and Object metrics. Raises :class:`ConfigError`
     when the cluster configuration cannot be read at start.
+
+    Everything started here belongs to the application context: the server's shutdown closes it
+    (see :func:`adapter.serving.asgi.create_app`), as does a failure before serving.
     """
     from starlette.middleware import Middleware
 
     from adapter.kube import KubeClient, ObjectCache
-    from adapter.serving.asgi import build_context, create_app
+    from adapter.serving.asgi import create_app
 
-    if settings.standalone:
-        ctx = build_context(settings, backend=backend, rules=rules)
-        server = build_server(
-            create_app(ctx),
-            host=settings.host,
-            port=settings.port,
-            tls=None,
-            shutdown_timeout=settings.shutdown_timeout,
-            log_level=settings.log_level,
-        )
-        await serve(server)
+    if settings.serving.standalone:
+        async with build_context(settings, backend=backend, rules=rules) as ctx:
+            await serve(_server(settings, create_app(ctx), tls=None))
         return
 
-    kube = KubeClient.connect(settings.kubeconfig, timeout=settings.query_timeout)
-    stops: list[Callable[[], None]] = [kube.close]
+    kube = KubeClient.connect(settings.auth.kubeconfig, timeout=settings.backend.query_timeout)
+    objects = ObjectCache(kube)
     try:
+        ctx = build_context(
+            settings, backend=backend, rules=rules, objects=objects, hpa_reader=kube
+        )
+    except BaseException:
+        kube.close()
+        raise
+    ctx.on_close(kube.close)
+    async with ctx:
         holder = AuthConfigHolder(await _read_auth_config(kube))
-        config = holder.current
-        if not config.requestheader_cas:
+        if not holder.current.requestheader_cas:
             log.warning(
                 "the cluster publishes no requestheader CA: requests through the aggregator "
                 "cannot be authenticated (is the aggregation layer configured?)"
             )
-        if settings.tls_cert_file and settings.tls_private_key_file:
-            tls = ServingTLS(
-                settings.tls_cert_file,
-                settings.tls_private_key_file,
-                client_ca_pem=config.ca_bundle_pem,
-            )
-        else:
-            log.info("no --tls-cert-file given: serving a self-signed certificate")
-            tls = ServingTLS.generate(
-                ["localhost", "127.0.0.1"], client_ca_pem=config.ca_bundle_pem
-            )
-        stops.append(tls.close)
+        tls = _serving_tls(settings, holder.current)
+        ctx.on_close(tls.close)
+        ctx.start_task(tls.watch(settings.serving.tls_reload_interval), name="tls-reload")
         holder.subscribe(lambda new: tls.add_client_cas(new.ca_bundle_pem))
-        stops.append(kube.watch_auth_config(holder, asyncio.get_running_loop()))
-        objects = ObjectCache(kube)
+        ctx.on_close(kube.watch_auth_config(holder, asyncio.get_running_loop()))
         objects.start()
-        stops.append(objects.stop)
-
-        ctx = build_context(settings, backend=backend, rules=rules, objects=objects)
-        ttl = settings.auth_cache_ttl
+        ctx.on_close(objects.stop)
+        ttl = settings.auth.cache_ttl
         auth = Middleware(
             AuthMiddleware,
             authenticator=Authenticator(holder, tokens=kube, token_ttl=ttl),
@@ -396,15 +393,4 @@ async def run_adapter(settings: Settings, *, rules: RuleSet, backend: Backend) -
                 result, method
             ).inc(),
         )
-        server = build_server(
-            create_app(ctx, middleware=[auth]),
-            host=settings.host,
-            port=settings.port,
-            tls=tls,
-            shutdown_timeout=settings.shutdown_timeout,
-            log_level=settings.log_level,
-        )
-        await serve(server, tls=tls, reload_interval=settings.tls_reload_interval)
-    finally:
-        for stop in reversed(stops):
-            stop()
+        await serve(_server(settings, create_app(ctx, middleware=[auth]), tls=tls))

@@ -99,7 +99,7 @@ def fleet_context(
         if rules_text is not None
         else load_rules(None, presets=presets)
     )
-    ctx = build_context(Settings(**base), backend=backend, rules=rules)  # type: ignore[arg-type]
+    ctx = build_context(Settings.from_options(**base), backend=backend, rules=rules)
     ctx.backend_ready = True
     return ctx
 

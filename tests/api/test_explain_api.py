@@ -79,6 +79,7 @@ async def _ctx(make_ctx: AppFactory, kube: FakeKube | None) -> AppContext:
     ctx = make_ctx(standalone=kube is None)
     if kube is not None:
         ctx.provider.objects = Objects(kube)
+        ctx.hpa_reader = kube
     await ctx.registry.refresh()
     return ctx
 

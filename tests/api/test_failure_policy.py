@@ -130,11 +130,11 @@ async def test_rules_reload_error_is_reported_and_the_server_stays_ready(
 ) -> None:
     path = tmp_path / "rules.yaml"
     path.write_text("metrics:\n  - name: backlog_a\n    type: external\n    query: sum(up)\n")
-    settings = Settings(config=str(path), presets=True, standalone=True, cluster="c1")
+    settings = Settings.from_options(config=str(path), presets=True, standalone=True, cluster="c1")
     ctx = build_context(settings, backend=fake, rules=load_configured_rules(settings))
     ctx.backend_ready = True
     app = create_app(ctx, background=False)
-    watcher = app.state.rules_watcher
+    watcher = ctx.rules_watcher
     assert isinstance(watcher, RulesWatcher)
     # This app's own watcher is the one to drive, so no client_for (which builds another app).
     async with httpx.AsyncClient(

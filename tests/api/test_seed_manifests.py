@@ -128,6 +128,9 @@ class Pods:
             return (POD,)
         return ()
 
+    def status(self) -> dict[str, Any]:
+        return {}
+
 
 def seed_series(ts: float) -> list[SeriesSpec]:
     """The workload in ``default`` of cluster c1, plus the same names elsewhere (must not leak)."""
@@ -166,7 +169,10 @@ async def test_seed_hpa_promql_mode(fake: FakeBackend, filename: str, hpa: dict[
     fake.set_series(fleet_series() + seed_series(time.time() - 2))
     rules = load_rules(None, stackdriver=StackdriverOptions(mode="promql"))
     ctx = build_context(
-        Settings(cluster="c1", standalone=True), backend=fake, rules=rules, objects=Pods()
+        Settings.from_options(cluster="c1", standalone=True),
+        backend=fake,
+        rules=rules,
+        objects=Pods(),
     )
     ctx.backend_ready = True
     async with await client_for(ctx) as client:
@@ -178,7 +184,9 @@ async def test_stackdriver_memory_used_selector_pins_exported_namespace(fake: Fa
     """The TPU HPA's selector reads kube-system series of its own namespace, and only those."""
     fake.set_series(fleet_series() + seed_series(time.time() - 2))
     rules = load_rules(None, stackdriver=StackdriverOptions(mode="promql"))
-    ctx = build_context(Settings(cluster="c1", standalone=True), backend=fake, rules=rules)
+    ctx = build_context(
+        Settings.from_options(cluster="c1", standalone=True), backend=fake, rules=rules
+    )
     ctx.backend_ready = True
     base = "/apis/external.metrics.k8s.io/v1beta1/namespaces"
     name = "prometheus.googleapis.com|memory_used|gauge"

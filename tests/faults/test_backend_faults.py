@@ -68,7 +68,7 @@ async def app(prometheus: LocalPrometheus, tmp_path: Path) -> AsyncIterator[App]
                 url=proxy.url, bearer_token_file=str(token), timeout=QUERY_TIMEOUT, max_retries=2
             )
         )
-        settings = Settings(
+        settings = Settings.from_options(
             prometheus_url=proxy.url,
             cluster="c1",
             standalone=True,
@@ -267,7 +267,7 @@ async def test_samples_older_than_max_sample_age_are_dropped(
     refused rather than served as current."""
     async with fault_proxy(prometheus.url, Fault("shift", shift=-3600.0)) as proxy:
         backend = PrometheusBackend(PrometheusSettings(url=proxy.url, timeout=QUERY_TIMEOUT))
-        settings = Settings(cluster="c1", standalone=True, max_sample_age=300.0)
+        settings = Settings.from_options(cluster="c1", standalone=True, max_sample_age=300.0)
         ctx = build_context(settings, backend=backend, rules=load_rules(None, presets=True))
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=create_app(ctx, background=False)),

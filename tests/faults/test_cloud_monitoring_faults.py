@@ -185,7 +185,9 @@ async def app(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[App]:
         )
         backend = CloudMonitoringBackend(client, project=PROJECT)
         ctx = build_context(
-            Settings(cluster="c1", standalone=True, cache_ttl=0.2, query_timeout=QUERY_TIMEOUT),
+            Settings.from_options(
+                cluster="c1", standalone=True, cache_ttl=0.2, query_timeout=QUERY_TIMEOUT
+            ),
             backend=FakeBackend(),
             rules=cm_rules(location="us-central2-b"),
             backends={"cloud-monitoring": backend},

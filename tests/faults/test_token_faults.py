@@ -72,7 +72,7 @@ async def app(prometheus: LocalPrometheus, tmp_path: Path) -> AsyncIterator[App]
         with GmpProxy(
             project=PROJECT, tokens=tokens, prometheus_url=prometheus.url, directory=tmp_path
         ) as proxy:
-            settings = Settings(
+            settings = Settings.from_options(
                 gmp_project=PROJECT,
                 gmp_credentials_file=str(account.path),
                 gmp_base_url=proxy.base_url,

@@ -67,7 +67,7 @@ async def app_client(prometheus: LocalPrometheus) -> AsyncIterator[Client]:
             else load_rules(None, presets=True)
         )
         ctx = build_context(
-            Settings(cluster=cluster, standalone=True, cache_ttl=1.0),
+            Settings.from_options(cluster=cluster, standalone=True, cache_ttl=1.0),
             backend=backend,
             rules=ruleset,
         )

@@ -132,7 +132,7 @@ def prom(tmp_path: Path) -> Iterator[Prom]:
 
 
 async def test_outage_gives_fast_503s_and_recovers_by_itself(prom: Prom) -> None:
-    settings = Settings(
+    settings = Settings.from_options(
         prometheus_url=prom.url,
         standalone=True,
         presets=False,

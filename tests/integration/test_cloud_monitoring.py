@@ -145,7 +145,7 @@ async def test_seed_stackdriver_hpas_through_cloud_monitoring(
 ) -> None:
     cm.series = seed_data()
     ctx = build_context(
-        Settings(cluster="c1", standalone=True),
+        Settings.from_options(cluster="c1", standalone=True),
         backend=FakeBackend(),
         rules=cm_rules(location="us-central2-b"),
         objects=Pods(),
@@ -235,7 +235,7 @@ async def test_system_metric_kind_from_cached_descriptor(
             )
         )
     ctx = build_context(
-        Settings(cluster="c1", standalone=True, cache_ttl=0.0),
+        Settings.from_options(cluster="c1", standalone=True, cache_ttl=0.0),
         backend=FakeBackend(),
         rules=cm_rules(),
         backends={"cloud-monitoring": backend},

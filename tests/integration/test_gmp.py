@@ -47,7 +47,7 @@ class Gmp:
             "query_timeout": 10.0,
         }
         values.update(overrides)
-        return Settings(**values)  # type: ignore[arg-type]
+        return Settings.from_options(**values)
 
 
 @pytest.fixture
@@ -197,7 +197,7 @@ async def test_concurrent_requests_during_a_refresh_share_one_token_request(
 
 async def test_the_adapter_answers_presets_through_gmp(gmp: Gmp, fleet: Fleet) -> None:
     settings = gmp.settings(cluster="c1")
-    assert settings.max_sample_age == 240.0  # GMP mode's default (no staleness there)
+    assert settings.cache.max_sample_age == 240.0  # GMP mode's default (no staleness there)
     ctx = build_context(settings, backend=build_backend(settings), rules=load_rules(None))
     try:
         path = (

@@ -1,7 +1,9 @@
-"""The docs describe the product as it is: every serve flag is documented, with help text."""
+"""The docs describe the product as it is: every serve flag is documented, with help text, and
+the defaults and environment variables docs/configuration.md states are the settings'."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import click
@@ -9,6 +11,7 @@ import pytest
 import typer.main
 
 from adapter.cli import app
+from adapter.settings import options
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVE = typer.main.get_command(app).commands["serve"]  # type: ignore[attr-defined]
@@ -30,3 +33,57 @@ def test_readme_opens_with_the_two_commands() -> None:
         "make demo",
         "make test",
     ]
+
+
+def _cells(row: str) -> list[str]:
+    """The cells of a Markdown table row (``\\|`` is a pipe inside a cell)."""
+    return [c.strip() for c in re.split(r"(?<!\\)\|", row.strip().strip("|"))]
+
+
+def _documented_defaults() -> list[tuple[str, str, str | None]]:
+    """``(flag, default, environment variable or None)`` of every table row in
+    docs/configuration.md whose table has a default column and whose first cell is a flag."""
+    rows: list[tuple[str, str, str | None]] = []
+    header: list[str] = []
+    for line in (ROOT / "docs" / "configuration.md").read_text().splitlines():
+        if not line.startswith("|"):
+            header = []
+            continue
+        cells = _cells(line)
+        if not header:
+            header = [c.lower() for c in cells]
+            continue
+        flag = re.match(r"`(--[a-z0-9-]+)`", cells[0])
+        if flag is None or "default" not in header:
+            continue
+        default = re.match(r"`([^`]*)`", cells[header.index("default")])
+        env = re.search(r"`(LMA_[A-Z_]+)`", line)
+        rows.append((flag.group(1), default.group(1) if default else "", env and env.group(1)))
+    return rows
+
+
+DOCUMENTED = _documented_defaults()
+DESCRIBED = {o.flag: o for o in options() if o.has_flag}
+
+
+def _same_default(documented: str, described: object) -> bool:
+    if described is None:
+        return documented == ""
+    if isinstance(described, bool):
+        return documented == ("on" if described else "off")
+    if isinstance(described, int | float):
+        return float(documented) == described
+    return documented == described
+
+
+def test_the_default_tables_cover_every_flag() -> None:
+    assert {flag for flag, _, _ in DOCUMENTED} == set(DESCRIBED)
+
+
+@pytest.mark.parametrize(("flag", "default", "env"), DOCUMENTED, ids=lambda v: str(v))
+def test_documented_default_and_variable_are_the_settings_description(
+    flag: str, default: str, env: str | None
+) -> None:
+    option = DESCRIBED[flag]
+    assert _same_default(default, option.flag_default), (flag, default, option.flag_default)
+    assert env == option.env, flag

@@ -232,7 +232,7 @@ async def test_factory_builds_a_backend_named_gmp_without_io() -> None:
         return httpx.Response(200, json=OK)
 
     backend = build_backend(
-        Settings(gmp_project="my-project"), transport=httpx.MockTransport(handler)
+        Settings.from_options(gmp_project="my-project"), transport=httpx.MockTransport(handler)
     )
     assert backend.name == "gmp"
     assert seen == []
@@ -242,15 +242,20 @@ async def test_factory_builds_a_backend_named_gmp_without_io() -> None:
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        (Settings(gmp_project="my-project", prometheus_url="http://prom:9090"), "not both"),
         (
-            Settings(gmp_project="my-project", prometheus_bearer_token_file="/t"),
+            Settings.from_options(gmp_project="my-project", prometheus_url="http://prom:9090"),
+            "not both",
+        ),
+        (
+            Settings.from_options(gmp_project="my-project", prometheus_bearer_token_file="/t"),
             "Google credentials",
         ),
-        (Settings(gmp_credentials_file="/k.json"), "needs --gmp-project"),
-        (Settings(gmp_project="Bad_Project"), "project id"),
+        (Settings.from_options(gmp_credentials_file="/k.json"), "needs --gmp-project"),
+        (Settings.from_options(gmp_project="Bad_Project"), "project id"),
         (
-            Settings(gmp_project="my-project", gmp_credentials_file="/nonexistent.json"),
+            Settings.from_options(
+                gmp_project="my-project", gmp_credentials_file="/nonexistent.json"
+            ),
             "cannot load",
         ),
     ],
@@ -262,15 +267,21 @@ def test_factory_refuses_contradictions(settings: Settings, message: str) -> Non
 
 def test_default_prometheus_url_with_gmp_is_fine() -> None:
     backend = build_backend(
-        Settings(gmp_project="my-project", prometheus_url="http://127.0.0.1:9090/")
+        Settings.from_options(gmp_project="my-project", prometheus_url="http://127.0.0.1:9090/")
     )
     assert backend.name == "gmp"
 
 
 def test_gmp_mode_defaults_max_sample_age_but_keeps_an_explicit_one() -> None:
-    assert Settings().max_sample_age is None
-    assert Settings(gmp_project="my-project").max_sample_age == GMP_DEFAULT_MAX_SAMPLE_AGE
-    assert Settings(gmp_project="my-project", max_sample_age=30).max_sample_age == 30
+    assert Settings().cache.max_sample_age is None
+    assert (
+        Settings.from_options(gmp_project="my-project").cache.max_sample_age
+        == GMP_DEFAULT_MAX_SAMPLE_AGE
+    )
+    assert (
+        Settings.from_options(gmp_project="my-project", max_sample_age=30).cache.max_sample_age
+        == 30
+    )
 
 
 # -- GMP's 429 -------------------------------------------------------------------------------

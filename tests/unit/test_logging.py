@@ -119,7 +119,7 @@ class FakeAuth:
 async def run_requests(fake: FakeBackend, stream: io.StringIO, fmt: str) -> None:
     configure_logging(level="debug", fmt=fmt, stream=stream)
     ctx = build_context(
-        Settings(standalone=True, cache_ttl=0), backend=fake, rules=load_rules(None)
+        Settings.from_options(standalone=True, cache_ttl=0), backend=fake, rules=load_rules(None)
     )
     app = create_app(ctx, background=False, middleware=[Middleware(FakeAuth)])
     headers = {

@@ -32,13 +32,13 @@ C = ("waiting_c", "sum(num_requests_waiting)")
 
 def ctx_for(path: Path) -> AppContext:
     # Loaded the way serve loads it, which is also how the watcher reloads it by default.
-    settings = Settings(config=str(path), presets=False, standalone=True)
+    settings = Settings.from_options(config=str(path), presets=False, standalone=True)
     return build_context(settings, backend=FakeBackend(), rules=load_configured_rules(settings))
 
 
 def file_rules(settings: Settings) -> RuleSet:
     """A loader of the file's own rules only (no presets or name families)."""
-    return load_rules(settings.config, presets=False)
+    return load_rules(settings.rules.config, presets=False)
 
 
 def reloads(ctx: AppContext, result: str) -> float:
@@ -220,7 +220,9 @@ async def test_run_polls_until_cancelled(tmp_path: Path) -> None:
 
 def test_watching_needs_a_file() -> None:
     ctx = build_context(
-        Settings(standalone=True), backend=FakeBackend(), rules=load_rules(None, presets=True)
+        Settings.from_options(standalone=True),
+        backend=FakeBackend(),
+        rules=load_rules(None, presets=True),
     )
     with pytest.raises(ValueError, match="no rules file"):
         RulesWatcher(ctx)

@@ -1,0 +1,191 @@
+"""The command line: flags generated from the settings description, and commands that close
+every backend they open."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+import typer.main
+from typer.testing import CliRunner
+
+import adapter.backends.factory
+import adapter.kube
+import adapter.observability.logging
+import adapter.serving.server
+from adapter import cli
+from adapter.backends.base import Backend
+from adapter.domain.errors import NotFoundError
+from adapter.domain.models import Requirement
+from adapter.settings import Settings, options
+from sim.fake_backend import FakeBackend
+
+COMMANDS = typer.main.get_command(cli.app).commands  # type: ignore[attr-defined]
+SERVE_FLAGS = {p.opts[0]: p for p in COMMANDS["serve"].params}
+PATH = "/apis/external.metrics.k8s.io/v1beta1/namespaces/default/jetstream_prefill_backlog_size"
+
+
+@pytest.mark.parametrize("option", [o for o in options() if o.has_flag], ids=lambda o: o.flag)
+def test_serve_flag_is_the_settings_description(option: Any) -> None:
+    param = SERVE_FLAGS[option.flag]
+    assert param.envvar == option.env
+    assert param.default == option.flag_default
+    assert param.help == option.help
+
+
+def test_serve_has_a_flag_for_every_described_setting_and_no_other() -> None:
+    described = {o.flag for o in options() if o.has_flag}
+    assert set(SERVE_FLAGS) - {"--help"} == described
+
+
+@pytest.fixture
+def served(monkeypatch: pytest.MonkeyPatch) -> list[Settings]:
+    """What ``serve`` would run with: the settings, captured instead of serving."""
+    seen: list[Settings] = []
+
+    async def run_adapter(settings: Settings, *, backend: Backend, **_: Any) -> None:
+        seen.append(settings)
+        await backend.aclose()
+
+    monkeypatch.setattr(adapter.serving.server, "run_adapter", run_adapter)
+    monkeypatch.setattr(adapter.observability.logging, "configure_logging", lambda **_: None)
+    return seen
+
+
+def _serve(args: Sequence[str], env: dict[str, str] | None = None) -> Any:
+    return CliRunner().invoke(cli.app, ["serve", *args], env=env)
+
+
+def test_serve_flags_become_grouped_settings(served: list[Settings]) -> None:
+    result = _serve(["--standalone", "--cache-ttl", "2", "--circuit-cooldown", "90"])
+    assert result.exit_code == 0, result.output
+    [settings] = served
+    assert (settings.serving.host, settings.serving.port) == ("127.0.0.1", 8080)
+    assert settings.cache.ttl == 2.0
+    assert settings.resilience.circuit_max_cooldown == 90.0  # at least the cool-down
+
+
+def test_prometheus_header_environment_variable_holds_one_header_per_line(
+    served: list[Settings],
+) -> None:
+    env = {"LMA_PROMETHEUS_HEADER": "X-Scope-OrgID: team a\nAuthorization: Bearer t\n"}
+    assert _serve(["--standalone"], env=env).exit_code == 0
+    flags = ["--standalone", "--prometheus-header", "X-Other: 1"]
+    assert _serve(flags, env=env).exit_code == 0
+    assert [s.backend.prometheus_headers for s in served] == [
+        {"X-Scope-OrgID": "team a", "Authorization": "Bearer t"},
+        {"X-Other": "1"},  # the flag wins over the environment
+    ]
+
+
+class Recording(FakeBackend):
+    """A fake backend that counts its closings."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name=name)
+        self.closes = 0
+
+    async def aclose(self) -> None:
+        self.closes += 1
+        await super().aclose()
+
+
+@pytest.fixture
+def opened(monkeypatch: pytest.MonkeyPatch) -> list[Recording]:
+    """Every backend the commands build from their settings (PromQL and Cloud Monitoring)."""
+    built: list[Recording] = []
+
+    def build(name: str) -> Any:
+        def factory(*_: Any, **__: Any) -> Recording:
+            built.append(Recording(name))
+            return built[-1]
+
+        return factory
+
+    monkeypatch.setattr(adapter.backends.factory, "build_backend", build("prometheus"))
+    monkeypatch.setattr(
+        adapter.backends.factory, "build_cloud_monitoring_backend", build("cloud-monitoring")
+    )
+    return built
+
+
+# Stackdriver-style names through Cloud Monitoring: a second backend to close.
+WITH_CLOUD_MONITORING = {
+    "stackdriver_names": "cloud-monitoring",
+    "cloud_monitoring_project": "p",
+    "standalone": True,
+}
+
+
+async def test_query_closes_every_backend_it_opens(opened: list[Recording]) -> None:
+    settings = Settings.from_options(**WITH_CLOUD_MONITORING)
+    body = await cli.answer_path(settings, PATH, explain=True)
+    assert body["answer"]["kind"] == "ExternalMetricValueList"
+    with pytest.raises(NotFoundError):
+        await cli.answer_path(settings, PATH + "_unknown", explain=False)
+    assert [(b.name, b.closes) for b in opened] == [("prometheus", 1), ("cloud-monitoring", 1)] * 2
+
+
+class Kube:
+    """The Kubernetes client of ``explain``: it knows no HPA."""
+
+    closed = False
+
+    async def read_hpa(self, namespace: str, name: str) -> dict[str, Any]:
+        raise NotFoundError(f"horizontalpodautoscalers {namespace}/{name} not found")
+
+    async def read_scale(self, namespace: str, kind: str, name: str) -> dict[str, Any]:
+        raise AssertionError("not reached")
+
+    async def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        raise AssertionError("not reached")
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class Objects:
+    """The object cache of ``explain``, empty."""
+
+    def __init__(self, kube: Kube) -> None:
+        self.started = self.stopped = False
+
+    def start(self) -> None:
+        self.started = True
+
+    def stop(self) -> None:
+        self.stopped = True
+
+    async def wait_ready(self, timeout: float) -> bool:
+        return True
+
+    async def names(
+        self, resource: Any, namespace: str | None, selector: Sequence[Requirement]
+    ) -> tuple[str, ...] | None:
+        return ()
+
+    def status(self) -> dict[str, Any]:
+        return {}
+
+
+async def test_explain_closes_every_backend_and_the_kubernetes_side(
+    monkeypatch: pytest.MonkeyPatch, opened: list[Recording]
+) -> None:
+    kube = Kube()
+    caches: list[Objects] = []
+
+    def object_cache(client: Kube) -> Objects:
+        caches.append(Objects(client))
+        return caches[-1]
+
+    monkeypatch.setattr(adapter.kube.KubeClient, "connect", lambda *_, **__: kube)
+    monkeypatch.setattr(adapter.kube, "ObjectCache", object_cache)
+    settings = Settings.from_options(**WITH_CLOUD_MONITORING)
+    with pytest.raises(NotFoundError):
+        await cli.explain_target(
+            settings, "default", "server", tolerance=0.1, downscale_stabilization=300.0
+        )
+    assert [(b.name, b.closes) for b in opened] == [("prometheus", 1), ("cloud-monitoring", 1)]
+    assert kube.closed
+    assert [(c.started, c.stopped) for c in caches] == [(True, True)]
