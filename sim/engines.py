@@ -34,7 +34,8 @@ Every series also carries the target labels GMP's scrape adds (``cluster``, ``na
 Latency histograms record observations with :meth:`LlmServer.observe_ttft` and
 :meth:`LlmServer.observe_tpot`; a server without such a histogram ignores them.
 
-:class:`EngineFleet` runs several of them (any mix of engines, namespaces and clusters) and
+:class:`SimDcgmExporter` is NVIDIA's dcgm-exporter with its Kubernetes mapping, for the GPU
+presets. :class:`EngineFleet` runs several servers (any mix of engines, namespaces and clusters) and
 moves their load with :func:`sim.fleet.load_curve`.
 """
 
@@ -57,11 +58,13 @@ __all__ = [
     "ENGINES",
     "EngineFleet",
     "EngineValues",
+    "GpuValues",
     "JetStreamServer",
     "LlmServer",
     "NimServer",
     "PodPlan",
     "SglangServer",
+    "SimDcgmExporter",
     "TgiServer",
     "TritonTrtLlmServer",
     "TrtllmServeServer",
@@ -723,3 +726,89 @@ class EngineFleet(Service):
             server.observe_tpot(round(0.02 + 0.05 * level, 4), requests * 8)
             levels[f"{server.namespace}/{server.pod}"] = level
         return levels
+
+
+# --------------------------------------------------------------------------------------------
+# NVIDIA dcgm-exporter
+
+
+@dataclass(frozen=True, slots=True)
+class GpuValues:
+    """One GPU as dcgm-exporter reports it: utilisation in percent, frame buffer in MiB; the
+    workload's pod, namespace and container come from its Kubernetes mapping."""
+
+    namespace: str
+    pod: str
+    gpu: str
+    util: float
+    fb_used: float
+    fb_free: float
+    container: str = "inference-server"
+    model_name: str = "NVIDIA L4"
+
+
+class SimDcgmExporter(_Exporter):
+    """NVIDIA dcgm-exporter with its Kubernetes mapping, as a scrape that keeps its own target
+    labels stores it (GMP always does; Prometheus with ``honor_labels: false``): the exporter's
+    ``pod``, ``namespace`` and ``container`` labels arrive as ``exported_pod``,
+    ``exported_namespace`` and ``exported_container``, while ``namespace``/``pod`` name the
+    exporter's own pod (in ``gpu-operator``)."""
+
+    _LABELS = (
+        "gpu", "UUID", "pci_bus_id", "device", "modelName", "Hostname", "DCGM_FI_DRIVER_VERSION",
+        "exported_container", "exported_namespace", "exported_pod", *_TARGET_LABELS,
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        *,
+        cluster: str,
+        port: int = 0,
+        exporter_pod: str = "nvidia-dcgm-exporter-0",
+        exporter_namespace: str = "gpu-operator",
+        job: str = "nvidia-dcgm-exporter",
+    ) -> None:
+        super().__init__(port=port)
+        self.cluster = cluster
+        self.exporter_pod = exporter_pod
+        self.exporter_namespace = exporter_namespace
+        self.job = job
+        self._lock = threading.Lock()
+        self._gpus: dict[tuple[str, str, str], GpuValues] = {}
+        self.registry.register(self)
+
+    @property
+    def gpus(self) -> tuple[GpuValues, ...]:
+        with self._lock:
+            return tuple(self._gpus.values())
+
+    def set_gpu(self, gpu: GpuValues) -> None:
+        """Export (or update) one GPU's fields."""
+        with self._lock:
+            self._gpus[(gpu.namespace, gpu.pod, gpu.gpu)] = gpu
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        port = self._port if self._server is not None else 0
+        target = (
+            self.cluster, self.exporter_namespace, self.exporter_pod,
+            f"{self.exporter_pod}:{port}", self.job,
+        )  # fmt: skip
+        families: dict[str, tuple[str, Callable[[GpuValues], float]]] = {
+            "DCGM_FI_DEV_GPU_UTIL": ("GPU utilization (in %).", lambda g: g.util),
+            "DCGM_FI_DEV_FB_USED": ("Framebuffer memory used (in MiB).", lambda g: g.fb_used),
+            "DCGM_FI_DEV_FB_FREE": ("Framebuffer memory free (in MiB).", lambda g: g.fb_free),
+        }
+        gpus = self.gpus
+        for name, (doc, value) in families.items():
+            family = GaugeMetricFamily(name, doc, labels=list(self._LABELS))
+            for g in gpus:
+                labels = (
+                    g.gpu, f"GPU-{g.pod}-{g.gpu}", f"00000000:00:0{g.gpu}.0", f"nvidia{g.gpu}",
+                    g.model_name, "gke-node-0", "535.104.05", g.container, g.namespace, g.pod,
+                    *target,
+                )  # fmt: skip
+                family.add_metric(list(labels), float(value(g)))
+            yield family

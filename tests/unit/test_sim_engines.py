@@ -17,10 +17,12 @@ from sim.engines import (
     VLLM_TTFT_BUCKETS,
     EngineFleet,
     EngineValues,
+    GpuValues,
     JetStreamServer,
     NimServer,
     PodPlan,
     SglangServer,
+    SimDcgmExporter,
     TgiServer,
     TritonTrtLlmServer,
     TrtllmServeServer,
@@ -284,3 +286,17 @@ def test_make_server_and_fleet_step() -> None:
         assert values_of(samples, "vllm:time_to_first_token_seconds_count")[0] >= 1
         with pytest.raises(KeyError):
             fleet.server("vllm-0", namespace="other")
+
+
+def test_dcgm_exporter_attributes_gpus_through_exported_labels(started: list[object]) -> None:
+    dcgm = SimDcgmExporter(cluster="c1")
+    started.append(dcgm.start())
+    dcgm.set_gpu(GpuValues("team-a", "vllm-0", "0", util=87.0, fb_used=20000, fb_free=2528))
+    dcgm.set_gpu(GpuValues("team-a", "vllm-0", "1", util=65.0, fb_used=21000, fb_free=1528))
+    types, samples = scrape(dcgm.url)
+    assert {types[n] for n in ("DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_FB_USED")} == {"gauge"}
+    assert values_of(samples, "DCGM_FI_DEV_GPU_UTIL", exported_pod="vllm-0", gpu="1") == [65.0]
+    assert values_of(samples, "DCGM_FI_DEV_FB_FREE", gpu="0") == [2528.0]
+    labels = next(ls for n, ls, _ in samples if n == "DCGM_FI_DEV_FB_USED")
+    assert labels["exported_namespace"] == "team-a" and labels["namespace"] == "gpu-operator"
+    assert {"UUID", "modelName", "Hostname", "exported_container"} <= set(labels)
