@@ -46,8 +46,13 @@ import math
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from socketserver import ThreadingMixIn
 from typing import Any, ClassVar, Literal, Self
+from wsgiref import simple_server
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
+from wsgiref.types import StartResponse, WSGIEnvironment
 
+from prometheus_client import make_wsgi_app
 from prometheus_client.metrics_core import GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from sim.fleet import load_curve
@@ -101,6 +106,13 @@ TGI_DURATION_BUCKETS = _tgi_duration_buckets()
 # histograms had these boundaries.
 NIM_TTFT_BUCKETS = VLLM_TTFT_BUCKETS[:16]
 NIM_TPOT_BUCKETS = VLLM_TPOT_BUCKETS[:13]
+
+Exposition = Literal["negotiated", "text"]
+"""How a server answers a scrape. ``negotiated``: as ``prometheus_client`` does, by the scraper's
+``Accept`` header; Prometheus asks for OpenMetrics, and releases of ``prometheus_client`` with
+UTF-8 name escaping (``client_python`` issue #1177) then write ``vllm:x`` samples as ``vllm_x``,
+so that is the name Prometheus stores. ``text``: always the Prometheus text format, names as
+declared (``vllm:x``), as clients before that escaping did."""
 
 VllmGeneration = Literal["current", "transition", "legacy"]
 """Which names a vLLM release exports: ``current`` ``vllm:kv_cache_usage_perc`` and
@@ -173,11 +185,21 @@ class _Histogram:
         return out
 
 
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
 class LlmServer(_Exporter):
     """One simulated LLM server pod (see the module docstring for the engines).
 
     ``model`` is the served model name (the value of the engine's model label); ``splits`` the
-    number of engine splits whose gauges :class:`EngineValues` holds.
+    number of engine splits whose gauges :class:`EngineValues` holds; ``exposition`` how
+    metric names with a colon reach Prometheus (:data:`Exposition`).
     """
 
     engine: ClassVar[str]
@@ -195,10 +217,12 @@ class LlmServer(_Exporter):
         splits: int = 1,
         port: int = 0,
         job: str | None = None,
+        exposition: Exposition = "negotiated",
     ) -> None:
         if splits < 1:
             raise ValueError("splits must be >= 1")
         super().__init__(port=port)
+        self.exposition = exposition
         self.pod = pod
         self.namespace = namespace
         self.cluster = cluster
@@ -209,6 +233,28 @@ class LlmServer(_Exporter):
         self._values = engine_values_for_load(0.0, splits=splits)
         self._histograms: dict[tuple[str, tuple[str, ...]], _Histogram] = {}
         self.registry.register(self)
+
+    def start(self) -> Self:
+        """Bind 127.0.0.1 and serve the registry (any path) from a daemon thread."""
+        if self._server is None:
+            metrics = make_wsgi_app(self.registry)
+            text_only = self.exposition == "text"
+
+            def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+                if text_only:
+                    environ.pop("HTTP_ACCEPT", None)  # the text format, whatever was asked
+                body: Iterable[bytes] = metrics(environ, start_response)
+                return body
+
+            server = simple_server.make_server(
+                "127.0.0.1", self._port, app, _ThreadingServer, handler_class=_QuietHandler
+            )
+            thread = threading.Thread(target=server.serve_forever, daemon=True)
+            thread.start()
+            self._server, self._thread = server, thread
+            self._port = server.server_port
+            self._on_started()
+        return self
 
     # ----------------------------------------------------------------- values
 
@@ -331,11 +377,12 @@ class VllmServer(LlmServer):
         splits: int = 1,
         port: int = 0,
         job: str | None = None,
+        exposition: Exposition = "negotiated",
         generation: VllmGeneration = "current",
     ) -> None:
         super().__init__(
             pod=pod, namespace=namespace, cluster=cluster, model=model, splits=splits, port=port,
-            job=job,
+            job=job, exposition=exposition,
         )  # fmt: skip
         self.generation = generation
 
@@ -408,6 +455,7 @@ class SglangServer(LlmServer):
         splits: int = 1,
         port: int = 0,
         job: str | None = None,
+        exposition: Exposition = "negotiated",
         tp: int = 2,
         legacy: bool = False,
         engine_type: str = "unified",
@@ -416,7 +464,7 @@ class SglangServer(LlmServer):
             raise ValueError("tp must be >= 1")
         super().__init__(
             pod=pod, namespace=namespace, cluster=cluster, model=model, splits=splits, port=port,
-            job=job,
+            job=job, exposition=exposition,
         )  # fmt: skip
         self.tp = tp
         self.legacy = legacy
@@ -494,11 +542,12 @@ class TritonTrtLlmServer(LlmServer):
         splits: int = 1,
         port: int = 0,
         job: str | None = None,
+        exposition: Exposition = "negotiated",
         legacy: bool = False,
     ) -> None:
         super().__init__(
             pod=pod, namespace=namespace, cluster=cluster, model=model, splits=splits, port=port,
-            job=job,
+            job=job, exposition=exposition,
         )  # fmt: skip
         self.legacy = legacy
 

@@ -170,31 +170,31 @@ EXP = '{cluster="C",exported_namespace="NS"}'
 # name → (exact query after injection, object labels)
 ENGINE_PODS: dict[str, tuple[str, tuple[str, ...]]] = {
     "vllm:num_requests_waiting": (
-        f"sum by (pod, id) (vllm:num_requests_waiting{SEL})",
+        f"sum by (pod, id) (vllm:num_requests_waiting{SEL} or vllm_num_requests_waiting{SEL})",
         ("pod", "id"),
     ),
     "vllm:num_requests_running": (
-        f"sum by (pod, id) (vllm:num_requests_running{SEL})",
+        f"sum by (pod, id) (vllm:num_requests_running{SEL} or vllm_num_requests_running{SEL})",
         ("pod", "id"),
     ),
     "vllm:kv_cache_usage_perc": (
-        f"avg by (pod, id) (vllm:kv_cache_usage_perc{SEL})",
+        f"avg by (pod, id) (vllm:kv_cache_usage_perc{SEL} or vllm_kv_cache_usage_perc{SEL})",
         ("pod", "id"),
     ),
     "vllm:gpu_cache_usage_perc": (
-        f"avg by (pod, id) (vllm:gpu_cache_usage_perc{SEL})",
+        f"avg by (pod, id) (vllm:gpu_cache_usage_perc{SEL} or vllm_gpu_cache_usage_perc{SEL})",
         ("pod", "id"),
     ),
     "sglang:num_queue_reqs": (
-        f"sum by (pod, id) (max by (pod, id, dp_rank) (sglang:num_queue_reqs{SEL}))",
+        f"sum by (pod, id) (max by (pod, id, dp_rank) (sglang:num_queue_reqs{SEL} or sglang_num_queue_reqs{SEL}))",
         ("pod", "id"),
     ),
     "sglang:num_running_reqs": (
-        f"sum by (pod, id) (max by (pod, id, dp_rank) (sglang:num_running_reqs{SEL}))",
+        f"sum by (pod, id) (max by (pod, id, dp_rank) (sglang:num_running_reqs{SEL} or sglang_num_running_reqs{SEL}))",
         ("pod", "id"),
     ),
     "sglang:token_usage": (
-        f"avg by (pod, id) (max by (pod, id, dp_rank) (sglang:token_usage{SEL}))",
+        f"avg by (pod, id) (max by (pod, id, dp_rank) (sglang:token_usage{SEL} or sglang_token_usage{SEL}))",
         ("pod", "id"),
     ),
     "tgi_queue_size": (f"sum by (pod, id) (tgi_queue_size{SEL})", ("pod", "id")),
@@ -246,24 +246,24 @@ ENGINE_PODS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 ENGINE_EXTERNAL: dict[str, str] = {
-    "vllm:num_requests_waiting": f"sum by (model_name) (vllm:num_requests_waiting{SEL})",
-    "vllm:num_requests_running": f"sum by (model_name) (vllm:num_requests_running{SEL})",
+    "vllm:num_requests_waiting": f"sum by (model_name) (vllm:num_requests_waiting{SEL} or vllm_num_requests_waiting{SEL})",
+    "vllm:num_requests_running": f"sum by (model_name) (vllm:num_requests_running{SEL} or vllm_num_requests_running{SEL})",
     "vllm:kv_cache_usage_perc": (
-        f"sum by (model_name) (avg by (pod, id, model_name) (vllm:kv_cache_usage_perc{SEL}))"
+        f"sum by (model_name) (avg by (pod, id, model_name) (vllm:kv_cache_usage_perc{SEL} or vllm_kv_cache_usage_perc{SEL}))"
     ),
     "vllm:gpu_cache_usage_perc": (
-        f"sum by (model_name) (avg by (pod, id, model_name) (vllm:gpu_cache_usage_perc{SEL}))"
+        f"sum by (model_name) (avg by (pod, id, model_name) (vllm:gpu_cache_usage_perc{SEL} or vllm_gpu_cache_usage_perc{SEL}))"
     ),
     "sglang:num_queue_reqs": (
-        f"sum by (model_name) (max by (pod, id, model_name, dp_rank) (sglang:num_queue_reqs{SEL}))"
+        f"sum by (model_name) (max by (pod, id, model_name, dp_rank) (sglang:num_queue_reqs{SEL} or sglang_num_queue_reqs{SEL}))"
     ),
     "sglang:num_running_reqs": (
         "sum by (model_name) (max by (pod, id, model_name, dp_rank)"
-        f" (sglang:num_running_reqs{SEL}))"
+        f" (sglang:num_running_reqs{SEL} or sglang_num_running_reqs{SEL}))"
     ),
     "sglang:token_usage": (
         "sum by (model_name) (avg by (pod, id, model_name) (max by (pod, id, model_name, dp_rank)"
-        f" (sglang:token_usage{SEL})))"
+        f" (sglang:token_usage{SEL} or sglang_token_usage{SEL})))"
     ),
     "tgi_queue_size": f"sum(tgi_queue_size{SEL})",
     "tgi_batch_current_size": f"sum(tgi_batch_current_size{SEL})",
@@ -295,22 +295,26 @@ ENGINE_EXTERNAL: dict[str, str] = {
 }
 
 _WAITING_SOURCES = {
-    "vllm:num_requests_waiting", "sglang:num_queue_reqs", "tgi_queue_size",
+    "vllm:num_requests_waiting", "vllm_num_requests_waiting", "sglang:num_queue_reqs",
+    "sglang_num_queue_reqs", "tgi_queue_size",
     "nv_trt_llm_request_metrics", "trtllm_num_requests_waiting", "num_requests_waiting",
 }  # fmt: skip
 _RUNNING_SOURCES = {
-    "vllm:num_requests_running", "sglang:num_running_reqs", "tgi_batch_current_size",
+    "vllm:num_requests_running", "vllm_num_requests_running", "sglang:num_running_reqs",
+    "sglang_num_running_reqs", "tgi_batch_current_size",
     "nv_trt_llm_request_metrics", "trtllm_num_requests_running", "num_requests_running",
 }  # fmt: skip
 _KV_SOURCES = {
-    "vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc", "sglang:token_usage",
+    "vllm:kv_cache_usage_perc", "vllm_kv_cache_usage_perc", "vllm:gpu_cache_usage_perc",
+    "vllm_gpu_cache_usage_perc", "sglang:token_usage", "sglang_token_usage",
     "nv_trt_llm_kv_cache_block_metrics", "trtllm_kv_cache_utilization", "gpu_cache_usage_perc",
     "kv_cache_utilization_perc",
 }  # fmt: skip
 _TTFT_SOURCES = {
     f"{name}_{part}"
     for name in (
-        "vllm:time_to_first_token_seconds", "sglang:time_to_first_token_seconds",
+        "vllm:time_to_first_token_seconds", "vllm_time_to_first_token_seconds",
+        "sglang:time_to_first_token_seconds", "sglang_time_to_first_token_seconds",
         "trtllm_time_to_first_token_seconds", "time_to_first_token_seconds",
         "jetstream_time_to_first_token",
     )
@@ -319,8 +323,10 @@ _TTFT_SOURCES = {
 _TPOT_SOURCES = {
     f"{name}_{part}"
     for name in (
-        "vllm:inter_token_latency_seconds", "vllm:time_per_output_token_seconds",
-        "sglang:inter_token_latency_seconds", "sglang:time_per_output_token_seconds",
+        "vllm:inter_token_latency_seconds", "vllm_inter_token_latency_seconds",
+        "vllm:time_per_output_token_seconds", "vllm_time_per_output_token_seconds",
+        "sglang:inter_token_latency_seconds", "sglang_inter_token_latency_seconds",
+        "sglang:time_per_output_token_seconds", "sglang_time_per_output_token_seconds",
         "tgi_request_mean_time_per_token_duration", "trtllm_time_per_output_token_seconds",
         "time_per_output_token_seconds", "jetstream_time_per_output_token",
     )
@@ -365,9 +371,9 @@ def test_vocabulary_waiting_query_after_injection() -> None:
     rule = _preset("custom", "llm_requests_waiting")
     built = rule.build_query(rule.static_metrics()[0], REQUEST, SCOPE)
     assert built.query == (
-        f"sum by (pod, id) (sum by (pod, id, model_name) (vllm:num_requests_waiting{SEL})"
+        f"sum by (pod, id) (sum by (pod, id, model_name) (vllm:num_requests_waiting{SEL} or vllm_num_requests_waiting{SEL})"
         " or sum by (pod, id, model_name) (max by (pod, id, model_name, dp_rank)"
-        f" (sglang:num_queue_reqs{SEL}))"
+        f" (sglang:num_queue_reqs{SEL} or sglang_num_queue_reqs{SEL}))"
         f" or sum by (pod, id, model_name) (tgi_queue_size{SEL})"
         " or sum by (pod, id, model_name) (label_replace(nv_trt_llm_request_metrics"
         '{request_type="waiting",cluster="C",namespace="NS"}, "model_name", "$1", "model",'
@@ -414,7 +420,9 @@ def test_latency_buckets_are_summed_per_engine_only() -> None:
     assert query.count("histogram_quantile(0.95, sum by (le) (rate(") == 6
     assert (
         "sum by (le) (rate(vllm:inter_token_latency_seconds_bucket[2m])"
-        " or rate(vllm:time_per_output_token_seconds_bucket[2m]))"
+        " or rate(vllm_inter_token_latency_seconds_bucket[2m])"
+        " or rate(vllm:time_per_output_token_seconds_bucket[2m])"
+        " or rate(vllm_time_per_output_token_seconds_bucket[2m]))"
     ) in query
     for engine in ("vllm", "sglang", "tgi", "trtllm-serve", "nim", "jetstream"):
         assert f'"llm_server", "{engine}", "", "")' in query

@@ -300,3 +300,23 @@ def test_dcgm_exporter_attributes_gpus_through_exported_labels(started: list[obj
     labels = next(ls for n, ls, _ in samples if n == "DCGM_FI_DEV_FB_USED")
     assert labels["exported_namespace"] == "team-a" and labels["namespace"] == "gpu-operator"
     assert {"UUID", "modelName", "Hostname", "exported_container"} <= set(labels)
+
+
+OPENMETRICS = {
+    "Accept": "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
+}
+
+
+@pytest.mark.parametrize("exposition", ["negotiated", "text"])
+def test_colon_names_as_prometheus_receives_them(started: list[object], exposition: str) -> None:
+    server = SglangServer(pod="p", namespace="ns", cluster="c", exposition=exposition)  # type: ignore[arg-type]
+    started.append(server.start())
+    text = httpx.get(server.url, headers=OPENMETRICS, timeout=5, trust_env=False).text
+    samples = {line.split("{")[0] for line in text.splitlines() if not line.startswith("#")}
+    if exposition == "text":
+        # the Prometheus text format whatever was asked: names as declared
+        assert "sglang:num_queue_reqs" in samples and "sglang_num_queue_reqs" not in samples
+    else:
+        # prometheus_client's own negotiation: with UTF-8 name escaping (client_python #1177)
+        # the OpenMetrics samples read sglang_…; either way exactly one spelling
+        assert len({"sglang:num_queue_reqs", "sglang_num_queue_reqs"} & samples) == 1
