@@ -107,12 +107,13 @@ TGI_DURATION_BUCKETS = _tgi_duration_buckets()
 NIM_TTFT_BUCKETS = VLLM_TTFT_BUCKETS[:16]
 NIM_TPOT_BUCKETS = VLLM_TPOT_BUCKETS[:13]
 
-Exposition = Literal["negotiated", "text"]
-"""How a server answers a scrape. ``negotiated``: as ``prometheus_client`` does, by the scraper's
-``Accept`` header; Prometheus asks for OpenMetrics, and releases of ``prometheus_client`` with
-UTF-8 name escaping (``client_python`` issue #1177) then write ``vllm:x`` samples as ``vllm_x``,
-so that is the name Prometheus stores. ``text``: always the Prometheus text format, names as
-declared (``vllm:x``), as clients before that escaping did."""
+Exposition = Literal["negotiated", "text", "underscores"]
+"""How a server answers a scrape. ``negotiated``: as the installed ``prometheus_client`` does, by
+the scraper's ``Accept`` header; Prometheus asks for OpenMetrics, and releases of
+``prometheus_client`` with UTF-8 name escaping (``client_python`` issue #1177) then write
+``vllm:x`` samples as ``vllm_x``, so that is the name Prometheus stores. ``text``: always the
+Prometheus text format, names as declared (``vllm:x``), as clients before that escaping did.
+``underscores``: always ``vllm_x``, what such a client sends to Prometheus."""
 
 VllmGeneration = Literal["current", "transition", "legacy"]
 """Which names a vLLM release exports: ``current`` ``vllm:kv_cache_usage_perc`` and
@@ -329,6 +330,9 @@ class LlmServer(_Exporter):
     def describe(self) -> list[Metric]:
         return []  # families are known at collect time only
 
+    def _exposed(self, name: str) -> str:
+        return name.replace(":", "_") if self.exposition == "underscores" else name
+
     def collect(self) -> Iterator[Metric]:
         with self._lock:
             values = self._values
@@ -337,14 +341,18 @@ class LlmServer(_Exporter):
             }
         target = self._target()
         for name, doc, label_names, samples in self._gauges(values):
-            family = GaugeMetricFamily(name, doc, labels=[*label_names, *_TARGET_LABELS])
+            family = GaugeMetricFamily(
+                self._exposed(name), doc, labels=[*label_names, *_TARGET_LABELS]
+            )
             for label_values, value in samples:
                 family.add_metric([*label_values, *target], float(value))
             yield family
         series_names = sorted({name for name, _ in histograms})
         for name in series_names:
             family_h = HistogramMetricFamily(
-                name, f"{name} (simulated)", labels=[*self._histogram_labels(), *_TARGET_LABELS]
+                self._exposed(name),
+                f"{name} (simulated)",
+                labels=[*self._histogram_labels(), *_TARGET_LABELS],
             )
             for (hist_name, label_values), (buckets, total) in sorted(histograms.items()):
                 if hist_name == name:

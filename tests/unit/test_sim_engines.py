@@ -307,7 +307,7 @@ OPENMETRICS = {
 }
 
 
-@pytest.mark.parametrize("exposition", ["negotiated", "text"])
+@pytest.mark.parametrize("exposition", ["negotiated", "text", "underscores"])
 def test_colon_names_as_prometheus_receives_them(started: list[object], exposition: str) -> None:
     server = SglangServer(pod="p", namespace="ns", cluster="c", exposition=exposition)  # type: ignore[arg-type]
     started.append(server.start())
@@ -316,6 +316,9 @@ def test_colon_names_as_prometheus_receives_them(started: list[object], expositi
     if exposition == "text":
         # the Prometheus text format whatever was asked: names as declared
         assert "sglang:num_queue_reqs" in samples and "sglang_num_queue_reqs" not in samples
+    elif exposition == "underscores":
+        assert "sglang_num_queue_reqs" in samples and "sglang:num_queue_reqs" not in samples
+        assert "sglang_time_to_first_token_seconds_bucket" in samples
     else:
         # prometheus_client's own negotiation: with UTF-8 name escaping (client_python #1177)
         # the OpenMetrics samples read sglang_…; either way exactly one spelling
