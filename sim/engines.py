@@ -60,6 +60,9 @@ from sim.jetstream import SimServer, _Exporter
 from sim.service import Service
 
 __all__ = [
+    "DEMO_PLANS",
+    "DEMO_TARGETS",
+    "DEMO_VALUE_TARGETS",
     "ENGINES",
     "EngineFleet",
     "EngineValues",
@@ -869,3 +872,28 @@ class SimDcgmExporter(_Exporter):
                 )  # fmt: skip
                 family.add_metric(list(labels), float(value(g)))
             yield family
+
+
+# --------------------------------------------------------------------------------------------
+# The demo's engines
+
+DEMO_PLANS: tuple[PodPlan, ...] = (
+    PodPlan("vllm", "vllm-0", "default", "demo", "llama-3-8b", {"splits": 2}),
+    PodPlan("sglang", "sglang-0", "default", "demo", "qwen-2-7b", {"tp": 2}),
+    PodPlan("tgi", "tgi-0", "other", "demo"),
+    PodPlan("nim", "nim-0", "other", "demo", "llama-3-70b"),
+)
+"""Pods ``make demo`` runs next to its JetStream fleet: a mixed namespace (``default``: JetStream,
+vLLM, SGLang) and ``other`` (JetStream, TGI, NIM)."""
+
+DEMO_TARGETS: Mapping[str, float] = {
+    "llm_requests_waiting": 4.0,
+    "vllm:num_requests_waiting": 4.0,
+    "sglang:num_queue_reqs": 4.0,
+    "llm_kv_cache_utilization": 0.8,
+    "llm_time_to_first_token_p95_seconds": 0.5,
+}
+"""External metrics the demo shows for these engines, with the target an example HPA would use
+(an ``AverageValue`` per replica; a ``Value`` for the latency percentile)."""
+
+DEMO_VALUE_TARGETS = frozenset({"llm_time_to_first_token_p95_seconds"})
