@@ -66,6 +66,7 @@ __all__ = [
     "ENGINES",
     "EngineFleet",
     "EngineValues",
+    "Exposition",
     "GpuValues",
     "JetStreamServer",
     "LlmServer",
