@@ -11,7 +11,7 @@ PROMETHEUS ?= /usr/bin/prometheus
 .PHONY: help setup prometheus browser control-plane tools lint typecheck importlint fmt unit integration e2e test demo clean
 
 help:
-	@echo "make demo   - start a real Prometheus, a JetStream simulator and the adapter; show live values"
+	@echo "make demo   - start a real Prometheus, simulated LLM servers and the adapter; show live values"
 	@echo "make test   - lint, type-check and run every test tier (builds the control plane if needed)"
 
 $(BIN)/.installed: pyproject.toml

@@ -1,5 +1,5 @@
-"""``make demo``: a real Prometheus scraping simulated JetStream servers, the adapter in front of
-it, and a live view of what the HPA would read.
+"""``make demo``: a real Prometheus scraping simulated JetStream, vLLM, SGLang, TGI and NIM servers,
+the adapter in front of it, and a live view of what the HPA would read.
 
 Runs until Ctrl-C, or for ``DEMO_SECONDS`` seconds and then exits 0. Everything it starts binds
 127.0.0.1 and is stopped on the way out.
@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from sim.engines import DEMO_PLANS, DEMO_TARGETS, DEMO_VALUE_TARGETS, EngineFleet
 from sim.fleet import SimFleet
 from sim.prometheus import LocalPrometheus
 
@@ -33,12 +34,14 @@ EXTERNAL = (
     "jetstream_prefill_backlog_size",
     "jetstream_slots_used_percentage",
     "memory_used_percentage",
+    *DEMO_TARGETS,  # the other engines' native metrics next to the vocabulary
 )
-PODS_METRIC = "jetstream_slots_used_percentage"
+PODS_METRICS = ("jetstream_slots_used_percentage", "llm_requests_waiting")
 TARGETS = {  # the AverageValue targets an example HPA would use, per metric
     "jetstream_prefill_backlog_size": 4.0,
     "jetstream_slots_used_percentage": 0.6,
     "memory_used_percentage": 0.7,
+    **DEMO_TARGETS,
 }
 
 
@@ -111,19 +114,23 @@ def _table(client: httpx.Client, elapsed: float) -> Table:
             total = sum(_quantity_to_float(i["value"]) for i in items)
             ts = calendar.timegm(time.strptime(items[0]["timestamp"], "%Y-%m-%dT%H:%M:%SZ"))
             target = TARGETS[metric]
+            # A Value target (the latency percentile) is not per replica: no replica count here.
+            wanted = "" if metric in DEMO_VALUE_TARGETS else str(max(1, math.ceil(total / target)))
+            shown = items[0]["value"] if len(items) == 1 else f"{total:g} ({len(items)} models)"
             table.add_row(
-                ns, metric, items[0]["value"], f"{now - ts:.0f}s", str(target),
-                str(max(1, math.ceil(total / target))),
+                ns, metric, shown, f"{now - ts:.0f}s",
+                f"{target} (Value)" if metric in DEMO_VALUE_TARGETS else str(target), wanted,
             )  # fmt: skip
-        pods = client.get(
-            f"/apis/custom.metrics.k8s.io/v1beta2/namespaces/{ns}/pods/*/{PODS_METRIC}"
-        )
-        if pods.status_code == 200:
-            per_pod = ", ".join(
-                f"{i['describedObject']['name'].rsplit('-', 1)[-1]}={i['value']}"
-                for i in pods.json()["items"]
+        for pods_metric in PODS_METRICS:
+            pods = client.get(
+                f"/apis/custom.metrics.k8s.io/v1beta2/namespaces/{ns}/pods/*/{pods_metric}"
             )
-            table.add_row(ns, f"pods/{PODS_METRIC}", per_pod or "no data yet", "", "", "")
+            if pods.status_code == 200:
+                per_pod = ", ".join(
+                    f"{i['describedObject']['name'].removeprefix(ns + '-')}={i['value']}"
+                    for i in pods.json()["items"]
+                )
+                table.add_row(ns, f"pods/{pods_metric}", per_pod or "no data yet", "", "", "")
     return table
 
 
@@ -132,12 +139,15 @@ def main() -> None:
     seconds = float(os.environ.get("DEMO_SECONDS", "0") or 0)
     port = _free_port()
     console.print("[bold]llm-metrics-adapter demo[/bold]")
-    with SimFleet(cluster="demo") as fleet:
+    with SimFleet(cluster="demo") as fleet, EngineFleet(DEMO_PLANS) as engines:
         console.print(
             f"• started {len(fleet.pods)} simulated JetStream servers "
             f"({', '.join(NAMESPACES)}) and a TPU device-plugin exporter on 127.0.0.1"
         )
-        with LocalPrometheus(fleet.targets) as prom:
+        console.print(
+            "• and " + ", ".join(f"{p.namespace}/{p.name} ({p.engine})" for p in engines.plans)
+        )
+        with LocalPrometheus(fleet.targets + engines.targets) as prom:
             console.print(f"• started Prometheus at {prom.url} scraping them every second")
             with _adapter(prom.url, port):
                 base = f"http://127.0.0.1:{port}"
@@ -154,11 +164,13 @@ def main() -> None:
                 console.print(
                     "  Ctrl-C to stop" if not seconds else f"  running for {seconds:.0f} seconds"
                 )
-                _loop(console, fleet, base, seconds)
+                _loop(console, fleet, engines, base, seconds)
     console.print("• stopped the adapter, Prometheus and the simulators; removed their temp dirs")
 
 
-def _loop(console: Console, fleet: SimFleet, base: str, seconds: float) -> None:
+def _loop(
+    console: Console, fleet: SimFleet, engines: EngineFleet, base: str, seconds: float
+) -> None:
     started = time.monotonic()
     next_print = 0.0
     with httpx.Client(base_url=base, timeout=5) as client:
@@ -168,6 +180,7 @@ def _loop(console: Console, fleet: SimFleet, base: str, seconds: float) -> None:
                 while not seconds or time.monotonic() - started < seconds:
                     elapsed = time.monotonic() - started
                     fleet.step(elapsed)
+                    engines.step(elapsed)
                     if elapsed >= next_print:
                         table = _table(client, elapsed)
                         if live is not None:

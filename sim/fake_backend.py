@@ -5,9 +5,15 @@ included) and one value each. Supported PromQL: vector selectors with ``=``, ``!
 ``!~`` (regexes anchored, as in Prometheus); ``sum``/``avg``/``max``/``min``/``count`` with or
 without ``by (…)``/``without (…)``; ``+ - * /`` between vectors (one-to-one, optionally with
 ``on (…)``/``ignoring (…)``), between a vector and a scalar, and between scalars; unary minus;
-number literals; parentheses; ``or``; ``timestamp()`` and ``label_replace()`` (what
-:func:`adapter.promql.with_freshness` uses). Anything else raises :class:`BackendResponseError` ("fake backend
-does not evaluate …"), so a test never gets a silently wrong number.
+number literals; parentheses; ``or``; ``and``/``unless`` (optionally with ``on (…)``/``ignoring
+(…)``); the filtering comparisons ``== != > < >= <=`` between a vector and a scalar;
+``timestamp()`` and ``label_replace()`` (what :func:`adapter.promql.with_freshness` uses);
+``histogram_quantile()`` (Prometheus' interpolation over classic ``le`` buckets); ``rate()`` and
+``increase()`` of a range selector. The store holds one value per series and no history, so a
+range selector reads that value: ``rate(x[w])`` is the stored value itself (store a counter's
+per-second rate in it) and ``increase(x[w])`` that value times ``w`` in seconds. Anything else
+raises :class:`BackendResponseError` ("fake backend does not evaluate …"), so a test never gets
+a silently wrong number.
 
 Differences from Prometheus, on purpose: a selected sample keeps the timestamp it was given (or
 the query time), and aggregations and operations carry the newest timestamp of their inputs, so
@@ -225,6 +231,50 @@ def _agg_count(values: list[float]) -> float:
     return float(len(values))
 
 
+_COMPARISONS: dict[str, Callable[[float, float], bool]] = {
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+    ">": lambda a, b: a > b,
+    "<": lambda a, b: a < b,
+    ">=": lambda a, b: a >= b,
+    "<=": lambda a, b: a <= b,
+}
+
+
+def _bucket_quantile(q: float, buckets: list[tuple[float, float]]) -> float:
+    """Prometheus' ``histogram_quantile`` over ``(upper bound, cumulative count)`` pairs."""
+    if math.isnan(q):
+        return math.nan
+    if q < 0:
+        return -math.inf
+    if q > 1:
+        return math.inf
+    buckets = sorted(buckets)
+    if len(buckets) < 2 or not math.isinf(buckets[-1][0]):
+        return math.nan
+    # Cumulative counts must not decrease (Prometheus repairs them the same way).
+    fixed: list[tuple[float, float]] = []
+    highest = -math.inf
+    for upper, count in buckets:
+        highest = max(highest, count)
+        fixed.append((upper, highest))
+    observations = fixed[-1][1]
+    if observations == 0 or math.isnan(observations):
+        return math.nan
+    rank = q * observations
+    b = next(i for i, (_, count) in enumerate(fixed) if count >= rank)
+    if b == len(fixed) - 1:
+        return fixed[-2][0]
+    if b == 0 and fixed[0][0] <= 0:
+        return fixed[0][0]
+    start, end, count = 0.0, fixed[b][0], fixed[b][1]
+    if b > 0:
+        start = fixed[b - 1][0]
+        count -= fixed[b - 1][1]
+        rank -= fixed[b - 1][1]
+    return start + (end - start) * (rank / count)
+
+
 _AGGREGATIONS: dict[str, Callable[[list[float]], float]] = {
     "sum": _agg_sum,
     "avg": _agg_avg,
@@ -350,6 +400,10 @@ class _Evaluator:
         op = str(expr.op)
         if op == "or":
             return self._union(expr)
+        if op in ("and", "unless"):
+            return self._intersect(expr, keep=op == "and")
+        if op in _COMPARISONS:
+            return self._compare(expr, _COMPARISONS[op])
         fn = _ARITHMETIC.get(op)
         if fn is None:
             raise self._unsupported(f"the operator {op}")
@@ -389,9 +443,80 @@ class _Evaluator:
         seen = {self._signature(e.labels, None, []) for e in lhs}
         return lhs + [e for e in rhs if self._signature(e.labels, None, []) not in seen]
 
+    def _matching_labels(
+        self, expr: promql_parser.BinaryExpr
+    ) -> tuple[list[str] | None, list[str]]:
+        """``(on, ignoring)`` of a binary expression's vector matching."""
+        matching = expr.modifier.matching if expr.modifier is not None else None
+        if matching is None:
+            return None, []
+        if matching.type == promql_parser.LabelModifierType.Include:
+            return list(matching.labels), []
+        return None, list(matching.labels)
+
+    def _intersect(self, expr: promql_parser.BinaryExpr, *, keep: bool) -> _Vector:
+        lhs, rhs = self.eval(expr.lhs), self.eval(expr.rhs)
+        if isinstance(lhs, float) or isinstance(rhs, float):
+            raise BackendResponseError(
+                f"bad_data: set operator {expr.op} not allowed in binary scalar expression",
+                backend=self._backend,
+            )
+        on, ignoring = self._matching_labels(expr)
+        present = {self._signature(e.labels, on, ignoring) for e in rhs}
+        return [e for e in lhs if (self._signature(e.labels, on, ignoring) in present) == keep]
+
+    def _compare(
+        self, expr: promql_parser.BinaryExpr, test: Callable[[float, float], bool]
+    ) -> _Value:
+        if expr.modifier is not None and expr.modifier.return_bool:
+            raise self._unsupported(f"comparisons with bool ({expr})")
+        lhs, rhs = self.eval(expr.lhs), self.eval(expr.rhs)
+        if isinstance(lhs, float) and isinstance(rhs, float):
+            raise BackendResponseError(
+                "bad_data: comparisons between scalars must use BOOL modifier",
+                backend=self._backend,
+            )
+        if isinstance(rhs, float):
+            return [e for e in lhs if test(e.value, rhs)]  # type: ignore[union-attr]
+        if isinstance(lhs, float):
+            return [e for e in rhs if test(lhs, e.value)]
+        raise self._unsupported(f"comparisons between two vectors ({expr})")
+
+    def _range(self, arg: object, function: str) -> tuple[_Vector, float]:
+        if not isinstance(arg, promql_parser.MatrixSelector):
+            raise BackendResponseError(
+                f"bad_data: expected a range vector in {function}", backend=self._backend
+            )
+        return self.select(arg.vector_selector), arg.range.total_seconds()
+
     def _call(self, expr: promql_parser.Call) -> _Vector:
         name = expr.func.name
         args = list(expr.args)
+        if name in ("rate", "increase") and len(args) == 1:
+            inner, seconds = self._range(args[0], name)
+            factor = 1.0 if name == "rate" else seconds
+            return [_Element(_drop_name(e.labels), e.value * factor, e.timestamp) for e in inner]
+        if name == "histogram_quantile" and len(args) == 2:
+            q = self.eval(args[0])
+            if not isinstance(q, float):
+                raise BackendResponseError(
+                    "bad_data: expected a scalar quantile in histogram_quantile",
+                    backend=self._backend,
+                )
+            groups: dict[tuple[tuple[str, str], ...], list[_Element]] = {}
+            for e in self._vector_arg(args[1], name):
+                if "le" not in e.labels:
+                    continue
+                key = tuple(sorted((k, v) for k, v in e.labels.items() if k not in {"le", _NAME}))
+                groups.setdefault(key, []).append(e)
+            return [
+                _Element(
+                    dict(key),
+                    _bucket_quantile(q, [(float(e.labels["le"]), e.value) for e in members]),
+                    max(e.timestamp for e in members),
+                )
+                for key, members in groups.items()
+            ]
         if name == "timestamp" and len(args) == 1:
             inner = self._vector_arg(args[0], name)
             return [_Element(_drop_name(e.labels), e.timestamp, self._now) for e in inner]

@@ -21,10 +21,21 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 
 from sim.service import Service
 
-__all__ = ["JetStreamValues", "SimServer", "SimTpuExporter", "TpuChipValues", "values_for_load"]
+__all__ = [
+    "TPOT_BUCKETS",
+    "TTFT_BUCKETS",
+    "JetStreamValues",
+    "SimServer",
+    "SimTpuExporter",
+    "TpuChipValues",
+    "values_for_load",
+]
 
 _TARGET_LABELS = ("cluster", "namespace", "pod", "instance", "job")
-_TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# JetStream's own bucket boundaries (jetstream/core/metrics/prometheus.py).
+TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0,
+                7.5, 10.0)  # fmt: skip
+TPOT_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +43,9 @@ class JetStreamValues:
     """The gauge values one simulated JetStream pod exports.
 
     ``slots`` is one 0–1 fraction per generate engine (``idx``); ``transfer_backlog`` and
-    ``generate_backlog`` are one queue size per engine; ``kv_cache`` is a 0–1 fraction.
+    ``generate_backlog`` are one queue size per engine; ``kv_cache`` is a 0–1 fraction, which
+    the server exports as a percentage: ``kv_cache_utilization_perc`` = 100 × ``kv_cache``
+    (JetStream computes ``(total_slots - empty_slots) * 100 / total_slots``).
     """
 
     prefill_backlog: int
@@ -121,8 +134,11 @@ class SimServer(_Exporter):
     """One simulated JetStream pod exporting JetStream's metric names and labels.
 
     Every series has ``id`` = the pod name plus the target labels ``cluster``, ``namespace``,
-    ``pod``, ``instance`` (``pod:port``) and ``job``. Values start at zero (idle); set them
-    exactly with the setters or derive them all from a load level with :meth:`load`.
+    ``pod``, ``instance`` (``pod:port``) and ``job``; with ``model_name`` also JetStream's
+    ``model_name`` label (JetStream replaces ``-`` by ``_`` in it, so pass it sanitized). Values
+    start at zero (idle); set them exactly with the setters or derive them all from a load level
+    with :meth:`load`. The latency histograms (``jetstream_time_to_first_token``,
+    ``jetstream_time_per_output_token``) have JetStream's bucket boundaries.
     """
 
     def __init__(
@@ -134,6 +150,7 @@ class SimServer(_Exporter):
         engines: int = 2,
         port: int = 0,
         job: str = "jetstream",
+        model_name: str | None = None,
     ) -> None:
         if engines < 1:
             raise ValueError("engines must be >= 1")
@@ -143,11 +160,12 @@ class SimServer(_Exporter):
         self.cluster = cluster
         self.engines = engines
         self.job = job
+        self.model_name = model_name
         self._lock = threading.Lock()
         self._values = values_for_load(0.0, engines=engines)
         self._successes = 0.0
         self._published_successes = 0.0
-        names = ("id", *_TARGET_LABELS)
+        names = ("id", *(("model_name",) if model_name is not None else ()), *_TARGET_LABELS)
         reg = self.registry
         self._prefill = Gauge(
             "jetstream_prefill_backlog_size", "Size of prefill queue", names, registry=reg
@@ -177,7 +195,10 @@ class SimServer(_Exporter):
             registry=reg,
         )
         self._kv = Gauge(
-            "kv_cache_utilization_perc", "Used KV cache slots over total", names, registry=reg
+            "kv_cache_utilization_perc",
+            "kv-cache utilization % by the requests under processing.",
+            names,
+            registry=reg,
         )
         self._success = Counter(
             "jetstream_request_success_count",
@@ -190,13 +211,24 @@ class SimServer(_Exporter):
             "Time to first token per request in seconds",
             names,
             registry=reg,
-            buckets=_TTFT_BUCKETS,
+            buckets=TTFT_BUCKETS,
+        )
+        self._tpot = Histogram(
+            "jetstream_time_per_output_token",
+            "Average time per output token per request in seconds",
+            names,
+            registry=reg,
+            buckets=TPOT_BUCKETS,
         )
 
     def _label_values(self) -> tuple[str, ...]:
         # Before start the port is unknown; instance is set once it is (see _on_started).
         port = self._port if self._server is not None else 0
-        return (self.pod, self.cluster, self.namespace, self.pod, f"{self.pod}:{port}", self.job)
+        model = (self.model_name,) if self.model_name is not None else ()
+        return (
+            self.pod, *model, self.cluster, self.namespace, self.pod, f"{self.pod}:{port}",
+            self.job,
+        )  # fmt: skip
 
     def _on_started(self) -> None:
         self._publish()
@@ -257,7 +289,7 @@ class SimServer(_Exporter):
         self._replace(requests_waiting=int(n))
 
     def set_kv_cache(self, fraction: float) -> None:
-        """``kv_cache_utilization_perc`` (a 0–1 fraction)."""
+        """``kv_cache_utilization_perc`` = 100 × ``fraction`` (``fraction`` is 0–1)."""
         self._replace(kv_cache=float(fraction))
 
     def add_successes(self, n: float = 1.0) -> None:
@@ -268,13 +300,24 @@ class SimServer(_Exporter):
             self._successes += n
         self._publish()
 
-    def observe_ttft(self, seconds: float) -> None:
-        """Record one time-to-first-token observation in the histogram (after :meth:`start`)."""
+    def observe_ttft(self, seconds: float, count: int = 1) -> None:
+        """Record ``count`` time-to-first-token observations of ``seconds`` (after
+        :meth:`start`)."""
+        self._observe(self._ttft, seconds, count)
+
+    def observe_tpot(self, seconds: float, count: int = 1) -> None:
+        """Record ``count`` time-per-output-token observations of ``seconds`` (after
+        :meth:`start`)."""
+        self._observe(self._tpot, seconds, count)
+
+    def _observe(self, histogram: Histogram, seconds: float, count: int) -> None:
         if self._server is None:
             raise RuntimeError(
                 "start the server before observing (the instance label needs its port)"
             )
-        self._ttft.labels(*self._label_values()).observe(seconds)
+        child = histogram.labels(*self._label_values())
+        for _ in range(count):
+            child.observe(seconds)
 
     def load(self, level: float) -> JetStreamValues:
         """Set every gauge from a load level (see :func:`values_for_load`); returns the values."""
@@ -295,7 +338,7 @@ class SimServer(_Exporter):
             self._transfer.labels(*base, str(idx)).set(v.transfer_backlog[idx])
             self._generate.labels(*base, str(idx)).set(v.generate_backlog[idx])
         self._waiting.labels(*base).set(v.requests_waiting)
-        self._kv.labels(*base).set(v.kv_cache)
+        self._kv.labels(*base).set(round(100 * v.kv_cache, 6))
         # Children are created here so every series exists from the first scrape.
         counter = self._success.labels(*base)
         with self._lock:
@@ -304,6 +347,7 @@ class SimServer(_Exporter):
         if step > 0:
             counter.inc(step)
         self._ttft.labels(*base)
+        self._tpot.labels(*base)
 
 
 @dataclass(frozen=True, slots=True)

@@ -196,9 +196,9 @@ async def test_raw_looks_like_prometheus(fake: FakeBackend) -> None:
 @pytest.mark.parametrize(
     "query",
     [
-        f"rate({BACKLOG}[1m])",
+        f"irate({BACKLOG}[1m])",
         f"topk(1, {BACKLOG})",
-        f"{BACKLOG} > 1",
+        f"{BACKLOG} > bool 1",
         f"{BACKLOG} offset 1m",
         '"a string"',
         f"{BACKLOG} / on (pod) group_left {BACKLOG}",

@@ -98,11 +98,11 @@ def test_setters_export_exact_values(server: SimServer) -> None:
     for idx, want in enumerate([4, 5, 6]):
         assert find(scraped, "jetstream_transfer_backlog_size", idx=str(idx)) == [want]
     assert find(scraped, "num_requests_waiting") == [9.0]
-    assert find(scraped, "kv_cache_utilization_perc") == [0.75]
+    assert find(scraped, "kv_cache_utilization_perc") == [75.0]  # JetStream exports a percentage
     assert find(scraped, "jetstream_request_success_count_total") == [4.0]
     assert find(scraped, "jetstream_time_to_first_token_count") == [1.0]
     assert find(scraped, "jetstream_time_to_first_token_bucket", le="0.1") == [1.0]
-    assert find(scraped, "jetstream_time_to_first_token_bucket", le="0.05") == [0.0]
+    assert find(scraped, "jetstream_time_to_first_token_bucket", le="0.06") == [0.0]
     assert server.values.slots == (0.25, 0.5, 1.0)
     assert server.successes == 4.0
 
@@ -153,7 +153,7 @@ def test_server_load_exports_derived_values(server: SimServer) -> None:
     assert values == values_for_load(0.6, engines=3)
     scraped = scrape(server.url)
     assert find(scraped, "jetstream_prefill_backlog_size") == [float(values.prefill_backlog)]
-    assert find(scraped, "kv_cache_utilization_perc") == [values.kv_cache]
+    assert find(scraped, "kv_cache_utilization_perc") == [round(100 * values.kv_cache, 6)]
 
 
 def test_set_values_round_trips(server: SimServer) -> None:
