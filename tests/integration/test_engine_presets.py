@@ -267,7 +267,7 @@ async def app(setup: Setup) -> AsyncIterator[Client]:
         backend = PrometheusBackend(PrometheusSettings(url=setup.prometheus.url))
         backends.append(backend)
         ctx = build_context(
-            Settings(cluster=cluster, standalone=True, cache_ttl=1.0),
+            Settings.from_options(cluster=cluster, standalone=True, cache_ttl=1.0),
             backend=backend,
             rules=load_rules(None, presets=True),
         )
