@@ -84,8 +84,11 @@ def _aggregated_resources(snapshot: Snapshot, group: str) -> list[dict[str, Any]
             }
             for metric in sorted(snapshot.external)
         ]
-    # Custom metric resources are "<resource>/<metric>": a parent resource with one subresource
-    # per metric, as the apiserver represents "x/y" names in this format.
+    # Custom metric resources are "<resource>/<metric>" and have no parent of their own. As
+    # k8s.io/apiserver's ConvertGroupVersionIntoToDiscovery does for such names, each resource
+    # becomes a parent with an EMPTY responseKind and no verbs, and one subresource per metric:
+    # client-go then drops the parent (it has no kind) and keeps "<resource>/<metric>", so the
+    # aggregated and the legacy documents list the same resources.
     kind = {"group": "", "version": "", "kind": "MetricValueList"}
     parents: dict[str, dict[str, Any]] = {}
     for (resource, metric), served in sorted(
@@ -95,10 +98,10 @@ def _aggregated_resources(snapshot: Snapshot, group: str) -> list[dict[str, Any]
             str(resource),
             {
                 "resource": str(resource),
-                "responseKind": kind,
+                "responseKind": {"group": "", "version": "", "kind": ""},
                 "scope": "Namespaced" if served.namespaced else "Cluster",
                 "singularResource": "",
-                "verbs": [],
+                "verbs": None,
                 "subresources": [],
             },
         )

@@ -179,3 +179,31 @@ async def test_debug_query_shows_the_error_and_notes(client: httpx.AsyncClient) 
     assert missing["error"]["code"] == 404
     r = await client.get("/debug/query")
     assert r.status_code == 400
+
+
+async def test_aggregated_custom_parents_are_kindless_as_the_apiserver_builds_them(
+    client: httpx.AsyncClient,
+) -> None:
+    # A parent made up for "<resource>/<metric>" names has an empty responseKind and no verbs
+    # (k8s.io/apiserver's ConvertGroupVersionIntoToDiscovery); a MetricValueList kind on it would
+    # publish a "pods" resource in custom.metrics.k8s.io that clients then try to list.
+    body = (await client.get("/apis", headers={"Accept": AGGREGATED_ACCEPT})).json()
+    items = {i["metadata"]["name"]: i for i in body["items"]}
+    for version in items["custom.metrics.k8s.io"]["versions"]:
+        for parent in version["resources"]:
+            assert parent["responseKind"] == {"group": "", "version": "", "kind": ""}
+            assert parent["verbs"] is None
+            assert parent["subresources"]
+            for sub in parent["subresources"]:
+                assert sub["responseKind"] == {
+                    "group": "",
+                    "version": "",
+                    "kind": "MetricValueList",
+                }
+                assert sub["verbs"] == ["get"]
+        legacy = (await client.get(f"/apis/custom.metrics.k8s.io/{version['version']}")).json()
+        assert {r["name"] for r in legacy["resources"]} == {
+            f"{parent['resource']}/{sub['subresource']}"
+            for parent in version["resources"]
+            for sub in parent["subresources"]
+        }
