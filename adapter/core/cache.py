@@ -49,6 +49,9 @@ class SingleFlightCache(Generic[K, V]):
 
     ``stale_ttl`` in seconds (``0``: off): how long a key's last good answer stays available to
     :meth:`stale`; at most ``maxsize`` such answers are kept.
+
+    ``clock`` (monotonic seconds: expiry and request periods) and ``wall`` (unix seconds: when
+    an answer was fetched) are injectable, so tests move time instead of sleeping.
     """
 
     def __init__(
@@ -59,7 +62,11 @@ class SingleFlightCache(Generic[K, V]):
         stale_ttl: float = 0.0,
         keep_warm: float = 0.0,
         refresh_concurrency: int = 8,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
     ) -> None:
+        self._clock = clock
+        self._wall = wall
         self.ttl = ttl
         self.stale_ttl = stale_ttl
         self.keep_warm = keep_warm if ttl > 0 else 0.0
@@ -70,10 +77,10 @@ class SingleFlightCache(Generic[K, V]):
         self.refreshes = 0
         """Background refreshes started (for tests and ``/debug``)."""
         self._entries: TTLCache[K, Cached[V]] | None = (
-            TTLCache(maxsize=maxsize, ttl=ttl, timer=time.monotonic) if ttl > 0 else None
+            TTLCache(maxsize=maxsize, ttl=ttl, timer=clock) if ttl > 0 else None
         )
         self._last_good: TTLCache[K, Cached[V]] | None = (
-            TTLCache(maxsize=maxsize, ttl=stale_ttl, timer=time.monotonic)
+            TTLCache(maxsize=maxsize, ttl=stale_ttl, timer=clock)
             if stale_ttl > 0
             else None
         )
@@ -98,7 +105,7 @@ class SingleFlightCache(Generic[K, V]):
         entry = self._last_good.get(key)
         if entry is None:
             return None
-        age = (time.time() if now is None else now) - entry.fetched_at
+        age = (self._wall() if now is None else now) - entry.fetched_at
         return entry if age <= self.stale_ttl else None
 
     def clear(self) -> None:
@@ -129,7 +136,7 @@ class SingleFlightCache(Generic[K, V]):
         return await asyncio.shield(task), state
 
     def _remember(self, key: K, fetch: Callable[[], Awaitable[V]]) -> None:
-        now = time.monotonic()
+        now = self._clock()
         previous = self._warm.pop(key, None)  # re-insert: the dict is kept in last-asked order
         period = now - previous[0] if previous is not None else None
         self._warm[key] = (now, period, fetch)
@@ -143,7 +150,7 @@ class SingleFlightCache(Generic[K, V]):
         request to meet."""
         if self._entries is None or self.keep_warm <= 0:
             return 0
-        now_mono, now = time.monotonic(), time.time()
+        now_mono, now = self._clock(), self._wall()
         lead = min(2.0, self.ttl / 2)
         started = 0
         for key, (asked, period, fetch) in list(self._warm.items()):
@@ -184,7 +191,7 @@ class SingleFlightCache(Generic[K, V]):
 
     async def _fetch(self, key: K, fetch: Callable[[], Awaitable[V]]) -> Cached[V]:
         try:
-            entry = Cached(value=await fetch(), fetched_at=time.time())
+            entry = Cached(value=await fetch(), fetched_at=self._wall())
             if self._entries is not None:
                 self._entries[key] = entry
             if self._last_good is not None:

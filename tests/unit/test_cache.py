@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
@@ -9,8 +8,35 @@ from adapter.core.cache import SingleFlightCache
 from adapter.domain.errors import BackendUnavailableError
 
 
+class FakeClock:
+    """Monotonic and wall time that move only when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def wall(self) -> float:
+        return 1_700_000_000.0 + self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def _cache(clock: FakeClock, *, ttl: float, keep_warm: float = 0.0) -> SingleFlightCache[str, int]:
+    return SingleFlightCache(ttl=ttl, keep_warm=keep_warm, clock=clock.monotonic, wall=clock.wall)
+
+
+async def _settle() -> None:
+    """Let started fetch tasks run to completion (no time passes on the fake clock)."""
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
 async def test_hit_after_miss_and_expiry() -> None:
-    cache: SingleFlightCache[str, int] = SingleFlightCache(ttl=0.2)
+    clock = FakeClock()
+    cache = _cache(clock, ttl=0.2)
     calls = 0
 
     async def fetch() -> int:
@@ -21,7 +47,7 @@ async def test_hit_after_miss_and_expiry() -> None:
     first, state1 = await cache.get("q", fetch)
     second, state2 = await cache.get("q", fetch)
     assert (first.value, state1, second.value, state2) == (1, "miss", 1, "hit")
-    await asyncio.sleep(0.25)
+    clock.advance(0.25)
     third, state3 = await cache.get("q", fetch)
     assert (third.value, state3) == (2, "miss")
 
@@ -107,7 +133,41 @@ async def test_ttl_zero_disables_caching_but_keeps_single_flight() -> None:
 
 
 async def test_periodic_keys_are_prefetched_just_before_their_next_request() -> None:
-    cache: SingleFlightCache[str, int] = SingleFlightCache(ttl=0.6, keep_warm=3.0)
+    clock = FakeClock()
+    cache = _cache(clock, ttl=0.6, keep_warm=3.0)
+    calls = 0
+
+    async def fetch() -> int:
+        nonlocal calls
+        calls += 1
+        return calls
+
+    async def wait(seconds: float) -> None:
+        # What run_refresher does, on the fake clock: a refresh check every 0.05 s.
+        for _ in range(round(seconds / 0.05)):
+            clock.advance(0.05)
+            cache.refresh_due()
+            await _settle()
+
+    # Like an HPA: asked every 1 s, longer than the 0.6 s TTL.
+    states = []
+    for _ in range(5):
+        entry, state = await cache.get("q", fetch)
+        states.append(state)
+        assert clock.wall() - entry.fetched_at <= 0.6
+        await wait(1.0)
+    # The first two requests teach the period; after that every request hits.
+    assert states == ["miss", "miss", "hit", "hit", "hit"]
+    # One backend query per request, as without the prefetch, only earlier — plus the one
+    # prefetched for a sixth request that never came.
+    assert calls == 6, calls
+    # Nobody asks any more: no more prefetching.
+    await wait(2.0)
+    assert calls == 6, calls
+
+
+async def test_the_refresher_task_prefetches_on_its_own() -> None:
+    cache: SingleFlightCache[str, int] = SingleFlightCache(ttl=0.2, keep_warm=3.0)
     calls = 0
 
     async def fetch() -> int:
@@ -117,21 +177,14 @@ async def test_periodic_keys_are_prefetched_just_before_their_next_request() -> 
 
     refresher = asyncio.create_task(cache.run_refresher())
     try:
-        # Like an HPA: asked every 1 s, longer than the 0.6 s TTL (margins for a loaded CI).
-        states = []
-        for _ in range(5):
-            entry, state = await cache.get("q", fetch)
-            states.append(state)
-            assert time.time() - entry.fetched_at <= 0.6
-            await asyncio.sleep(1.0)
-        # The first two requests teach the period; after that every request hits.
-        assert states == ["miss", "miss", "hit", "hit", "hit"]
-        # One backend query per request, as without the prefetch, only earlier — plus the one
-        # prefetched for a sixth request that never came.
-        assert calls == 6, calls
-        # Nobody asks any more: no more prefetching.
-        await asyncio.sleep(2.0)
-        assert calls == 6, calls
+        await cache.get("q", fetch)
+        await asyncio.sleep(0.3)
+        await cache.get("q", fetch)  # the period (0.3 s) is learnt: the next one is prefetched
+        for _ in range(40):
+            if cache.refreshes:
+                break
+            await asyncio.sleep(0.02)
+        assert cache.refreshes >= 1
     finally:
         refresher.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -139,7 +192,8 @@ async def test_periodic_keys_are_prefetched_just_before_their_next_request() -> 
 
 
 async def test_keys_asked_more_often_than_the_ttl_are_not_prefetched() -> None:
-    cache: SingleFlightCache[str, int] = SingleFlightCache(ttl=0.5, keep_warm=2.0)
+    clock = FakeClock()
+    cache = _cache(clock, ttl=0.5, keep_warm=2.0)
     calls = 0
 
     async def fetch() -> int:
@@ -150,12 +204,13 @@ async def test_keys_asked_more_often_than_the_ttl_are_not_prefetched() -> None:
     for _ in range(6):
         await cache.get("q", fetch)
         assert cache.refresh_due() == 0
-        await asyncio.sleep(0.1)
+        clock.advance(0.1)
     assert calls == 2
 
 
 async def test_a_failing_prefetch_leaves_the_error_to_the_next_request() -> None:
-    cache: SingleFlightCache[str, int] = SingleFlightCache(ttl=0.2, keep_warm=5.0)
+    clock = FakeClock()
+    cache = _cache(clock, ttl=0.2, keep_warm=5.0)
     fail = False
 
     async def fetch() -> int:
@@ -164,11 +219,11 @@ async def test_a_failing_prefetch_leaves_the_error_to_the_next_request() -> None
         return 1
 
     await cache.get("q", fetch)
-    await asyncio.sleep(0.3)
+    clock.advance(0.3)
     await cache.get("q", fetch)
     fail = True
-    await asyncio.sleep(0.25)  # next request expected at +0.3 s; lead is 0.1 s
+    clock.advance(0.25)  # next request expected at +0.3 s; lead is 0.1 s
     assert cache.refresh_due() == 1
-    await asyncio.sleep(0.01)
+    await _settle()
     with pytest.raises(BackendUnavailableError):
         await cache.get("q", fetch)

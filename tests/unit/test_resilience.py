@@ -234,9 +234,12 @@ def test_bad_policy_is_refused(kwargs: dict[str, float]) -> None:
 
 
 async def test_last_good_answer_outlives_the_ttl_within_the_stale_window() -> None:
-    cache: SingleFlightCache[str, int] = SingleFlightCache(ttl=0.05, stale_ttl=30)
+    now = [100.0]
+    cache: SingleFlightCache[str, int] = SingleFlightCache(
+        ttl=0.05, stale_ttl=30, clock=lambda: now[0], wall=lambda: 1_700_000_000.0 + now[0]
+    )
     entry, _ = await cache.get("q", lambda: asyncio.sleep(0, result=7))
-    await asyncio.sleep(0.06)
+    now[0] += 0.06
     assert cache.peek("q") is None, "the fresh entry has expired"
     stale = cache.stale("q")
     assert stale is not None and stale.value == 7
