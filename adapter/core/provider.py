@@ -14,7 +14,7 @@ from adapter.backends.base import Backend
 from adapter.core.cache import CacheState, SingleFlightCache
 from adapter.core.registry import MetricRegistry
 from adapter.core.request import ApiRequest
-from adapter.core.resilience import BreakerPolicy, BreakerState, CircuitBreaker
+from adapter.core.resilience import BreakerPolicy, BreakerState, CircuitBreaker, GuardedBackend
 from adapter.core.translate import (
     Dropped,
     custom_list,
@@ -30,7 +30,13 @@ from adapter.domain.errors import (
     NotFoundError,
     QueryError,
 )
-from adapter.domain.models import GroupResource, MetricValue, QueryResult, Requirement
+from adapter.domain.models import (
+    BackendKind,
+    GroupResource,
+    MetricValue,
+    QueryResult,
+    Requirement,
+)
 from adapter.observability.telemetry import Telemetry
 from adapter.rules.base import BuiltQuery, MetricRequest, Scope, ServedMetric
 
@@ -111,8 +117,11 @@ class MetricsProvider:
         """Called with every successful answer (the ``/debug/ui`` history)."""
         self.breaker_policy = breaker_policy or BreakerPolicy()
         self.breakers: dict[str, CircuitBreaker] = {}
-        for configured in self.backends.values():
-            self.breaker_for(configured)
+        self._guarded: dict[str, GuardedBackend] = {
+            kind: GuardedBackend(configured, self.breaker_for(configured), self.telemetry)
+            for kind, configured in self.backends.items()
+        }
+        """What queries go to, by backend kind: each backend behind its breaker, instrumented."""
 
     def breaker_for(self, backend: Backend) -> CircuitBreaker:
         """The circuit breaker of ``backend`` (by name), created closed on first use."""
@@ -134,51 +143,35 @@ class MetricsProvider:
             self.breakers[backend.name] = breaker
         return breaker
 
-    def _backend_for(self, metric: ServedMetric) -> Backend:
-        backend = self.backends.get(metric.rule.backend)
+    def _backend_for(self, metric: ServedMetric) -> GuardedBackend:
+        kind = metric.rule.backend
+        backend = self._guarded.get(kind)
         if backend is None:
             raise BackendUnavailableError(
-                f"rule {metric.rule.id} needs the {metric.rule.backend} backend, which is not"
-                " configured",
-                backend=metric.rule.backend,
+                f"rule {metric.rule.id} needs the {kind} backend, which is not configured",
+                backend=kind,
             )
         return backend
 
-    async def _query(self, backend: Backend, query: str) -> QueryResult:
-        t = self.telemetry
-        started = time.perf_counter()
-        try:
-            result = await backend.query(query, timeout=self.query_timeout)
-        except BackendError as exc:
-            t.backend_queries.labels(backend.name, type(exc).__name__).inc()
-            raise
-        t.backend_queries.labels(backend.name, "ok").inc()
-        t.backend_seconds.labels(backend.name).observe(time.perf_counter() - started)
-        return result
-
-    async def _fetch(self, backend: Backend, query: str) -> QueryResult:
-        # The breaker fails fast while open, without touching the backend.
-        return await self.breaker_for(backend).call(lambda: self._query(backend, query))
-
-    async def _fetch_fresh(
-        self, backend: Backend, built: BuiltQuery, *, is_promql: bool
-    ) -> QueryResult:
-        """Fetch ``built``; for PromQL, in one round trip with the time of the data it reads."""
-        wire = promql.with_freshness(built.query, by=built.object_labels) if is_promql else None
+    async def _fetch(self, backend: Backend, built: BuiltQuery, kind: BackendKind) -> QueryResult:
+        """One round trip for ``built``; PromQL also asks the time of the data it reads."""
+        wire = (
+            promql.with_freshness(built.query, by=built.object_labels) if kind == "promql" else None
+        )
         if wire is None:
-            return await self._fetch(backend, built.query)
-        return restamp(await self._fetch(backend, wire), by=built.object_labels)
+            return await backend.query(built.query, timeout=self.query_timeout)
+        result = await backend.query(wire, timeout=self.query_timeout)
+        return restamp(result, by=built.object_labels)
 
-    async def _run(self, metric: ServedMetric, built: BuiltQuery, trace: Trace) -> QueryResult:
+    async def _cached(self, metric: ServedMetric, built: BuiltQuery, trace: Trace) -> QueryResult:
+        """``built``'s result through the cache (one fetch per key at a time), or the last good
+        one when the fetch fails and ``stale_if_error`` allows it."""
         trace.built = built
         backend = self._backend_for(metric)
         key = (backend.name, built.query)
         try:
             entry, state = await self.cache.get(
-                key,
-                lambda: self._fetch_fresh(
-                    backend, built, is_promql=metric.rule.backend == "promql"
-                ),
+                key, lambda: self._fetch(backend, built, metric.rule.backend)
             )
         except BackendError as exc:
             stale = self.cache.stale(key) if self.stale_if_error > 0 else None
@@ -241,6 +234,14 @@ class MetricsProvider:
         )
         return None
 
+    async def _evaluate(
+        self, served: ServedMetric, metric_request: MetricRequest, trace: Trace
+    ) -> tuple[BuiltQuery, QueryResult]:
+        """The steps every answer shares: build the scoped query, fetch it through the cache."""
+        trace.metric, trace.request = served, metric_request
+        built = self._build(served, metric_request)
+        return built, await self._cached(served, built, trace)
+
     async def _custom(self, request: ApiRequest, trace: Trace) -> Answer:
         assert request.resource is not None
         where = f"{request.resource} {request.name or '*'}" + (
@@ -259,8 +260,7 @@ class MetricsProvider:
         trace.request = metric_request
         values: list[MetricValue] = []
         if names != ():
-            built = self._build(served, metric_request)
-            result = await self._run(served, built, trace)
+            built, result = await self._evaluate(served, metric_request, trace)
             now = time.time()
             values, trace.dropped = samples_to_custom(
                 result.samples,
@@ -285,13 +285,10 @@ class MetricsProvider:
         served = self.registry.find_external(request.metric)
         if served is None:
             raise NotFoundError.metric(request.metric, f"namespace {request.namespace}")
-        trace.metric = served
         metric_request = MetricRequest(
             namespace=request.namespace, metric_selector=request.metric_selector
         )
-        trace.request = metric_request
-        built = self._build(served, metric_request)
-        result = await self._run(served, built, trace)
+        built, result = await self._evaluate(served, metric_request, trace)
         now = time.time()
         values, trace.dropped = samples_to_external(
             result.samples,

@@ -22,14 +22,17 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
+from adapter.backends.base import Backend
 from adapter.core.translate import format_timestamp
 from adapter.domain.errors import BackendError, BackendTimeoutError, BackendUnavailableError
+from adapter.domain.models import QueryResult
+from adapter.observability.telemetry import Telemetry
 
-__all__ = ["BreakerPolicy", "BreakerState", "CircuitBreaker", "counts_as_failure"]
+__all__ = ["BreakerPolicy", "BreakerState", "CircuitBreaker", "GuardedBackend", "counts_as_failure"]
 
 T = TypeVar("T")
 
@@ -239,3 +242,45 @@ class CircuitBreaker:
             raise
         self.record_success()
         return result
+
+
+class GuardedBackend:
+    """A :class:`Backend` behind its :class:`CircuitBreaker`, its queries counted and timed.
+
+    What the provider queries: the breaker fails fast while open (without touching the
+    backend), and every query that reaches the backend is counted by result and its latency
+    observed (``llm_metrics_adapter_backend_*``). Discovery and readiness calls pass straight
+    through: they have their own schedule and must not open or probe the circuit.
+    """
+
+    def __init__(self, backend: Backend, breaker: CircuitBreaker, telemetry: Telemetry) -> None:
+        self.backend = backend
+        self.breaker = breaker
+        self.telemetry = telemetry
+        self.name = backend.name
+
+    async def query(self, query: str, *, timeout: float) -> QueryResult:
+        return await self.breaker.call(lambda: self._counted(query, timeout))
+
+    async def _counted(self, query: str, timeout: float) -> QueryResult:
+        started = time.perf_counter()
+        try:
+            result = await self.backend.query(query, timeout=timeout)
+        except BackendError as exc:
+            self.telemetry.backend_queries.labels(self.name, type(exc).__name__).inc()
+            raise
+        self.telemetry.backend_queries.labels(self.name, "ok").inc()
+        self.telemetry.backend_seconds.labels(self.name).observe(time.perf_counter() - started)
+        return result
+
+    async def metric_names(self, match: Sequence[str], *, timeout: float) -> list[str]:
+        return await self.backend.metric_names(match, timeout=timeout)
+
+    async def label_names(self, match: Sequence[str], *, timeout: float) -> list[str]:
+        return await self.backend.label_names(match, timeout=timeout)
+
+    async def ping(self, *, timeout: float) -> None:
+        await self.backend.ping(timeout=timeout)
+
+    async def aclose(self) -> None:
+        await self.backend.aclose()

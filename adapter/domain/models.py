@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 __all__ = [
+    "BackendKind",
     "GroupResource",
     "MatchOp",
     "Matcher",
@@ -19,6 +20,10 @@ __all__ = [
     "RequirementOp",
     "Sample",
 ]
+
+BackendKind = Literal["promql", "cloud-monitoring"]
+"""Which kind of backend evaluates a rule's queries: PromQL (any Prometheus, GMP) or the Cloud
+Monitoring API. Rules name the kind; the provider maps each kind to its configured backend."""
 
 RequirementOp = Literal["=", "!=", "in", "notin", "exists", "!", "gt", "lt"]
 """Kubernetes label selector operators after normalisation (``==`` becomes ``=``, ``>`` ``gt``)."""

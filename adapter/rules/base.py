@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from adapter.domain.models import GroupResource, Requirement
+from adapter.domain.models import BackendKind, GroupResource, Requirement
 
 __all__ = [
     "BuiltQuery",
@@ -108,7 +108,7 @@ class Rule(Protocol):
         ...
 
     @property
-    def backend(self) -> str:
+    def backend(self) -> BackendKind:
         """Which backend evaluates this rule's queries: ``promql`` or ``cloud-monitoring``."""
         ...
 
@@ -157,7 +157,7 @@ class RuleDefaults:
     __slots__ = ()
 
     @property
-    def backend(self) -> str:
+    def backend(self) -> BackendKind:
         return "promql"
 
     def resolve(

@@ -42,7 +42,7 @@ from typing import Any, Final, Literal
 
 from adapter import promql
 from adapter.domain.errors import BadRequestError, ConfigError, ForbiddenError
-from adapter.domain.models import GroupResource, Matcher, Requirement
+from adapter.domain.models import BackendKind, GroupResource, Matcher, Requirement
 from adapter.rules import monitoring_filter as mf
 from adapter.rules.base import (
     BuiltQuery,
@@ -248,7 +248,7 @@ class _FamilyRule(RuleDefaults, ABC):
     options: StackdriverOptions
 
     @property
-    def backend(self) -> str:
+    def backend(self) -> BackendKind:
         return "cloud-monitoring" if self._cm else "promql"
 
     @property
