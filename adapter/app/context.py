@@ -26,7 +26,7 @@ from adapter.core.resilience import BreakerPolicy
 from adapter.domain.models import QueryResult
 from adapter.hpa.explain import HpaReader
 from adapter.observability.telemetry import Telemetry
-from adapter.rules.base import Scope
+from adapter.rules.base import QueryScope
 from adapter.rules.loader import RuleSet
 from adapter.settings import Settings
 
@@ -163,7 +163,7 @@ def build_context(
 
         backends = {"cloud-monitoring": build_cloud_monitoring_backend(settings)}
     telemetry = Telemetry()
-    scope = Scope(cluster=settings.scope.cluster, cluster_label=settings.scope.cluster_label)
+    scope = QueryScope(cluster=settings.scope.cluster, cluster_label=settings.scope.cluster_label)
     timeout = settings.backend.query_timeout
     registry = MetricRegistry(
         rules.rules,

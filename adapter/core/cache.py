@@ -80,9 +80,7 @@ class SingleFlightCache(Generic[K, V]):
             TTLCache(maxsize=maxsize, ttl=ttl, timer=clock) if ttl > 0 else None
         )
         self._last_good: TTLCache[K, Cached[V]] | None = (
-            TTLCache(maxsize=maxsize, ttl=stale_ttl, timer=clock)
-            if stale_ttl > 0
-            else None
+            TTLCache(maxsize=maxsize, ttl=stale_ttl, timer=clock) if stale_ttl > 0 else None
         )
         self._inflight: dict[K, asyncio.Future[Cached[V]]] = {}
 

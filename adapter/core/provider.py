@@ -38,7 +38,7 @@ from adapter.domain.models import (
     Requirement,
 )
 from adapter.observability.telemetry import Telemetry
-from adapter.rules.base import BuiltQuery, MetricRequest, Scope, ServedMetric
+from adapter.rules.base import BuiltQuery, MetricRequest, QueryScope, ServedMetric
 
 __all__ = ["Answer", "MetricsProvider", "ObjectSource", "Trace"]
 
@@ -95,7 +95,7 @@ class MetricsProvider:
         backend: Backend,
         cache: SingleFlightCache[tuple[str, str], QueryResult],
         backends: Mapping[str, Backend] | None = None,
-        scope: Scope,
+        scope: QueryScope,
         objects: ObjectSource | None = None,
         query_timeout: float = 10.0,
         max_sample_age: float | None = None,

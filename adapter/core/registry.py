@@ -26,7 +26,7 @@ from adapter.backends.factory import GMP_BACKEND_NAME
 from adapter.domain.errors import AdapterError, QueryError
 from adapter.domain.models import GroupResource, Matcher
 from adapter.observability.telemetry import Telemetry
-from adapter.rules.base import MetricKind, Rule, Scope, ServedMetric
+from adapter.rules.base import MetricKind, QueryScope, Rule, ServedMetric
 
 __all__ = ["MetricRegistry", "Snapshot"]
 
@@ -93,7 +93,7 @@ class MetricRegistry:
         rules: Sequence[Rule],
         backend: Backend,
         *,
-        scope: Scope,
+        scope: QueryScope,
         interval: float = 60.0,
         timeout: float = 30.0,
         telemetry: Telemetry | None = None,

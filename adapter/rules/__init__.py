@@ -10,9 +10,9 @@ from adapter.rules.base import (
     BuiltQuery,
     MetricKind,
     MetricRequest,
+    QueryScope,
     Rule,
     RuleSource,
-    Scope,
     ServedMetric,
 )
 from adapter.rules.loader import RuleSet, load_rules, load_rules_text
@@ -21,10 +21,10 @@ __all__ = [
     "BuiltQuery",
     "MetricKind",
     "MetricRequest",
+    "QueryScope",
     "Rule",
     "RuleSet",
     "RuleSource",
-    "Scope",
     "ServedMetric",
     "load_rules",
     "load_rules_text",

@@ -15,10 +15,10 @@ __all__ = [
     "BuiltQuery",
     "MetricKind",
     "MetricRequest",
+    "QueryScope",
     "Rule",
     "RuleDefaults",
     "RuleSource",
-    "Scope",
     "ServedMetric",
 ]
 
@@ -27,7 +27,7 @@ RuleSource = Literal["preset", "native", "prometheus-adapter"]
 
 
 @dataclass(frozen=True, slots=True)
-class Scope:
+class QueryScope:
     """Process-wide scoping: every query gets ``cluster_label="cluster"`` when ``cluster`` is set."""
 
     cluster: str | None = None
@@ -139,7 +139,9 @@ class Rule(Protocol):
         """
         ...
 
-    def build_query(self, metric: ServedMetric, request: MetricRequest, scope: Scope) -> BuiltQuery:
+    def build_query(
+        self, metric: ServedMetric, request: MetricRequest, scope: QueryScope
+    ) -> BuiltQuery:
         """The final, scoped query. Raises BadRequestError for selectors it cannot honour."""
         ...
 

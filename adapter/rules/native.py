@@ -31,9 +31,9 @@ from adapter.rules.base import (
     BuiltQuery,
     MetricKind,
     MetricRequest,
+    QueryScope,
     RuleDefaults,
     RuleSource,
-    Scope,
     ServedMetric,
 )
 from adapter.rules.location import RuleLocation
@@ -112,7 +112,9 @@ class NativeRule(RuleDefaults):
         # namespace); the provider then filters by object name.
         return self.resource != resources.NAMESPACES.group_resource
 
-    def build_query(self, metric: ServedMetric, request: MetricRequest, scope: Scope) -> BuiltQuery:
+    def build_query(
+        self, metric: ServedMetric, request: MetricRequest, scope: QueryScope
+    ) -> BuiltQuery:
         """This rule's query with cluster, namespace and metric-selector matchers injected."""
         namespace = self._request_namespace(request)
         return finish(
@@ -129,7 +131,7 @@ class NativeRule(RuleDefaults):
         ns, cluster = example_scope(self.query, namespace_label=self.namespace_label)
         try:
             example = self.build_query(
-                self.static_metrics()[0], MetricRequest(namespace=ns), Scope(cluster=cluster)
+                self.static_metrics()[0], MetricRequest(namespace=ns), QueryScope(cluster=cluster)
             ).query
         except AdapterError as exc:
             example = f"(cannot be built: {exc.message})"

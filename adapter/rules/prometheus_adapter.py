@@ -43,9 +43,9 @@ from adapter.rules.base import (
     BuiltQuery,
     MetricKind,
     MetricRequest,
+    QueryScope,
     RuleDefaults,
     RuleSource,
-    Scope,
     ServedMetric,
 )
 from adapter.rules.gotemplate import Template, TemplateError, compile_template, go_slice
@@ -373,7 +373,9 @@ class PrometheusAdapterRule(RuleDefaults):
         )
         return query, (), self.namespace_label, namespace
 
-    def build_query(self, metric: ServedMetric, request: MetricRequest, scope: Scope) -> BuiltQuery:
+    def build_query(
+        self, metric: ServedMetric, request: MetricRequest, scope: QueryScope
+    ) -> BuiltQuery:
         """The metricsQuery rendered as prometheus-adapter renders it, then scoped."""
         query, object_labels, ns_label, namespace = self._unscoped(metric, request)
         promql.validate(query)
@@ -405,7 +407,7 @@ class PrometheusAdapterRule(RuleDefaults):
                 ns = example_scope(first, namespace_label=self.namespace_label)[0] or ns
             cluster = example_scope(first, namespace_label=None)[1]
             example = self.build_query(
-                metric, MetricRequest(namespace=ns), Scope(cluster=cluster)
+                metric, MetricRequest(namespace=ns), QueryScope(cluster=cluster)
             ).query
         except AdapterError as exc:
             example = f"(cannot be built: {exc.message})"

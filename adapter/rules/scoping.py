@@ -15,7 +15,7 @@ import promql_parser
 from adapter import promql
 from adapter.domain.errors import BadRequestError, QueryError
 from adapter.domain.models import Matcher, Requirement
-from adapter.rules.base import BuiltQuery, Scope
+from adapter.rules.base import BuiltQuery, QueryScope
 
 __all__ = [
     "EXAMPLE_CLUSTER",
@@ -38,7 +38,7 @@ EXAMPLE_CLUSTER = "CLUSTER"
 
 
 def scope_matchers(
-    scope: Scope, namespace_label: str | None, namespace: str | None
+    scope: QueryScope, namespace_label: str | None, namespace: str | None
 ) -> list[Matcher]:
     """``cluster_label="<cluster>"`` when a cluster is set, then ``<namespace_label>="<ns>"``
     when both a namespace label and a request namespace are given."""

@@ -48,9 +48,9 @@ from adapter.rules.base import (
     BuiltQuery,
     MetricKind,
     MetricRequest,
+    QueryScope,
     RuleDefaults,
     RuleSource,
-    Scope,
     ServedMetric,
 )
 from adapter.rules.scoping import finish, scope_matchers
@@ -255,7 +255,9 @@ class _FamilyRule(RuleDefaults, ABC):
     def _cm(self) -> bool:
         return self.options.mode == "cloud-monitoring"
 
-    def build_query(self, metric: ServedMetric, request: MetricRequest, scope: Scope) -> BuiltQuery:
+    def build_query(
+        self, metric: ServedMetric, request: MetricRequest, scope: QueryScope
+    ) -> BuiltQuery:
         parsed = self._parsed(metric.name)
         if self.namespace_label is not None and request.namespace is None:
             raise BadRequestError(f"metric {metric.name} is namespaced: the request names none")
@@ -274,17 +276,19 @@ class _FamilyRule(RuleDefaults, ABC):
 
     @abstractmethod
     def _cloud_monitoring(
-        self, parsed: ParsedName, request: MetricRequest, scope: Scope
+        self, parsed: ParsedName, request: MetricRequest, scope: QueryScope
     ) -> BuiltQuery: ...
 
     @abstractmethod
-    def _promql(self, parsed: ParsedName, request: MetricRequest, scope: Scope) -> BuiltQuery: ...
+    def _promql(
+        self, parsed: ParsedName, request: MetricRequest, scope: QueryScope
+    ) -> BuiltQuery: ...
 
     def _monitoring_scope(
         self,
         selector: Sequence[Requirement],
         project: str,
-        scope: Scope,
+        scope: QueryScope,
         namespace: str | None,
         *,
         cluster_label: str,
@@ -369,7 +373,7 @@ class PrometheusFamilyRule(_FamilyRule):
         return parsed
 
     def _cloud_monitoring(
-        self, parsed: ParsedName, request: MetricRequest, scope: Scope
+        self, parsed: ParsedName, request: MetricRequest, scope: QueryScope
     ) -> BuiltQuery:
         opts = self.options
         assert opts.project is not None  # resolve_mode guarantees it
@@ -424,7 +428,7 @@ class PrometheusFamilyRule(_FamilyRule):
             injected=tuple(injected),
         )
 
-    def _promql(self, parsed: ParsedName, request: MetricRequest, scope: Scope) -> BuiltQuery:
+    def _promql(self, parsed: ParsedName, request: MetricRequest, scope: QueryScope) -> BuiltQuery:
         external = self.kind == "external"
         reqs = _promql_selector(
             request.metric_selector,
@@ -527,7 +531,7 @@ class SystemFamilyRule(_FamilyRule):
         return parsed
 
     def _cloud_monitoring(
-        self, parsed: ParsedName, request: MetricRequest, scope: Scope
+        self, parsed: ParsedName, request: MetricRequest, scope: QueryScope
     ) -> BuiltQuery:
         opts = self.options
         assert opts.project is not None
@@ -567,11 +571,11 @@ class SystemFamilyRule(_FamilyRule):
             injected.append("cluster-scoped: no namespace filter (node metrics)")
         return BuiltQuery(query=query, injected=tuple(injected))
 
-    def _promql(self, parsed: ParsedName, request: MetricRequest, scope: Scope) -> BuiltQuery:
+    def _promql(self, parsed: ParsedName, request: MetricRequest, scope: QueryScope) -> BuiltQuery:
         assert parsed.resource is not None
         reqs = _promql_selector(request.metric_selector, {}, allow_resource=True)
         # GKE system metrics carry cluster_name, not the scrape target's cluster label.
-        system_scope = Scope(cluster=scope.cluster, cluster_label="cluster_name")
+        system_scope = QueryScope(cluster=scope.cluster, cluster_label="cluster_name")
         namespace = request.namespace if self.namespaced else None
         _check_scope(
             reqs, _scope_labels(scope.cluster, "cluster_name", namespace, "namespace_name")

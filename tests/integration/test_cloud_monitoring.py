@@ -21,7 +21,7 @@ from google.cloud.monitoring_v3.services.metric_service.transports import (
 from adapter.backends.cloud_monitoring import CloudMonitoringBackend
 from adapter.domain.errors import BackendError, BackendResponseError, NotFoundError
 from adapter.domain.models import GroupResource
-from adapter.rules.base import MetricRequest, Scope
+from adapter.rules.base import MetricRequest, QueryScope
 from adapter.rules.loader import load_rules
 from adapter.rules.stackdriver import StackdriverOptions, stackdriver_rules
 from adapter.serving.asgi import build_context
@@ -176,7 +176,7 @@ async def test_pods_sum_series_per_pod_and_chunk_pod_lists(
     assert metric is not None
     pods = (*tuple(f"p-{i:03d}" for i in range(149)), POD)
     built = rule.build_query(
-        metric, MetricRequest(namespace=NAMESPACE, object_names=pods), Scope(cluster="c1")
+        metric, MetricRequest(namespace=NAMESPACE, object_names=pods), QueryScope(cluster="c1")
     )
     result = await backend.query(built.query, timeout=5)
     assert len(cm.list_requests) == 2  # 150 pods → chunks of 100 and 50
@@ -259,7 +259,7 @@ async def test_counter_uses_align_rate(cm: CMServer, backend: CloudMonitoringBac
     rule = family(mode="cloud-monitoring", project=PROJECT, alignment_period=60)[1]
     metric = rule.resolve("external", None, f"{PROM}|jetstream_request_success_count|counter")
     assert metric is not None
-    built = rule.build_query(metric, MetricRequest(namespace="default"), Scope(cluster="c1"))
+    built = rule.build_query(metric, MetricRequest(namespace="default"), QueryScope(cluster="c1"))
     await backend.query(built.query, timeout=5)
     [request] = cm.list_requests
     assert request.aggregation.per_series_aligner.name == "ALIGN_RATE"

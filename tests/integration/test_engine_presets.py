@@ -24,7 +24,7 @@ import pytest
 
 from adapter.backends.prometheus import PrometheusBackend, PrometheusSettings
 from adapter.core.quantity import format_quantity
-from adapter.rules import MetricRequest, Scope
+from adapter.rules import MetricRequest, QueryScope
 from adapter.rules.loader import load_rules, preset_rules
 from adapter.serving.asgi import build_context, create_app
 from adapter.settings import Settings
@@ -663,7 +663,7 @@ def prometheus_p95(
 def preset_at(setup: Setup, metric: str, cluster: str, namespace: str, at: float) -> list[float]:
     [rule] = [r for r in preset_rules() if r.kind == "external" and r.name == metric]
     built = rule.build_query(
-        rule.static_metrics()[0], MetricRequest(namespace=namespace), Scope(cluster=cluster)
+        rule.static_metrics()[0], MetricRequest(namespace=namespace), QueryScope(cluster=cluster)
     )
     return prometheus_at(setup, built.query, at)
 

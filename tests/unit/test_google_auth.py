@@ -19,7 +19,7 @@ from adapter.backends.google_auth import GoogleAuth, gmp_query_url, redact
 from adapter.backends.prometheus import PrometheusBackend, PrometheusSettings
 from adapter.core.registry import MetricRegistry
 from adapter.domain.errors import BackendUnavailableError, ConfigError
-from adapter.rules.base import Scope
+from adapter.rules.base import QueryScope
 from adapter.rules.loader import load_rules_text
 from adapter.settings import GMP_DEFAULT_MAX_SAMPLE_AGE, Settings
 from sim.fake_backend import FakeBackend
@@ -379,7 +379,7 @@ async def test_regex_name_rules_are_skipped_only_under_gmp(
         ]
     )
     rules = load_rules_text(RULES, filename="r.yaml", presets=False).rules
-    registry = MetricRegistry(rules, backend, scope=Scope())
+    registry = MetricRegistry(rules, backend, scope=QueryScope())
     regex_rule = "r.yaml#externalRules[1]"
     snapshot = await registry.refresh()
     if backend_name == "gmp":

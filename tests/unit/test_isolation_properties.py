@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from adapter import promql
 from adapter.domain.errors import BackendResponseError, BadRequestError, QueryError
 from adapter.domain.models import Requirement
-from adapter.rules.base import MetricRequest, Rule, Scope, ServedMetric
+from adapter.rules.base import MetricRequest, QueryScope, Rule, ServedMetric
 from adapter.rules.native import compile_native
 from adapter.rules.prometheus_adapter import compile_discovery_rule
 from sim.fake_backend import FakeBackend
@@ -175,7 +175,7 @@ def build(
     cluster, namespace = origin
     request = MetricRequest(namespace=namespace, metric_selector=reqs)
     try:
-        return rule.build_query(metric, request, Scope(cluster=cluster)).query
+        return rule.build_query(metric, request, QueryScope(cluster=cluster)).query
     except (BadRequestError, QueryError):
         event("refused")
         return None
@@ -280,7 +280,7 @@ def test_prometheus_adapter_rules_never_leak(
         return
     # The template's own matchers come first in each selector; the rendered (unscoped) query
     # is the reference for the structure check.
-    rendered = rule.build_query(metric, MetricRequest(namespace="NS"), Scope()).query
+    rendered = rule.build_query(metric, MetricRequest(namespace="NS"), QueryScope()).query
     assert len(promql.selectors(built)) == len(promql.selectors(rendered))
     assert [s.name for s in promql.selectors(built)] == [s.name for s in promql.selectors(rendered)]
     for info in promql.selectors(built):

@@ -22,18 +22,18 @@ from hypothesis import strategies as st
 
 from adapter.domain.errors import BadRequestError, ForbiddenError
 from adapter.domain.models import GroupResource, Requirement, RequirementOp
-from adapter.rules.base import MetricRequest, Rule, Scope
+from adapter.rules.base import MetricRequest, QueryScope, Rule
 from adapter.rules.loader import load_rules
 from adapter.rules.monitoring_filter import quote
 from adapter.rules.stackdriver import StackdriverOptions
 
 OPTIONS = StackdriverOptions(mode="cloud-monitoring", project="p1", location="us-east5")
-SCOPE = Scope(cluster="c1")
+SCOPE = QueryScope(cluster="c1")
 NAME = "prometheus.googleapis.com|jetstream_prefill_backlog_size|gauge"
 RULES: tuple[Rule, ...] = tuple(
     r for r in load_rules(None, stackdriver=OPTIONS).rules if r.id.startswith("stackdriver:")
 )
-# Scope clauses every filter carries (the namespace one is checked on its own).
+# QueryScope clauses every filter carries (the namespace one is checked on its own).
 FIXED = {
     "metric.type": "prometheus.googleapis.com/jetstream_prefill_backlog_size/gauge",
     "resource.type": "prometheus_target",

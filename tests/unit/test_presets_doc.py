@@ -18,7 +18,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from adapter.rules import MetricRequest, Scope
+from adapter.rules import MetricRequest, QueryScope
 from adapter.rules.loader import preset_rules
 from adapter.rules.native import NativeRule
 
@@ -364,7 +364,7 @@ SECTIONS: dict[str, tuple[str, list[Row]]] = {
     ),
 }
 
-SCOPE = Scope(cluster="C")
+SCOPE = QueryScope(cluster="C")
 REQUEST = MetricRequest(namespace="NS")
 
 

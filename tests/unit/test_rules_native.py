@@ -10,7 +10,7 @@ import yaml
 
 from adapter.domain.errors import BadRequestError, QueryError, RuleError
 from adapter.domain.models import GroupResource, Requirement
-from adapter.rules import MetricRequest, Scope, load_rules, load_rules_text
+from adapter.rules import MetricRequest, QueryScope, load_rules, load_rules_text
 from adapter.rules.native import NativeRule
 
 FIXTURES = Path(__file__).parent / "fixtures" / "rules"
@@ -113,7 +113,7 @@ def test_fixture_loads_as_native_with_ids() -> None:
     assert all(r.source == "native" for r in loaded.rules)
 
 
-SCOPE = Scope(cluster="prod")
+SCOPE = QueryScope(cluster="prod")
 
 BUILT = [
     (
@@ -200,7 +200,7 @@ def test_selector_matchers_go_into_every_selector() -> None:
     request = MetricRequest(
         namespace="ns", metric_selector=(Requirement("model", "in", ("x", "y")),)
     )
-    built = rule.build_query(rule.static_metrics()[0], request, Scope())
+    built = rule.build_query(rule.static_metrics()[0], request, QueryScope())
     assert (
         built.query == 'sum(a{namespace="ns",model=~"x|y"}) / sum(b{namespace="ns",model=~"x|y"})'
     )
@@ -211,19 +211,19 @@ def test_gt_selector_is_a_bad_request() -> None:
     rule = load_rules_text(_one(BASE), presets=False).rules[0]
     request = MetricRequest(namespace="ns", metric_selector=(Requirement("n", "gt", ("3",)),))
     with pytest.raises(BadRequestError):
-        rule.build_query(rule.static_metrics()[0], request, Scope())
+        rule.build_query(rule.static_metrics()[0], request, QueryScope())
 
 
 def test_namespaced_metric_without_namespace_is_a_bad_request() -> None:
     rule = load_rules_text(_one(BASE), presets=False).rules[0]
     with pytest.raises(BadRequestError, match="namespaced"):
-        rule.build_query(rule.static_metrics()[0], MetricRequest(namespace=None), Scope())
+        rule.build_query(rule.static_metrics()[0], MetricRequest(namespace=None), QueryScope())
 
 
 def test_custom_namespace_label() -> None:
     text = _one({**BASE, "namespaceLabel": "exported_namespace", "query": "sum(memory_used)"})
     rule = load_rules_text(text, presets=False).rules[0]
-    built = rule.build_query(rule.static_metrics()[0], MetricRequest(namespace="a"), Scope())
+    built = rule.build_query(rule.static_metrics()[0], MetricRequest(namespace="a"), QueryScope())
     assert built.query == 'sum(memory_used{exported_namespace="a"})'
 
 
@@ -233,10 +233,10 @@ def test_query_pinning_the_namespace_warns_and_contradicts_elsewhere() -> None:
     assert any("r.yaml#metrics[0]" in w and "pins namespace" in w for w in loaded.warnings)
     rule = loaded.rules[0]
     metric = rule.static_metrics()[0]
-    same = rule.build_query(metric, MetricRequest(namespace="team-a"), Scope())
+    same = rule.build_query(metric, MetricRequest(namespace="team-a"), QueryScope())
     assert same.query == 'sum(x{namespace="team-a"})'
     with pytest.raises(QueryError):
-        rule.build_query(metric, MetricRequest(namespace="team-b"), Scope())
+        rule.build_query(metric, MetricRequest(namespace="team-b"), QueryScope())
 
 
 def test_external_average_warns_with_rule_id() -> None:
@@ -270,7 +270,7 @@ def test_a_metric_selector_contradicting_the_scope_names_each_side_rightly() -> 
         namespace="ns", metric_selector=(Requirement("namespace", "=", ("other",)),)
     )
     with pytest.raises(BadRequestError) as info:
-        rule.build_query(rule.static_metrics()[0], request, Scope())
+        rule.build_query(rule.static_metrics()[0], request, QueryScope())
     assert 'has namespace="ns", which contradicts the metric selector namespace="other"' in (
         info.value.message
     )

@@ -9,11 +9,11 @@ from hypothesis import strategies as st
 from adapter import promql
 from adapter.domain.errors import BadRequestError
 from adapter.domain.models import GroupResource, Requirement
-from adapter.rules import MetricRequest, Scope, load_rules
+from adapter.rules import MetricRequest, QueryScope, load_rules
 from adapter.rules.loader import preset_rules
 from adapter.rules.native import NativeRule
 
-SCOPE = Scope(cluster="C")
+SCOPE = QueryScope(cluster="C")
 REQUEST = MetricRequest(namespace="NS")
 
 PODS = {
@@ -97,7 +97,7 @@ def test_external_preset_query(name: str, expected: str) -> None:
 
 def test_preset_without_cluster_injects_only_the_namespace() -> None:
     rule = next(r for r in preset_rules() if r.id == "preset:external/num_requests_waiting")
-    built = rule.build_query(rule.static_metrics()[0], REQUEST, Scope())
+    built = rule.build_query(rule.static_metrics()[0], REQUEST, QueryScope())
     assert built.query == 'sum(num_requests_waiting{namespace="NS"})'
     assert built.injected == ('namespace="NS"',)
 
@@ -151,7 +151,9 @@ _DNS_LABEL = st.from_regex(r"\A[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
 def test_every_selector_of_every_preset_is_scoped(namespace: str, cluster: str | None) -> None:
     for rule in preset_rules():
         [metric] = rule.static_metrics()
-        built = rule.build_query(metric, MetricRequest(namespace=namespace), Scope(cluster=cluster))
+        built = rule.build_query(
+            metric, MetricRequest(namespace=namespace), QueryScope(cluster=cluster)
+        )
         infos = promql.selectors(built.query)
         assert infos
         for info in infos:

@@ -11,7 +11,7 @@ import yaml
 
 from adapter.domain.errors import BadRequestError, NotFoundError, QueryError, RuleError
 from adapter.domain.models import GroupResource, Requirement
-from adapter.rules import MetricRequest, Scope, ServedMetric, load_rules, load_rules_text
+from adapter.rules import MetricRequest, QueryScope, ServedMetric, load_rules, load_rules_text
 from adapter.rules.prometheus_adapter import PrometheusAdapterRule, go_expand
 
 FIXTURES = Path(__file__).parent / "fixtures" / "rules"
@@ -104,7 +104,9 @@ def test_seed_queries_for_namespace_default(
         series,
         True,
     )
-    built = rule.build_query(metric, MetricRequest(namespace="default"), Scope(cluster=cluster))
+    built = rule.build_query(
+        metric, MetricRequest(namespace="default"), QueryScope(cluster=cluster)
+    )
     assert built.query == query
     expected_injected = ('cluster="CLUSTER_NAME"',) if cluster else ()
     label = "exported_namespace" if series == "memory_used" else "namespace"
@@ -117,13 +119,13 @@ def test_seed_memory_rule_is_scoped_by_exported_namespace() -> None:
     metric = _external(rule, "memory_used")
     # Another namespace must not read default's TPU memory.
     with pytest.raises(QueryError):
-        rule.build_query(metric, MetricRequest(namespace="team-b"), Scope())
+        rule.build_query(metric, MetricRequest(namespace="team-b"), QueryScope())
 
 
 def test_seed_jetstream_rule_in_another_namespace_reads_that_namespace() -> None:
     rule = _rules("seed-values.yaml")["rules.external[0]"]
     metric = _external(rule, "jetstream_prefill_backlog_size")
-    built = rule.build_query(metric, MetricRequest(namespace="team-b"), Scope())
+    built = rule.build_query(metric, MetricRequest(namespace="team-b"), QueryScope())
     assert (
         built.query
         == 'avg(jetstream_prefill_backlog_size{namespace="team-b",cluster="CLUSTER_NAME"})'
@@ -134,7 +136,7 @@ def test_seed_rule_in_another_cluster_is_refused() -> None:
     rule = _rules("seed-values.yaml")["rules.external[0]"]
     metric = _external(rule, "jetstream_prefill_backlog_size")
     with pytest.raises(QueryError):
-        rule.build_query(metric, MetricRequest(namespace="default"), Scope(cluster="other"))
+        rule.build_query(metric, MetricRequest(namespace="default"), QueryScope(cluster="other"))
 
 
 def test_seed_describe_resolves_labels_and_pinned_values() -> None:
@@ -174,19 +176,19 @@ def _pods_metric(rule: PrometheusAdapterRule) -> ServedMetric:
 WALKTHROUGH_PODS = [
     (
         MetricRequest(namespace="somens", object_names=("pod1", "pod2")),
-        Scope(),
+        QueryScope(),
         'sum(rate(http_requests_total{kubernetes_namespace="somens",'
         'kubernetes_pod_name=~"pod1|pod2"}[2m])) by (kubernetes_pod_name)',
     ),
     (
         MetricRequest(namespace="somens", object_names=("pod1",)),
-        Scope(cluster="C"),
+        QueryScope(cluster="C"),
         'sum(rate(http_requests_total{kubernetes_namespace="somens",'
         'kubernetes_pod_name="pod1",cluster="C"}[2m])) by (kubernetes_pod_name)',
     ),
     (
         MetricRequest(namespace="somens", object_names=None),
-        Scope(),
+        QueryScope(),
         'sum(rate(http_requests_total{kubernetes_namespace="somens"}[2m])) '
         "by (kubernetes_pod_name)",
     ),
@@ -196,13 +198,13 @@ WALKTHROUGH_PODS = [
             object_names=("pod1",),
             metric_selector=(Requirement("method", "=", ("GET",)),),
         ),
-        Scope(),
+        QueryScope(),
         'sum(rate(http_requests_total{method="GET",kubernetes_namespace="somens",'
         'kubernetes_pod_name="pod1"}[2m])) by (kubernetes_pod_name)',
     ),
     (
         MetricRequest(namespace="somens", object_names=("web.1", "web-2")),
-        Scope(),
+        QueryScope(),
         'sum(rate(http_requests_total{kubernetes_namespace="somens",'
         'kubernetes_pod_name=~"web\\\\.1|web-2"}[2m])) by (kubernetes_pod_name)',
     ),
@@ -210,7 +212,7 @@ WALKTHROUGH_PODS = [
 
 
 @pytest.mark.parametrize(("request_", "scope", "query"), WALKTHROUGH_PODS)
-def test_walkthrough_pods_query(request_: MetricRequest, scope: Scope, query: str) -> None:
+def test_walkthrough_pods_query(request_: MetricRequest, scope: QueryScope, query: str) -> None:
     rule = _rules("walkthrough.yaml")["rules[0]"]
     built = rule.build_query(_pods_metric(rule), request_, scope)
     assert built.query == query
@@ -222,7 +224,7 @@ def test_walkthrough_namespace_metric() -> None:
     labels = {"http_requests_total": ["kubernetes_namespace", "kubernetes_pod_name"]}
     metric = _served(rule, labels)[("http_requests_per_second", NAMESPACES)]
     request = MetricRequest(namespace="somens", object_names=("somens",))
-    built = rule.build_query(metric, request, Scope())
+    built = rule.build_query(metric, request, QueryScope())
     assert built.query == (
         'sum(rate(http_requests_total{kubernetes_namespace="somens"}[2m])) '
         "by (kubernetes_namespace)"
@@ -233,7 +235,9 @@ def test_walkthrough_namespace_metric() -> None:
 def test_empty_object_list_is_not_found() -> None:
     rule = _rules("walkthrough.yaml")["rules[0]"]
     with pytest.raises(NotFoundError):
-        rule.build_query(_pods_metric(rule), MetricRequest(namespace="n", object_names=()), Scope())
+        rule.build_query(
+            _pods_metric(rule), MetricRequest(namespace="n", object_names=()), QueryScope()
+        )
 
 
 def test_cadvisor_rule_filters_names_and_maps_template_resources() -> None:
@@ -260,7 +264,7 @@ def test_cadvisor_rule_filters_names_and_maps_template_resources() -> None:
     built = rule.build_query(
         served[("network_receive_bytes", PODS)],
         MetricRequest(namespace="ns", object_names=("a", "b")),
-        Scope(),
+        QueryScope(),
     )
     assert built.query == (
         'sum(rate(container_network_receive_bytes_total{namespace="ns",pod=~"a|b",'
@@ -281,7 +285,7 @@ def test_deployment_object_rule() -> None:
     built = rule.build_query(
         served[("queue_depth", DEPLOYMENTS)],
         MetricRequest(namespace="prod", object_names=("web",)),
-        Scope(cluster="C"),
+        QueryScope(cluster="C"),
     )
     assert (
         built.query
@@ -296,7 +300,7 @@ def test_external_rule_adds_selector_and_namespace() -> None:
     request = MetricRequest(
         namespace="prod", metric_selector=(Requirement("name", "=", ("orders",)),)
     )
-    built = rule.build_query(metric, request, Scope())
+    built = rule.build_query(metric, request, QueryScope())
     assert built.query == 'sum(queue_consumer_lag{name="orders",namespace="prod"}) by (name)'
     assert built.object_labels == ()
     assert rule.series_selector_for("queue_consumer_lag") == 'queue_consumer_lag{name!=""}'
@@ -307,15 +311,15 @@ def test_external_rule_adds_selector_and_namespace() -> None:
     [
         (
             (Requirement("name", "=", ("orders",)),),
-            Scope(),
+            QueryScope(),
             'sum(queue_depth{name="orders"}) by (name)',
         ),
-        ((), Scope(cluster="C"), 'sum(queue_depth{cluster="C"}) by (name)'),
-        ((), Scope(), "sum(queue_depth{}) by (name)"),
+        ((), QueryScope(cluster="C"), 'sum(queue_depth{cluster="C"}) by (name)'),
+        ((), QueryScope(), "sum(queue_depth{}) by (name)"),
     ],
 )
 def test_external_rule_not_namespaced(
-    selector: tuple[Requirement, ...], scope: Scope, query: str
+    selector: tuple[Requirement, ...], scope: QueryScope, query: str
 ) -> None:
     rule = _rules("walkthrough.yaml")["externalRules[1]"]
     assert rule.namespace_label is None
@@ -367,7 +371,7 @@ def test_empty_label_matchers_keep_the_query_valid(template: str, query: str | N
             _external_rule(template, **NOT_NAMESPACED)
         return
     rule = _external_rule(template, **NOT_NAMESPACED)
-    built = rule.build_query(_external(rule, "s"), MetricRequest(namespace="n"), Scope())
+    built = rule.build_query(_external(rule, "s"), MetricRequest(namespace="n"), QueryScope())
     assert built.query == query
 
 
@@ -387,7 +391,7 @@ def test_group_by_slice_renders_like_go() -> None:
     [rule] = load_rules_text(text, presets=False).rules
     metric = rule.discovered_metrics({"s": ["namespace", "pod"]})
     pods = next(m for m in metric if m.resource == PODS)
-    built = rule.build_query(pods, MetricRequest(namespace="n", object_names=("p",)), Scope())
+    built = rule.build_query(pods, MetricRequest(namespace="n", object_names=("p",)), QueryScope())
     assert built.query == 'label_replace(s{namespace="n",pod="p"}, "g", "[pod]", "", "")'
 
 
@@ -462,12 +466,14 @@ def test_custom_rule_without_namespace_mapping_cannot_answer_namespaced_requests
     served = {m.resource: m for m in rule.discovered_metrics({"s": ["node", "pod"]})}
     assert set(served) == {GroupResource("nodes")}
     built = rule.build_query(
-        served[GroupResource("nodes")], MetricRequest(namespace=None, object_names=("n1",)), Scope()
+        served[GroupResource("nodes")],
+        MetricRequest(namespace=None, object_names=("n1",)),
+        QueryScope(),
     )
     assert built.query == 'sum(s{node="n1"}) by (node)'
     pods = ServedMetric(name="s", kind="custom", rule=rule, resource=PODS, series="s")
     with pytest.raises(BadRequestError, match="maps no label to namespaces"):
-        rule.build_query(pods, MetricRequest(namespace="ns"), Scope())
+        rule.build_query(pods, MetricRequest(namespace="ns"), QueryScope())
 
 
 # ---------------------------------------------------------------- naming

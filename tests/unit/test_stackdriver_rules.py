@@ -9,7 +9,7 @@ import pytest
 from adapter.core.selectors import parse_selector
 from adapter.domain.errors import BadRequestError, ConfigError, ForbiddenError
 from adapter.domain.models import GroupResource
-from adapter.rules.base import MetricRequest, Scope
+from adapter.rules.base import MetricRequest, QueryScope
 from adapter.rules.loader import load_rules
 from adapter.rules.stackdriver import (
     StackdriverOptions,
@@ -21,7 +21,7 @@ from adapter.rules.stackdriver import (
 PODS = GroupResource("pods")
 CM = StackdriverOptions(mode="cloud-monitoring", project="p1", location="us-east5")
 PQ = StackdriverOptions(mode="promql")
-SCOPE = Scope(cluster="c1")
+SCOPE = QueryScope(cluster="c1")
 
 
 def rules(opts: StackdriverOptions) -> tuple:  # type: ignore[type-arg]
