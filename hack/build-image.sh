@@ -156,7 +156,8 @@ run_step() {
   shift 3
   say "${label}"
   : > "${log}"
-  ( while sleep 20; do echo "   ... ${label}: $((SECONDS - began))s"; done ) &
+  # sleep must not hold the output open once the ticker is killed (callers read until EOF).
+  ( while sleep 20 >/dev/null 2>&1; do echo "   ... ${label}: $((SECONDS - began))s"; done ) &
   ticker=$!
   "$@" > >(tee -a "${log}" | grep --line-buffered -E "${pattern}" | sed -u 's/^/   /') 2>&1 || rc=$?
   kill "${ticker}" 2>/dev/null || true
