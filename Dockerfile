@@ -8,8 +8,8 @@
 #
 # `make image` (hack/build-image.sh) puts the project's wheel and every runtime dependency's
 # binary wheel in hack/image/wheels/ first; the builder then installs from there only
-# (--no-index). With that folder empty (a plain `docker build`), the builder makes the wheels
-# itself with the base's pip.
+# (--no-index). Without the project's wheel there (a plain `docker build`: make image removes it
+# after its build), the builder makes the wheels itself with the base's pip.
 #
 # PYTHON_IMAGE is any Debian bookworm image with python3.11 and /bin/sh: the default, or the
 # local base hack/build-image.sh bootstraps with mmdebstrap when the default cannot be pulled.

@@ -5,7 +5,8 @@
 #   1. wheels  the project's wheel (pip wheel) and a binary wheel of every runtime dependency for
 #              CPython 3.11 on manylinux/glibc <= 2.36 (Debian bookworm) and this machine's
 #              architecture (pip download), into hack/image/wheels/, which the build context
-#              includes. Dependencies are fetched again only when pyproject.toml changes.
+#              includes. Dependencies are fetched again only when pyproject.toml changes; the
+#              project's wheel is removed again after the build.
 #   2. base    LMA_IMAGE_BASE if set; else python:3.11-slim-bookworm if it is in local storage or
 #              can be pulled; else a minimal bookworm root filesystem with python3.11,
 #              ca-certificates and tzdata (no compilers, no pip, no apt, no docs), bootstrapped with
@@ -209,10 +210,11 @@ build_wheels() {
   else
     say "runtime dependencies' wheels are current (pyproject.toml unchanged)"
   fi
-  if ! cmp -s "${project}" "${WHEELS}/$(basename "${project}")"; then
-    rm -f "${WHEELS}"/llm_metrics_adapter-*.whl
-    cp "${project}" "${WHEELS}/"
-  fi
+  # Only for this build (see build_image): a later plain `docker build` of changed sources must
+  # not install a stale project wheel. Its bytes are the same while the sources are, so removing
+  # and copying it again keeps the cached layers valid.
+  rm -f "${WHEELS}"/llm_metrics_adapter-*.whl
+  cp "${project}" "${WHEELS}/"
   rm -rf "${tmp}"
   echo "   $(find "${WHEELS}" -name '*.whl' | wc -l) wheels, $(du -sh "${WHEELS}" | cut -f1) in hack/image/wheels"
 }
@@ -280,6 +282,7 @@ build_image() {
   ensure_packages
   write_config
   image="${IMAGE_REPO}:$(project_version)"
+  trap 'rm -f "${WHEELS}"/llm_metrics_adapter-*.whl' EXIT
   build_wheels
   base="$(choose_base)"
   run_step "building ${image} from the Dockerfile (buildah, base ${base})" "${LOG_DIR}/build.log" \
