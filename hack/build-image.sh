@@ -40,7 +40,8 @@ WHEELS="${ROOT}/hack/image/wheels"
 IMAGE_REPO="localhost/llm-metrics-adapter"
 DEFAULT_BASE="docker.io/library/python:3.11-slim-bookworm"
 LOCAL_BASE="localhost/lma-base:bookworm-py3.11"
-PACKAGES=(buildah podman runc mmdebstrap)
+# command:Debian package. ip (iproute2) brings up the loopback of the image tier's pod namespace.
+PACKAGES=(buildah:buildah podman:podman runc:runc mmdebstrap:mmdebstrap ip:iproute2)
 
 # ----------------------------------------------------------------------------- the local base
 # Everything that decides the local base's content; its hash names the cached tarball.
@@ -81,17 +82,18 @@ SUDO=""
 [[ "$(id -u)" == 0 ]] || SUDO=sudo
 
 ensure_packages() {
-  local missing=() pkg
-  for pkg in "${PACKAGES[@]}"; do
-    command -v "${pkg}" >/dev/null 2>&1 || missing+=("${pkg}")
+  local missing=() entry
+  for entry in "${PACKAGES[@]}"; do
+    command -v "${entry%%:*}" >/dev/null 2>&1 || missing+=("${entry#*:}")
   done
   [[ ${#missing[@]} -eq 0 ]] && return
-  say "installing Debian's ${PACKAGES[*]} (apt-get)"
+  say "installing Debian's ${missing[*]} (apt-get)"
   ${SUDO} apt-get update -qq
   ${SUDO} env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    "${PACKAGES[@]}" >/dev/null
-  for pkg in "${PACKAGES[@]}"; do
-    command -v "${pkg}" >/dev/null 2>&1 || die "${pkg} is still missing after apt-get install"
+    "${missing[@]}" >/dev/null 2>&1 || die "apt-get install ${missing[*]} failed"
+  for entry in "${PACKAGES[@]}"; do
+    command -v "${entry%%:*}" >/dev/null 2>&1 \
+      || die "${entry%%:*} (Debian's ${entry#*:}) is still missing after apt-get install"
   done
 }
 
