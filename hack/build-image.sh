@@ -8,7 +8,7 @@
 #              includes. Dependencies are fetched again only when pyproject.toml changes; the
 #              project's wheel is removed again after the build.
 #   2. base    LMA_IMAGE_BASE if set; else python:3.11-slim-bookworm if it is in local storage or
-#              can be pulled; else a minimal bookworm root filesystem with python3.11,
+#              can be pulled (a failed pull is not tried again for a day); else a minimal bookworm root filesystem with python3.11,
 #              ca-certificates and tzdata (no compilers, no pip, no apt, no docs), bootstrapped with
 #              Debian's mmdebstrap from the host's apt sources and imported as
 #              localhost/lma-base:bookworm-py3.11. Its tarball is cached, keyed by a hash of the
@@ -262,14 +262,18 @@ choose_base() {
   case "${LMA_IMAGE_BASE:-auto}" in
     local) local_base ;;
     auto)
+      # A failed pull is remembered for a day: no registry is asked on every build.
       if podman image exists "${DEFAULT_BASE}"; then
         say "base: ${DEFAULT_BASE} (in local storage)" >&2
         echo "${DEFAULT_BASE}"
-      elif timeout 300 buildah pull --quiet "${DEFAULT_BASE}" >"${LOG_DIR}/pull.log" 2>&1; then
+      elif [[ -z "$(find "${CACHE}/pull-failed" -mmin -1440 2>/dev/null)" ]] \
+        && timeout 300 buildah pull --quiet "${DEFAULT_BASE}" >"${LOG_DIR}/pull.log" 2>&1; then
+        rm -f "${CACHE}/pull-failed"
         say "base: ${DEFAULT_BASE} (pulled)" >&2
         echo "${DEFAULT_BASE}"
       else
-        say "base: ${DEFAULT_BASE} cannot be pulled here ($(tail -n 1 "${LOG_DIR}/pull.log" | cut -c1-100)); using a local ${BASE_SUITE} base" >&2
+        [[ -e "${CACHE}/pull-failed" ]] || touch "${CACHE}/pull-failed"
+        say "base: ${DEFAULT_BASE} could not be pulled ($(tail -n 1 "${LOG_DIR}/pull.log" | cut -c1-90)); using a local ${BASE_SUITE} base" >&2
         local_base
       fi
       ;;
