@@ -3,11 +3,19 @@
 # llm-metrics-adapter image: `serve` on port 443 as the fixed non-root user 65532 (the UID the
 # manifests in deploy/ run as).
 #
-#   docker build -t llm-metrics-adapter:0.1.0 .
+#   make image                                   # wheels built on the host, no network in the build
+#   docker build -t llm-metrics-adapter:0.1.0 .  # also works: builds the wheels inside (needs PyPI)
 #
-# The base is pinned by tag. Pin it by digest too when you build for production
-# (python:3.11-slim-bookworm@sha256:...): the digest could not be looked up where this file was
-# written, and a wrong digest would break every build.
+# `make image` (hack/build-image.sh) puts the project's wheel and every runtime dependency's
+# binary wheel in hack/image/wheels/ first; the builder then installs from there only
+# (--no-index). Without the project's wheel there (a plain `docker build`: make image removes it
+# after its build), the builder makes the wheels itself with the base's pip.
+#
+# PYTHON_IMAGE is any Debian bookworm image with python3.11 and /bin/sh: the default, or the
+# local base hack/build-image.sh bootstraps with mmdebstrap when the default cannot be pulled.
+# Both stages use it, so the venv's interpreter symlink resolves in the final image.
+# Pin it by digest for production (python:3.11-slim-bookworm@sha256:...): the digest could not be
+# looked up where this file was written, and a wrong digest would break every build.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 # ---------------------------------------------------------------- builder
@@ -15,29 +23,46 @@ FROM ${PYTHON_IMAGE} AS builder
 
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore \
     PYTHONDONTWRITEBYTECODE=1
 
 WORKDIR /src
-# Only what the wheel needs: a change in tests or docs does not rebuild the layer.
+COPY hack/image/wheels/ /wheels/
+# Only what a wheel needs: a change in tests or docs does not rebuild the layer.
 COPY pyproject.toml README.md ./
 COPY adapter ./adapter
 
-# Build the wheel, then install it and its dependencies into a self-contained venv that the final
-# stage copies as is. pip, setuptools and wheel leave the venv afterwards: nothing in the final
-# image installs or builds anything.
-RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
-    && python -m venv /opt/venv \
-    && /opt/venv/bin/pip install /wheels/llm_metrics_adapter-*.whl \
-    && /opt/venv/bin/pip uninstall --yes pip setuptools wheel
+# A venv without pip: pip runs from its wheel (a wheel is importable), installs into the venv and
+# leaves nothing of itself there. kubernetes/aio, the client's asyncio twin (a third of the
+# venv), is never imported: the adapter uses the synchronous client in worker threads.
+# Bytecode is compiled once, as unchecked-hash .pyc files: the root filesystem is read-only at run
+# time, and copied files' timestamps must not matter.
+RUN set -eu; \
+    set -- /wheels/llm_metrics_adapter-*.whl; \
+    if [ ! -f "$1" ]; then \
+      python3.11 -m pip wheel --wheel-dir /wheels . pip; \
+      set -- /wheels/llm_metrics_adapter-*.whl; \
+    fi; \
+    project="$1"; \
+    set -- /wheels/pip-*.whl; \
+    python3.11 -m venv --without-pip /opt/venv; \
+    /opt/venv/bin/python "$1/pip" install --no-index --find-links /wheels --no-compile "$project"; \
+    rm -rf /opt/venv/lib/python3.11/site-packages/kubernetes/aio; \
+    /opt/venv/bin/python -m compileall -q -j 0 --invalidation-mode unchecked-hash /opt/venv/lib
 
 # ---------------------------------------------------------------- final
 FROM ${PYTHON_IMAGE}
 
-# No package manager front-ends for Python in the runtime image either.
-RUN python -m pip uninstall --yes pip setuptools wheel \
-    && groupadd --system --gid 65532 adapter \
-    && useradd --system --uid 65532 --gid 65532 --no-create-home \
-       --home-dir /nonexistent --shell /usr/sbin/nologin adapter
+# No package manager front-ends for Python in the runtime image: pip, setuptools and wheel leave
+# the base (python:3.11-slim has them; Debian's python3.11 does not), as does ensurepip.
+# The user is written into /etc/passwd directly: a minimal base has no useradd.
+RUN set -eu; \
+    if python3.11 -m pip --version >/dev/null 2>&1; then \
+      python3.11 -m pip uninstall --yes --root-user-action=ignore pip setuptools wheel; \
+    fi; \
+    rm -rf /usr/local/lib/python3.11/ensurepip /usr/lib/python3.11/ensurepip; \
+    echo 'adapter:x:65532:' >> /etc/group; \
+    echo 'adapter:x:65532:65532:llm-metrics-adapter:/nonexistent:/usr/sbin/nologin' >> /etc/passwd
 
 COPY --from=builder /opt/venv /opt/venv
 

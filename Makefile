@@ -8,11 +8,12 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PROMETHEUS ?= /usr/bin/prometheus
 
-.PHONY: help setup prometheus browser control-plane tools lint typecheck importlint fmt unit integration e2e test demo clean
+.PHONY: help setup prometheus browser control-plane tools image image-test lint typecheck importlint fmt unit integration e2e test demo clean
 
 help:
 	@echo "make demo   - start a real Prometheus, simulated LLM servers and the adapter; show live values"
 	@echo "make test   - lint, type-check and run every test tier (builds the control plane if needed)"
+	@echo "make image  - build the container image offline with buildah (localhost/llm-metrics-adapter:VERSION)"
 
 $(BIN)/.installed: pyproject.toml
 	@echo ">> creating $(VENV) and installing Python packages"
@@ -43,6 +44,15 @@ control-plane:
 tools:
 	@bash hack/install-tools.sh
 
+# The container image from the Dockerfile, with no network in the build: wheels made on the host,
+# Debian's buildah (installed if missing), a local bookworm base when the default cannot be pulled.
+image: setup
+	@PIP_PYTHON=$(abspath $(BIN))/python bash hack/build-image.sh
+
+# The image run with podman as the rendered Deployment runs it (tests/image).
+image-test: setup prometheus control-plane tools image
+	$(BIN)/pytest -q -m image tests/image
+
 fmt: setup
 	$(BIN)/ruff format adapter sim tests bench
 	$(BIN)/ruff check --fix adapter sim tests bench
@@ -66,7 +76,7 @@ integration: setup prometheus browser
 e2e: setup prometheus control-plane tools
 	$(BIN)/pytest -q -m e2e tests/e2e
 
-test: setup lint typecheck importlint prometheus browser control-plane tools
+test: setup lint typecheck importlint prometheus browser control-plane tools image
 	$(BIN)/pytest -q tests
 
 demo: setup prometheus
