@@ -50,6 +50,7 @@ def check_backend_settings(settings: Settings) -> None:
     if not settings.gmp.project:
         if settings.gmp.credentials_file:
             raise ConfigError("--gmp-credentials-file needs --gmp-project")
+        _refuse_gmp_url(settings.backend.prometheus_url)
         return
     if settings.backend.prometheus_url.rstrip("/") != _DEFAULT_PROMETHEUS_URL:
         raise ConfigError(
@@ -62,6 +63,21 @@ def check_backend_settings(settings: Settings) -> None:
             "queried with Google credentials"
         )
     gmp_query_url(settings.gmp.project, base_url=settings.gmp.base_url)
+
+
+def _refuse_gmp_url(url: str) -> None:
+    """GMP's own query API named as ``--prometheus-url`` would be queried without Google
+    credentials (every query a 401) and without GMP's defaults: refuse it, naming the flag."""
+    parsed = httpx.URL(url)
+    if parsed.host != "monitoring.googleapis.com":
+        return
+    parts = parsed.path.strip("/").split("/")
+    project = parts[2] if len(parts) > 2 and parts[:2] == ["v1", "projects"] else "PROJECT"
+    raise ConfigError(
+        f"--prometheus-url {url} is Google Managed Prometheus' query API, which needs Google"
+        f" credentials: use --gmp-project={project} instead (Workload Identity or"
+        " --gmp-credentials-file; GMP's defaults come with it)"
+    )
 
 
 def build_gmp_auth(settings: Settings) -> GoogleAuth:

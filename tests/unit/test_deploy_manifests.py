@@ -719,10 +719,10 @@ def test_chart_backend_and_cluster_values() -> None:
 
     _, deployment = _chart_deployment({"backend": {"gmpProjectId": "my-proj"}, "cluster": "c1"})
     args = _container(deployment)["args"]
-    assert (
-        "--prometheus-url=https://monitoring.googleapis.com/v1/projects/my-proj/location/global/prometheus"
-        in args
-    )
+    # GMP through --gmp-project, which brings Google credentials (Workload Identity) and GMP's
+    # defaults; the GMP URL passed as --prometheus-url was queried without credentials (a 401).
+    assert "--gmp-project=my-proj" in args
+    assert not any(a.startswith("--prometheus-url") for a in args)
     assert "--cluster=c1" in args
 
 

@@ -251,6 +251,13 @@ async def test_factory_builds_a_backend_named_gmp_without_io() -> None:
             "Google credentials",
         ),
         (Settings.from_options(gmp_credentials_file="/k.json"), "needs --gmp-project"),
+        (
+            # GMP's URL as a plain Prometheus would be queried without credentials (a 401).
+            Settings.from_options(
+                prometheus_url="https://monitoring.googleapis.com/v1/projects/p-1/location/global/prometheus"
+            ),
+            "use --gmp-project=p-1",
+        ),
         (Settings.from_options(gmp_project="Bad_Project"), "project id"),
         (
             Settings.from_options(

@@ -25,15 +25,16 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
 {{- end -}}
 
-{{/* The Prometheus-compatible query URL: GMP's for backend.gmpProjectId, else backend.prometheusUrl. */}}
-{{- define "lma.prometheusUrl" -}}
+{{/* The backend flag: --gmp-project (GMP with Workload Identity credentials) for
+backend.gmpProjectId, else --prometheus-url for backend.prometheusUrl. */}}
+{{- define "lma.backendArg" -}}
 {{- $b := .Values.backend -}}
 {{- if and $b.gmpProjectId $b.prometheusUrl -}}
 {{- fail "backend: set gmpProjectId or prometheusUrl, not both" -}}
 {{- else if $b.gmpProjectId -}}
-{{- printf "https://monitoring.googleapis.com/v1/projects/%s/location/global/prometheus" $b.gmpProjectId -}}
+{{- printf "--gmp-project=%s" $b.gmpProjectId -}}
 {{- else if $b.prometheusUrl -}}
-{{- $b.prometheusUrl -}}
+{{- printf "--prometheus-url=%s" $b.prometheusUrl -}}
 {{- else -}}
 {{- fail "backend: set gmpProjectId (Managed Prometheus) or prometheusUrl" -}}
 {{- end -}}
