@@ -240,6 +240,7 @@ def start_ours(
             "serve",
             f"--kubeconfig={kubeconfig}",
             f"--prometheus-url={prom_url}",
+            "--all-clusters",  # as prometheus-adapter reads them: the same rules, unscoped
             f"--config={RULES}",
             "--no-presets",
             "--host=127.0.0.1",

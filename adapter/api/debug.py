@@ -133,6 +133,7 @@ async def debug_metrics(request: Request) -> Response:
             "lastDiscovery": format_timestamp(snap.refreshed_at) if snap.refreshed_at else None,
             "discoveryErrors": dict(snap.errors),
             "cluster": ctx.settings.scope.cluster,
+            "allClusters": ctx.settings.scope.all_clusters,
             "standalone": ctx.settings.serving.standalone,
             "objectCache": _object_cache_status(ctx.object_source),
             "metrics": sorted(metrics, key=lambda m: (m["kind"], m["resource"] or "", m["name"])),

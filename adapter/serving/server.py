@@ -27,7 +27,7 @@ import ssl
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -339,6 +339,45 @@ def _server(settings: Settings, app: Any, *, tls: ServingTLS | None) -> uvicorn.
     )
 
 
+async def resolve_cluster(settings: Settings) -> Settings:
+    """``settings`` with the cluster every query is scoped to, for serving in a cluster.
+
+    ``--cluster`` wins; else the GKE metadata server's cluster-name; else :class:`ConfigError`
+    (GMP and shared Prometheus hold several clusters' series under the same names, so an
+    unscoped adapter would scale on other clusters' data). ``--all-clusters`` is the explicit,
+    logged way to read them all.
+    """
+    from adapter.backends.gke_metadata import cluster_attributes
+
+    scope = settings.scope
+    if scope.all_clusters:
+        if scope.cluster:
+            raise ConfigError("give --cluster or --all-clusters, not both")
+        log.warning(
+            "--all-clusters: queries are NOT scoped to one cluster; every cluster's series with"
+            " the same names are read together"
+        )
+        return settings
+    if scope.cluster:
+        log.info("queries are scoped to %s=%r (--cluster)", scope.cluster_label, scope.cluster)
+        return settings
+    found = await cluster_attributes(scope.gke_metadata_url)
+    if found is None:
+        raise ConfigError(
+            "no cluster name: pass --cluster=NAME (the value of the cluster label on this"
+            " cluster's series; on GKE it is read from the metadata server, which did not"
+            " answer), or --all-clusters to read every cluster's series on purpose"
+        )
+    name, location = found
+    log.info(
+        "queries are scoped to %s=%r (GKE metadata server; location %s)",
+        scope.cluster_label,
+        name,
+        location or "unknown",
+    )
+    return replace(settings, scope=replace(scope, cluster=name))
+
+
 async def run_adapter(settings: Settings, *, rules: RuleSet, backend: Backend) -> None:
     """Serve until SIGTERM/SIGINT.
 
@@ -360,6 +399,7 @@ async def run_adapter(settings: Settings, *, rules: RuleSet, backend: Backend) -
             await serve(_server(settings, create_app(ctx), tls=None))
         return
 
+    settings = await resolve_cluster(settings)
     kube = KubeClient.connect(settings.auth.kubeconfig, timeout=settings.backend.query_timeout)
     objects = ObjectCache(kube)
     try:

@@ -155,9 +155,22 @@ class GmpSettings:
 class ScopeSettings:
     """What every query is scoped to."""
 
-    cluster: str | None = setting(None, 'Scope every query to cluster="<name>".')
+    cluster: str | None = setting(
+        None,
+        'Scope every query to cluster="<name>". Serving in a cluster: default the GKE metadata'
+        " server's cluster-name; without either, serve refuses to start.",
+    )
     cluster_label: str = "cluster"
     """The label ``cluster`` is matched on."""
+    all_clusters: bool = setting(
+        False,
+        "Read every cluster's series: no cluster= scope (only for an adapter that serves"
+        " several clusters on purpose).",
+    )
+    gke_metadata_url: str = setting(
+        "http://metadata.google.internal",
+        "Where the GKE metadata server is reached (for tests; users never change it).",
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -312,6 +312,7 @@ def serve_adapter(
                 str(kubeconfig),
                 "--prometheus-url",
                 prometheus_url,
+                "--all-clusters",  # the stub serves one cluster and carries no cluster label
                 "--host",
                 "127.0.0.1",
                 "--port",
