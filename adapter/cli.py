@@ -40,7 +40,19 @@ app = typer.Typer(
 
 log = logging.getLogger("adapter")
 
-_BACKEND_AND_RULES = ("prometheus_url", "config", "presets", "cluster", "query_timeout")
+_BACKEND_AND_RULES = (
+    "prometheus_url",
+    "prometheus_bearer_token_file",
+    "prometheus_ca_file",
+    "prometheus_insecure_skip_verify",
+    "prometheus_headers",
+    "prometheus_method",
+    "config",
+    "presets",
+    "cluster",
+    "query_timeout",
+)
+"""The backend, rules and scope flags every command that answers requests shares."""
 _GMP_AND_NAMES = (
     "gmp_project",
     "gmp_credentials_file",
@@ -264,7 +276,14 @@ async def explain_target(
     from adapter.kube import KubeClient, ObjectCache
 
     timeout = settings.backend.query_timeout
-    kube = KubeClient.connect(settings.auth.kubeconfig, timeout=timeout)
+    kube = KubeClient.connect(
+        settings.auth.kubeconfig, context=settings.auth.context, timeout=timeout
+    )
+    try:
+        await kube.check_reachable()
+    except BaseException:
+        kube.close()
+        raise
     objects = ObjectCache(kube)
     objects.start()
     ctx = _context(settings, objects=objects, hpa_reader=kube)
@@ -284,7 +303,7 @@ async def explain_target(
 
 
 @app.command()
-@_with_settings("kubeconfig", *_BACKEND_AND_RULES)
+@_with_settings("kubeconfig", "context", *_BACKEND_AND_RULES, *_GMP_AND_NAMES)
 def explain(
     settings: Settings,
     target: Annotated[str, typer.Argument(help="The HPA as NAMESPACE/NAME.")],
@@ -305,6 +324,8 @@ def explain(
     namespace, sep, name = target.partition("/")
     if not sep or not namespace or not name:
         _fail("error: give the HPA as NAMESPACE/NAME", 2)
+    # An unreachable apiserver is one line below, not a retry warning per attempt.
+    logging.getLogger("urllib3").setLevel(logging.ERROR)
     try:
         doc = asyncio.run(
             explain_target(

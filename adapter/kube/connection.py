@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Callable
 from typing import Any, Self
 
@@ -17,6 +18,7 @@ from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError as Urllib3Error
+from urllib3.exceptions import MaxRetryError
 
 from adapter.domain.errors import AdapterError, ConfigError, NotFoundError
 
@@ -39,22 +41,40 @@ class KubernetesForbiddenError(KubernetesError):
     stays a 500 for the adapter's client, with a message that says which permission is missing."""
 
 
-def load_api_client(kubeconfig: str | None) -> Any:
-    """A ``kubernetes.client.ApiClient`` from ``kubeconfig``, or in-cluster when ``None``."""
-    if kubeconfig:
+def _default_kubeconfig() -> str | None:
+    """``$KUBECONFIG`` (its first file) or ``~/.kube/config``, if it exists, as kubectl finds it."""
+    for candidate in (*os.environ.get("KUBECONFIG", "").split(os.pathsep), "~/.kube/config"):
+        path = os.path.expanduser(candidate) if candidate else ""
+        if path and os.path.isfile(path):
+            return path
+    return None
+
+
+def load_api_client(kubeconfig: str | None, *, context: str | None = None) -> Any:
+    """A ``kubernetes.client.ApiClient``, found as kubectl and controller-runtime find one:
+    ``kubeconfig`` if given; else the in-cluster service account; else ``$KUBECONFIG`` or
+    ``~/.kube/config``. ``context`` picks a kubeconfig context (default: its current one)."""
+    if not kubeconfig and not context:
+        configuration = k8s_client.Configuration()
         try:
-            return k8s_config.new_client_from_config(config_file=kubeconfig, persist_config=False)  # type: ignore[no-untyped-call]
-        except (k8s_config.ConfigException, OSError, ValueError, TypeError) as exc:
-            raise ConfigError(f"cannot use kubeconfig {kubeconfig}: {exc}") from exc
-    configuration = k8s_client.Configuration()
-    try:
-        k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-    except k8s_config.ConfigException as exc:
+            k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        except k8s_config.ConfigException:
+            pass
+        else:
+            return k8s_client.ApiClient(configuration)
+    path = kubeconfig or _default_kubeconfig()
+    if path is None:
         raise ConfigError(
-            "not running in a cluster (no service account) and no --kubeconfig given; "
-            "use --standalone to serve without Kubernetes"
-        ) from exc
-    return k8s_client.ApiClient(configuration)
+            "not running in a cluster (no service account) and no kubeconfig found ($KUBECONFIG,"
+            " ~/.kube/config): pass --kubeconfig (serve also takes --standalone, without"
+            " Kubernetes)"
+        )
+    try:
+        return k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=path, context=context, persist_config=False
+        )
+    except (k8s_config.ConfigException, OSError, ValueError, TypeError) as exc:
+        raise ConfigError(f"cannot use kubeconfig {path}: {exc}") from exc
 
 
 def describe_failure(what: str, exc: BaseException) -> str:
@@ -62,6 +82,10 @@ def describe_failure(what: str, exc: BaseException) -> str:
     names the host and the failure, never headers or bodies)."""
     if isinstance(exc, ApiException):
         return f"{what}: HTTP {exc.status} {exc.reason or ''}".rstrip()
+    if isinstance(exc, MaxRetryError):
+        # "HTTPSConnection(host=..., port=...): Failed to establish ...: [Errno 111] refused"
+        reason = str(exc.reason).split("): ", 1)[-1] if exc.reason is not None else "no answer"
+        return f"{what}: cannot reach {exc.pool.host}:{exc.pool.port}: {reason}"
     # urllib3 and socket errors name the host and the failure, never headers or bodies.
     return f"{what}: {type(exc).__name__}: {exc}"
 
@@ -83,8 +107,15 @@ class Connection:
         self.timeout = timeout
 
     @classmethod
-    def connect(cls, kubeconfig: str | None, *, timeout: float = 10.0) -> Self:
-        return cls(load_api_client(kubeconfig), timeout=timeout)
+    def connect(
+        cls, kubeconfig: str | None, *, context: str | None = None, timeout: float = 10.0
+    ) -> Self:
+        return cls(load_api_client(kubeconfig, context=context), timeout=timeout)
+
+    async def check_reachable(self) -> None:
+        """Ask the apiserver its version: a :class:`KubernetesError` naming the failure, in one
+        line, when it cannot be reached (rather than retry warnings per call later)."""
+        await self.call("reaching the Kubernetes API", k8s_client.VersionApi(self.api).get_code)
 
     def close(self) -> None:
         self.api.close()

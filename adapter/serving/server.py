@@ -400,7 +400,11 @@ async def run_adapter(settings: Settings, *, rules: RuleSet, backend: Backend) -
         return
 
     settings = await resolve_cluster(settings)
-    kube = KubeClient.connect(settings.auth.kubeconfig, timeout=settings.backend.query_timeout)
+    kube = KubeClient.connect(
+        settings.auth.kubeconfig,
+        context=settings.auth.context,
+        timeout=settings.backend.query_timeout,
+    )
     objects = ObjectCache(kube)
     try:
         ctx = build_context(

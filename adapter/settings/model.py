@@ -253,8 +253,11 @@ class AuthSettings:
     """The Kubernetes API and delegated authentication (serving mode; unused standalone)."""
 
     kubeconfig: str | None = setting(
-        None, "Kubeconfig for the Kubernetes API. Default: the in-cluster service account."
+        None,
+        "Kubeconfig for the Kubernetes API. Default: the in-cluster service account, else"
+        " $KUBECONFIG or ~/.kube/config.",
     )
+    context: str | None = setting(None, "Kubeconfig context to use. Default: its current one.")
     cache_ttl: float = setting(
         10.0,
         "Seconds TokenReview and SubjectAccessReview answers are reused.",

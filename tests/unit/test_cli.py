@@ -132,6 +132,9 @@ class Kube:
 
     closed = False
 
+    async def check_reachable(self) -> None:
+        pass
+
     async def read_hpa(self, namespace: str, name: str) -> dict[str, Any]:
         raise NotFoundError(f"horizontalpodautoscalers {namespace}/{name} not found")
 
@@ -189,3 +192,74 @@ async def test_explain_closes_every_backend_and_the_kubernetes_side(
     assert [(b.name, b.closes) for b in opened] == [("prometheus", 1), ("cloud-monitoring", 1)]
     assert kube.closed
     assert [(c.started, c.stopped) for c in caches] == [(True, True)]
+
+
+# -- on a workstation -----------------------------------------------------------------------
+
+_KUBECONFIG = """apiVersion: v1
+kind: Config
+clusters:
+- name: lab
+  cluster: {server: "https://127.0.0.1:%d"}
+users:
+- name: me
+  user: {token: not-a-real-token}
+contexts:
+- name: lab
+  context: {cluster: lab, user: me}
+- name: other
+  context: {cluster: lab, user: me}
+current-context: lab
+"""
+
+
+def _refused_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_explain_outside_a_cluster_uses_kubeconfig_and_an_unreachable_apiserver_is_one_line(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kubeconfig = tmp_path / "config"
+    kubeconfig.write_text(_KUBECONFIG % _refused_port())
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    for extra in ([], ["--context", "other"]):
+        result = CliRunner().invoke(cli.app, ["explain", "default/h", *extra])
+        assert result.exit_code == 1, result.output
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        assert len(lines) == 1, result.output
+        assert "reaching the Kubernetes API: cannot reach 127.0.0.1:" in lines[0]
+        assert "Traceback" not in result.output and "MaxRetryError" not in result.output
+    result = CliRunner().invoke(cli.app, ["explain", "default/h", "--context", "missing"])
+    assert result.exit_code == 1 and "cannot use kubeconfig" in result.output
+
+
+def test_explain_without_any_kubeconfig_says_what_to_pass(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "absent"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    result = CliRunner().invoke(cli.app, ["explain", "default/h"])
+    assert result.exit_code == 1
+    assert "no kubeconfig found ($KUBECONFIG, ~/.kube/config): pass --kubeconfig" in result.output
+
+
+@pytest.mark.parametrize("command", ["query", "explain"])
+def test_workstation_commands_take_the_backend_flags(command: str) -> None:
+    flags = {p.opts[0] for p in COMMANDS[command].params}
+    for flag in (
+        "--prometheus-url",
+        "--prometheus-bearer-token-file",
+        "--prometheus-ca-file",
+        "--prometheus-header",
+        "--gmp-project",
+        "--cluster",
+        "--config",
+    ):
+        assert flag in flags, f"{command} lacks {flag}"
