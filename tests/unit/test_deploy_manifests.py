@@ -106,13 +106,14 @@ def helm_template(
     *,
     set_values: Sequence[str] = (),
     expect_failure: bool = False,
+    namespace: str = "custom-metrics",
 ) -> list[Obj] | str:
     """Objects of ``helm template`` of the chart; with ``expect_failure`` its error text instead.
 
     ``values`` is written to a values file (merged over the chart's defaults).
     """
     argv: list[str | Path] = [tool("helm"), "template", "llm-metrics-adapter", CHART]
-    argv += ["--namespace", "custom-metrics"]
+    argv += ["--namespace", namespace]
     for item in set_values:
         argv += ["--set", item]
     values_file: Path | None = None
@@ -761,7 +762,12 @@ def test_chart_rules_become_a_mounted_config() -> None:
     assert mounts["rules"] == "/etc/llm-metrics-adapter/rules"
     volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
     assert volumes["rules"]["configMap"]["name"] == "llm-metrics-adapter-rules"
-    assert "checksum/rules" in deployment["spec"]["template"]["metadata"]["annotations"]
+    # Live reload is on by default: a rules change must not restart the pods (the checksum
+    # annotation that did is rendered only with rulesReload: false).
+    assert "checksum/rules" not in deployment["spec"]["template"]["metadata"].get("annotations", {})
+    _, no_reload = _chart_deployment({"rules": rules, "rulesReload": False})
+    assert "checksum/rules" in no_reload["spec"]["template"]["metadata"]["annotations"]
+    assert "--rules-reload-interval=0" in _container(no_reload)["args"]
 
 
 def test_chart_rules_are_a_file_the_loader_accepts(tmp_path: Path) -> None:
@@ -902,3 +908,63 @@ def test_dockerfile_matches_the_deployment() -> None:
     ]
     # Allow-list: everything is ignored except what the builder COPYs.
     assert ignored[:4] == ["*", "!pyproject.toml", "!README.md", "!adapter/"]
+
+
+def test_chart_takes_the_gke_guides_prometheus_adapter_values_file_unchanged(
+    tmp_path: Path,
+) -> None:
+    # The values file the GKE guide gives prometheus-adapter's chart: rules.default/external.
+    from adapter.rules.loader import load_rules
+
+    values = yaml.safe_load((ROOT / "tests" / "fixtures" / "gke-guide-values.yaml").read_text())
+    objects, deployment = _chart_deployment(values)
+    path = tmp_path / "rules.yaml"
+    path.write_text(_one(objects, "ConfigMap", "llm-metrics-adapter-rules")["data"]["rules.yaml"])
+    loaded = load_rules(path, presets=False)
+    assert loaded.format == "prometheus-adapter"
+    external = {r.id for r in loaded.rules}
+    assert len(external) == 3, external
+    assert "--config=/etc/llm-metrics-adapter/rules/rules.yaml" in _container(deployment)["args"]
+
+
+def test_chart_rules_existing_mounts_a_prometheus_adapter_configmap() -> None:
+    objects, deployment = _chart_deployment({"rules": {"existing": "adapter-config"}})
+    assert not [o for o in objects if o["kind"] == "ConfigMap"]
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["rules"]["configMap"]["name"] == "adapter-config"
+    assert "--config=/etc/llm-metrics-adapter/rules/config.yaml" in _container(deployment)["args"]
+
+
+def test_chart_honours_the_release_namespace_and_toggles_each_api_service() -> None:
+    objects = helm_objects({"apiServices": {"external": False}})
+    names = {o["metadata"]["name"] for o in objects if o["kind"] == "APIService"}
+    assert names == {"v1beta1.custom.metrics.k8s.io", "v1beta2.custom.metrics.k8s.io"}
+    objects = helm_objects({"apiServices": {"custom": False}})
+    names = {o["metadata"]["name"] for o in objects if o["kind"] == "APIService"}
+    assert names == {"v1beta1.external.metrics.k8s.io"}
+    rendered = helm_template(None, set_values=[], namespace="team-x")
+    assert isinstance(rendered, list)
+    deployment = _one(rendered, "Deployment")
+    assert deployment["metadata"]["namespace"] == "team-x"
+
+
+def test_chart_pod_extras_reach_the_pod() -> None:
+    _, deployment = _chart_deployment(
+        {
+            "podAnnotations": {"example.com/team": "serving"},
+            "podLabels": {"team": "serving"},
+            "priorityClassName": "system-cluster-critical",
+            "extraVolumes": [{"name": "token", "secret": {"secretName": "prom-token"}}],
+            "extraVolumeMounts": [
+                {"name": "token", "mountPath": "/var/run/prom", "readOnly": True}
+            ],
+            "extraArgs": ["--prometheus-bearer-token-file=/var/run/prom/token"],
+        }
+    )
+    pod = deployment["spec"]["template"]
+    assert pod["metadata"]["annotations"] == {"example.com/team": "serving"}
+    assert pod["metadata"]["labels"]["team"] == "serving"
+    assert pod["spec"]["priorityClassName"] == "system-cluster-critical"
+    assert {"name": "token", "secret": {"secretName": "prom-token"}} in pod["spec"]["volumes"]
+    mounts = {m["name"]: m["mountPath"] for m in _container(deployment)["volumeMounts"]}
+    assert mounts["token"] == "/var/run/prom"

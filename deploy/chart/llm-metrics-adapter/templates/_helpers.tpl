@@ -53,3 +53,35 @@ backend.gmpProjectId, else --prometheus-url for backend.prometheusUrl. */}}
 {{- fail (printf "tls.mode must be self-signed, helm or existing-secret, not %q" .Values.tls.mode) -}}
 {{- end -}}
 {{- end -}}
+
+{{/* "chart" when .Values.rules is prometheus-adapter's chart shape (default, custom, external,
+existing), "file" when it is a rules file (native `metrics:` or prometheus-adapter's `rules:`),
+"" when empty. */}}
+{{- define "lma.rulesShape" -}}
+{{- $r := .Values.rules | default dict -}}
+{{- if not $r -}}
+{{- else if or (hasKey $r "default") (hasKey $r "custom") (hasKey $r "external") (hasKey $r "existing") -}}
+chart
+{{- else -}}
+file
+{{- end -}}
+{{- end -}}
+
+{{/* The ConfigMap the rules are read from: the chart's own, or rules.existing. */}}
+{{- define "lma.rulesConfigMap" -}}
+{{- if and (eq (include "lma.rulesShape" .) "chart") .Values.rules.existing -}}
+{{- .Values.rules.existing -}}
+{{- else -}}
+{{- include "lma.name" . }}-rules
+{{- end -}}
+{{- end -}}
+
+{{/* The key of the rules file in that ConfigMap: prometheus-adapter's config.yaml for an
+existing one, rules.yaml for the chart's. */}}
+{{- define "lma.rulesKey" -}}
+{{- if and (eq (include "lma.rulesShape" .) "chart") .Values.rules.existing -}}
+config.yaml
+{{- else -}}
+rules.yaml
+{{- end -}}
+{{- end -}}
