@@ -275,7 +275,11 @@ class MetricsProvider:
             )
             self._observe(values, trace.dropped, now)
         else:
-            trace.notes.append("no objects match the labelSelector: nothing to query")
+            # As prometheus-adapter answers: no object matches, so no metric either.
+            selector = ",".join(_requirement_text(r) for r in request.label_selector)
+            raise NotFoundError.metric(
+                request.metric, where + (f" with selector {selector}" if selector else "")
+            )
         if request.name is not None and not values:
             raise NotFoundError.metric(request.metric, where)
         body = custom_list(values, version=request.version, selector=request.metric_selector)
@@ -299,3 +303,16 @@ class MetricsProvider:
         )
         self._observe(values, trace.dropped, now)
         return Answer(body=external_list(values), values=values, trace=trace)
+
+
+def _requirement_text(requirement: Requirement) -> str:
+    """A label-selector requirement as Kubernetes writes it (for messages)."""
+    key, op, values = requirement.key, requirement.op, requirement.values
+    if op in {"in", "notin"}:
+        return f"{key} {op} ({','.join(values)})"
+    if op == "exists":
+        return key
+    if op == "!":
+        return f"!{key}"
+    symbol = {"gt": ">", "lt": "<"}.get(op, op)
+    return f"{key}{symbol}{values[0] if values else ''}"

@@ -250,3 +250,33 @@ async def test_identical_requests_share_one_backend_query(
         again = await c.get(path)
         assert again.json()["items"][0]["value"] == "8"
     assert len(fake.queries) == 1
+
+
+class _NoPods:
+    """An object source in which no pod matches any selector (a namespace with no pods)."""
+
+    async def names(self, resource: object, namespace: str | None, selector: object) -> tuple[()]:
+        return ()
+
+    def status(self) -> dict[str, object]:
+        return {}
+
+
+async def test_no_object_matching_the_selector_is_not_found_as_prometheus_adapter_answers(
+    make_ctx: AppFactory, fake: FakeBackend
+) -> None:
+    ctx = make_ctx()
+    ctx.provider.objects = _NoPods()
+    await ctx.registry.refresh()
+    asked = len(fake.queries)
+    async with await client_for(ctx) as c:
+        r = await c.get(
+            f"{C2}/namespaces/team-a/pods/*/jetstream_prefill_backlog_size",
+            params={"labelSelector": "app=nomatch,tier in (a,b)"},
+        )
+    assert r.status_code == 404, r.text
+    status = r.json()
+    assert status["kind"] == "Status" and status["reason"] == "NotFound"
+    assert "jetstream_prefill_backlog_size" in status["message"]
+    assert "selector app=nomatch,tier in (a,b)" in status["message"]
+    assert len(fake.queries) == asked, "nothing to ask the backend about"
