@@ -266,6 +266,7 @@ BASE_ROLES: dict[str, tuple[str, str, str]] = {
         "",
     ),
     "clusterrole-metrics-reader": ("ClusterRole", "llm-metrics-adapter-metrics-reader", ""),
+    "clusterrole-debug-reader": ("ClusterRole", "llm-metrics-adapter-debug-reader", ""),
     "clusterrolebinding-hpa-controller": (
         "ClusterRoleBinding",
         "llm-metrics-adapter-hpa-controller",
@@ -968,3 +969,10 @@ def test_chart_pod_extras_reach_the_pod() -> None:
     assert {"name": "token", "secret": {"secretName": "prom-token"}} in pod["spec"]["volumes"]
     mounts = {m["name"]: m["mountPath"] for m in _container(deployment)["volumeMounts"]}
     assert mounts["token"] == "/var/run/prom"
+
+
+def test_the_debug_pages_have_a_role_bound_to_nobody() -> None:
+    role = _single(BASE / "clusterrole-debug-reader.yaml")
+    assert role["rules"] == [{"nonResourceURLs": ["/debug", "/debug/*"], "verbs": ["get"]}]
+    bindings = [o for o in _base_objects() if o["kind"].endswith("Binding")]
+    assert all(b["roleRef"]["name"] != role["metadata"]["name"] for b in bindings)
