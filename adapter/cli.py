@@ -85,8 +85,15 @@ def _split_env(separator: str) -> Callable[..., Any]:
 
 def _parameter(option: Option, default: Any) -> inspect.Parameter:
     """The typer parameter of ``option``'s flag: its name, environment variable, help, panel."""
+    # A flag that is off by default has no use for its --no- twin: naming only the flag keeps
+    # the two-column name table of --help narrow enough for 80 columns.
+    declared = (f"--{option.flag_name}",) if option.flag_type is bool and default is False else ()
     info = typer.Option(
+        *declared,
         envvar=option.env,
+        # Every flag reads LMA_<FLAG> (the command's help says so once): listing each variable
+        # in the table would widen it past 80 columns and cut flag names.
+        show_envvar=False,
         help=option.help,
         rich_help_panel=option.panel,
         callback=_split_env(option.env_separator) if option.env_separator else None,
@@ -169,6 +176,9 @@ def serve(settings: Settings) -> None:
     In a cluster: HTTPS with delegated authentication (the aggregator's front-proxy certificate,
     client certificates, bearer tokens) and authorization (SubjectAccessReview). With
     --standalone: plain HTTP on loopback, no Kubernetes, no authentication.
+
+    Every flag also reads an environment variable: LMA_ and the flag's name in capitals
+    (--prometheus-url: LMA_PROMETHEUS_URL; --prometheus-header: one header per line).
     """
     import uvloop
 
