@@ -15,7 +15,7 @@ from adapter.serving.asgi import build_context, create_app
 from adapter.serving.reload import RulesWatcher
 from adapter.settings import Settings
 from sim.fake_backend import FakeBackend
-from tests.api.conftest import AppFactory, client_for
+from tests.support.app import AppFactory, client_for
 
 PATH = "/apis/external.metrics.k8s.io/v1beta1/namespaces/team-a/jetstream_prefill_backlog_size"
 OUTAGE = BackendUnavailableError("connection refused to /api/v1/query", backend="prometheus")

@@ -24,7 +24,8 @@ from adapter.rules.stackdriver import StackdriverOptions
 from adapter.serving.asgi import build_context
 from adapter.settings import Settings
 from sim.fake_backend import FakeBackend, SeriesSpec
-from tests.api.conftest import client_for, fleet_series
+from tests.support.app import client_for
+from tests.support.fake_fleet import fleet_series
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "deploy" / "examples"
 NAMESPACE = "default"

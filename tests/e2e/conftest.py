@@ -6,9 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.support.controlplane import ControlPlane
 from tests.support.plane import running
-
-from .controlplane import ControlPlane
 
 _started: list[ControlPlane] = []
 

@@ -51,8 +51,7 @@ from kubernetes.client.exceptions import ApiException
 
 from sim.jetstream import SimServer, SimTpuExporter, TpuChipValues
 from sim.prometheus import LocalPrometheus
-
-from .controlplane import ControlPlane, free_port, mark_pod_ready
+from tests.support.controlplane import ControlPlane, free_port, mark_pod_ready
 
 __all__ = [
     "ADAPTER_USER",

@@ -31,7 +31,8 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from .controlplane import CertAuthority, ControlPlane, free_port
+from tests.support.controlplane import CertAuthority, ControlPlane, free_port
+
 from .scenario import AdapterProcess, wait_until
 
 pytestmark = pytest.mark.e2e

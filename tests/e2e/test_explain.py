@@ -33,8 +33,8 @@ from typing import Any
 import pytest
 
 from adapter.hpa.algorithm import parse_quantity_milli
+from tests.support.controlplane import ControlPlane
 
-from .controlplane import ControlPlane
 from .scenario import (
     CLUSTER,
     REPO,

@@ -28,7 +28,8 @@ from typing import Any
 import pytest
 from kubernetes import utils as k8s_utils
 
-from .controlplane import ControlPlane
+from tests.support.controlplane import ControlPlane
+
 from .scenario import (
     TPU_MEMORY_TOTAL,
     Load,

@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s
 
+from tests.support.controlplane import ControlPlane, free_port
 from tests.support.plane import running
 
-from .controlplane import ControlPlane, free_port
 from .scenario import wait_until
 from .test_auth import (
     EXTERNAL_PATH,

@@ -31,6 +31,7 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
+from tests.support.controlplane import ControlPlane
 from tests.unit.test_deploy_manifests import (
     BASE,
     EXAMPLES,
@@ -40,8 +41,6 @@ from tests.unit.test_deploy_manifests import (
     kustomize_build,
     object_key,
 )
-
-from .controlplane import ControlPlane
 
 pytestmark = pytest.mark.e2e
 

@@ -1,9 +1,10 @@
 """Backend faults through the real app: a clear Status within the deadline, never a wrong number,
 and recovery by itself when the backend comes back.
 
-The app runs with the real Prometheus backend pointed at :class:`tests.faults.proxy.FaultProxy`,
-which stands in front of the real Prometheus scraping the simulated fleet. ``QUERY_TIMEOUT`` is the
-adapter's per-call deadline; every answer must arrive within it plus one second.
+The app runs with the real Prometheus backend pointed at
+:class:`tests.support.fault_proxy.FaultProxy`, which stands in front of the real Prometheus
+scraping the simulated fleet. ``QUERY_TIMEOUT`` is the adapter's per-call deadline; every answer
+must arrive within it plus one second.
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ from adapter.rules.loader import load_rules
 from adapter.serving.asgi import build_context, create_app
 from adapter.settings import Settings
 from sim.prometheus import LocalPrometheus
-from tests.faults import proxy as proxy_module
-from tests.faults.proxy import Fault, FaultProxy, fault_proxy
-from tests.fuzz.support import assert_status, quantity_value
+from tests.support import fault_proxy as proxy_module
+from tests.support.answers import assert_status, quantity_value
+from tests.support.fault_proxy import Fault, FaultProxy, fault_proxy
 from tests.support.fleet import Fleet
 
 QUERY_TIMEOUT = 2.0  # seconds: the adapter's deadline for one backend call, retries included

@@ -31,9 +31,9 @@ from adapter.serving.asgi import build_context, create_app
 from adapter.settings import Settings
 from sim.fake_backend import FakeBackend
 from tests.api.test_seed_manifests import BACKLOG, NAMESPACE, POD
-from tests.fuzz.support import assert_status, quantity_value
 from tests.integration.test_cloud_monitoring import PROJECT, cm_rules, seed_data
 from tests.support import cm_server
+from tests.support.answers import assert_status, quantity_value
 
 QUERY_TIMEOUT = 2.0  # seconds: the adapter's deadline for one backend call, retries included
 NAME = "prometheus.googleapis.com|jetstream_prefill_backlog_size|gauge"

@@ -25,7 +25,7 @@ from adapter.serving.asgi import build_context, create_app
 from adapter.settings import Settings
 from sim.prometheus import LocalPrometheus
 from tests.faults.test_cloud_monitoring_faults import Forwarder
-from tests.fuzz.support import assert_status, quantity_value
+from tests.support.answers import assert_status, quantity_value
 from tests.support.fleet import Fleet
 from tests.support.gmp import GmpProxy, ServiceAccount, TokenServer, write_service_account
 

@@ -27,7 +27,6 @@ from adapter.rules.stackdriver import StackdriverOptions, stackdriver_rules
 from adapter.serving.asgi import build_context
 from adapter.settings import Settings
 from sim.fake_backend import FakeBackend
-from tests.api.conftest import client_for
 from tests.api.test_seed_manifests import (
     BACKLOG,
     CHIPS,
@@ -41,6 +40,7 @@ from tests.api.test_seed_manifests import (
     hpa_documents,
     replicas_for,
 )
+from tests.support.app import client_for
 from tests.support.cm_server import CMServer, Series, serve_cm
 
 pytestmark = pytest.mark.integration

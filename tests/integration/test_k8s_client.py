@@ -2,7 +2,7 @@
 SubjectAccessReview, and the watch-backed object cache checked against the apiserver's own
 label-selector filtering.
 
-Starts its own control plane (``tests/e2e/controlplane.py``); missing binaries FAIL these tests
+Starts its own control plane (``tests/support/controlplane.py``); missing binaries FAIL these tests
 with the command that builds them.
 """
 
@@ -25,7 +25,7 @@ from adapter.auth.user import UserInfo
 from adapter.core.selectors import parse_selector
 from adapter.domain.models import GroupResource
 from adapter.kube import KubeClient, KubernetesError, ObjectCache, selector_matches
-from tests.e2e.controlplane import ControlPlane, mark_pod_ready
+from tests.support.controlplane import ControlPlane, mark_pod_ready
 from tests.support.plane import running
 
 NS = "k8s-client-test"

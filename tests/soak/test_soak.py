@@ -31,8 +31,8 @@ import httpx
 import pytest
 
 from sim.prometheus import LocalPrometheus
-from tests.faults.proxy import Fault, FaultProxy, fault_proxy, mix
-from tests.fuzz.support import REASONS, quantity_value
+from tests.support.answers import REASONS, quantity_value
+from tests.support.fault_proxy import Fault, FaultProxy, fault_proxy, mix
 from tests.support.fleet import Fleet
 
 HPAS = 200

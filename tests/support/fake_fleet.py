@@ -1,19 +1,16 @@
-"""API tests: the real app, the real rules and presets, and the PromQL-evaluating fake backend."""
+"""The fleet the API tier's fake backend holds: known series for two clusters and two namespaces.
+
+:func:`fleet_series` is the data (the same metric names everywhere, different values, stamped
+2 s before :data:`NOW`); :func:`fleet_backend` is a :class:`FakeBackend` holding it.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
-from typing import Any
 
-import httpx
-import pytest
-
-from adapter.app.context import AppContext
-from adapter.rules.loader import load_rules, load_rules_text
-from adapter.serving.asgi import build_context, create_app
-from adapter.settings import Settings
 from sim.fake_backend import FakeBackend, SeriesSpec
+
+__all__ = ["NOW", "fleet_backend", "fleet_series", "jetstream_series", "tpu_series"]
 
 NOW = time.time()
 
@@ -81,56 +78,3 @@ def fleet_backend() -> FakeBackend:
     backend = FakeBackend()
     backend.set_series(fleet_series())
     return backend
-
-
-def fleet_context(
-    backend: FakeBackend,
-    *,
-    rules_text: str | None = None,
-    presets: bool = True,
-    **settings: object,
-) -> AppContext:
-    """A standalone context for cluster ``c1`` over ``backend`` (5 s cache), marked ready;
-    ``settings`` override :class:`Settings` fields."""
-    base: dict[str, object] = {"cluster": "c1", "standalone": True, "cache_ttl": 5.0}
-    base.update(settings)
-    rules = (
-        load_rules_text(rules_text, filename="rules.yaml", presets=presets)
-        if rules_text is not None
-        else load_rules(None, presets=presets)
-    )
-    ctx = build_context(Settings.from_options(**base), backend=backend, rules=rules)
-    ctx.backend_ready = True
-    return ctx
-
-
-@pytest.fixture
-def fake() -> FakeBackend:
-    return fleet_backend()
-
-
-AppFactory = Callable[..., AppContext]
-
-
-@pytest.fixture
-def make_ctx(fake: FakeBackend) -> AppFactory:
-    def make(**kwargs: Any) -> AppContext:
-        return fleet_context(fake, **kwargs)
-
-    return make
-
-
-@pytest.fixture
-async def client(make_ctx: AppFactory) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(make_ctx(), background=False)
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://adapter"
-    ) as c:
-        yield c
-
-
-async def client_for(ctx: AppContext) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=create_app(ctx, background=False)),
-        base_url="http://adapter",
-    )
