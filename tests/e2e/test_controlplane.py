@@ -27,8 +27,7 @@ from tests.support.controlplane import (
     ControlPlane,
     mark_pod_ready,
 )
-
-from .scenario import wait_until
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 

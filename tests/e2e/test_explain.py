@@ -33,18 +33,17 @@ from typing import Any
 import pytest
 
 from adapter.hpa.algorithm import parse_quantity_milli
-from tests.support.controlplane import ControlPlane
-
-from .scenario import (
+from tests.e2e.scenario import (
     CLUSTER,
-    REPO,
     Load,
     Scenario,
     example_hpa,
     open_scenario,
     pods_average_replicas,
-    wait_until,
 )
+from tests.support import REPO
+from tests.support.controlplane import ControlPlane
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 

@@ -28,9 +28,7 @@ from typing import Any
 import pytest
 from kubernetes import utils as k8s_utils
 
-from tests.support.controlplane import ControlPlane
-
-from .scenario import (
+from tests.e2e.scenario import (
     TPU_MEMORY_TOTAL,
     Load,
     Scenario,
@@ -38,8 +36,9 @@ from .scenario import (
     external_average_replicas,
     open_scenario,
     pods_average_replicas,
-    wait_until,
 )
+from tests.support.controlplane import ControlPlane
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
