@@ -31,8 +31,6 @@ from tests.e2e.auth_adapter import (
 from tests.support.controlplane import CertAuthority, ControlPlane, untyped
 from tests.support.waiting import wait_until
 
-pytestmark = pytest.mark.e2e
-
 FORGED = {"X-Remote-User": "system:admin", "X-Remote-Group": "system:masters"}
 _STOP_GRACE_S = 15.0
 

@@ -29,8 +29,6 @@ from tests.support.controlplane import (
 )
 from tests.support.waiting import wait_until
 
-pytestmark = pytest.mark.e2e
-
 
 @pytest.fixture
 def namespace(control_plane: ControlPlane) -> Iterator[str]:

@@ -45,8 +45,6 @@ from tests.support import REPO
 from tests.support.controlplane import ControlPlane
 from tests.support.waiting import wait_until
 
-pytestmark = pytest.mark.e2e
-
 MAX_REPLICAS = 6
 SETTLED_S = 6.0
 """Seconds of agreement required once the controller has settled (several 1 s HPA syncs)."""

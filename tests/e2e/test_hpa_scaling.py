@@ -40,8 +40,6 @@ from tests.e2e.scenario import (
 from tests.support.controlplane import ControlPlane
 from tests.support.waiting import wait_until
 
-pytestmark = pytest.mark.e2e
-
 FAILED_METRIC_REASONS = frozenset(
     {"FailedGetPodsMetric", "FailedGetExternalMetric", "FailedGetObjectMetric"}
 )

@@ -38,8 +38,6 @@ from tests.support.plane import running
 from tests.support.ports import free_port
 from tests.support.waiting import wait_until
 
-pytestmark = pytest.mark.e2e
-
 _AUTH_CACHE_TTL_S = 1.0
 
 

@@ -42,8 +42,6 @@ from tests.unit.test_deploy_manifests import (
     object_key,
 )
 
-pytestmark = pytest.mark.e2e
-
 Obj = dict[str, Any]
 
 _FIELD_MANAGER = "lma-manifest-dry-run"

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from starlette.types import ASGIApp
 
 from adapter.serving.asgi import create_app
-from tests.fuzz.conftest import count
+from tests.fuzz.counts import count
 from tests.support.answers import Reply, call, check_answer, check_status, quantity_value
 from tests.support.app import fleet_context
 from tests.support.fake_fleet import fleet_backend

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.core.result import Ok
 
 from adapter.serving.asgi import create_app
-from tests.fuzz.conftest import count
+from tests.fuzz.counts import count
 from tests.support.answers import REASONS
 from tests.support.app import fleet_context
 from tests.support.fake_fleet import fleet_backend

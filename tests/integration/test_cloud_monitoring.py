@@ -43,8 +43,6 @@ from tests.api.test_seed_manifests import (
 from tests.support.app import client_for
 from tests.support.cm_server import CMServer, Series, serve_cm
 
-pytestmark = pytest.mark.integration
-
 PROJECT = "proj-1"
 PROM = "prometheus.googleapis.com"
 

@@ -31,8 +31,6 @@ from adapter.promql import (
 )
 from tests.support.ports import free_port
 
-pytestmark = pytest.mark.integration
-
 PROMETHEUS = "/usr/bin/prometheus"
 _START_TIMEOUT = 30.0
 _HTTP_TIMEOUT = 5.0

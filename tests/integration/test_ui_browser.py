@@ -37,8 +37,6 @@ from sim.prometheus import LocalPrometheus
 from tests.support.adapter_process import AdapterProcess
 from tests.support.waiting import wait_until
 
-pytestmark = pytest.mark.integration
-
 CHROME_FLAGS = (
     "--headless",
     "--no-sandbox",
