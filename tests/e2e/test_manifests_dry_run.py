@@ -32,7 +32,7 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from tests.support.controlplane import ControlPlane
-from tests.unit.test_deploy_manifests import (
+from tests.support.manifests import (
     BASE,
     EXAMPLES,
     MONITORING,

@@ -10,7 +10,6 @@ and come back on the same address, hold connections past the deadline, or answer
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -24,9 +23,9 @@ from adapter.rules.loader import load_rules
 from adapter.serving.asgi import build_context, create_app
 from adapter.settings import Settings
 from sim.prometheus import LocalPrometheus
-from tests.faults.test_cloud_monitoring_faults import Forwarder
-from tests.support.answers import assert_status, quantity_value
+from tests.support.answers import assert_status, values_of
 from tests.support.fleet import Fleet
+from tests.support.forwarder import Forwarder
 from tests.support.gmp import GmpProxy, ServiceAccount, TokenServer, write_service_account
 
 QUERY_TIMEOUT = 2.0  # seconds: the adapter's deadline for one backend call, retries included
@@ -104,13 +103,6 @@ def expected(fleet: Fleet) -> list[float]:
             sum(p.values.prefill_backlog for p in fleet.pods_in(cluster="c1", namespace="team-a"))
         )
     ]
-
-
-def values_of(response: httpx.Response) -> list[float]:
-    assert response.status_code == 200, response.text[:300]
-    out = [quantity_value(item["value"]) for item in response.json()["items"]]
-    assert all(math.isfinite(v) for v in out)
-    return out
 
 
 async def test_baseline_a_token_through_the_forwarder(app: App, fleet: Fleet) -> None:

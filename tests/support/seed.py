@@ -1,33 +1,28 @@
-"""Every HPA manifest in deploy/examples (the seed's HPAs) works unchanged (PromQL mode).
+"""The seed's example HPAs (``deploy/examples``) and the data they scale on.
 
-For each HPA: the exact requests the HPA controller makes, the values answered for known data
-in the PromQL-evaluating fake, and the replica count the HPA formula gives. The same table runs
-against the local Cloud Monitoring gRPC server in tests/integration/test_cloud_monitoring.py.
+For each HPA: the exact requests the HPA controller makes (:func:`requests_for`), the HPA formula
+(:func:`desired_replicas`), and the replica count it gives over the values an app answers
+(:func:`replicas_for`). :data:`EXPECTED` is the count for every file with the known data:
+:func:`seed_series` for the PromQL-evaluating fake backend (cluster ``c1``'s workload in
+``default``, plus the same names elsewhere that must not leak), and the same values as Cloud
+Monitoring series in :mod:`tests.support.cm_seed`. :class:`Pods` lists the Deployment's pods.
 """
 
 from __future__ import annotations
 
 import math
-import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import yaml
 
 from adapter.domain.models import GroupResource, Requirement
-from adapter.rules.loader import load_rules
-from adapter.rules.stackdriver import StackdriverOptions
-from adapter.serving.asgi import build_context
-from adapter.settings import Settings
-from sim.fake_backend import FakeBackend, SeriesSpec
-from tests.support.app import client_for
-from tests.support.fake_fleet import fleet_series
+from sim.fake_backend import SeriesSpec
+from tests.support import REPO
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "deploy" / "examples"
+EXAMPLES = REPO / "deploy" / "examples"
 NAMESPACE = "default"
 SCALE_SELECTOR = "app=maxengine-server"
 POD = "maxengine-server-0"
@@ -159,50 +154,3 @@ def seed_series(ts: float) -> list[SeriesSpec]:
         out.append(({"__name__": "memory_used", **labels}, float(USED_PER_CHIP), ts))
         out.append(({"__name__": "memory_total", **labels}, float(TOTAL_PER_CHIP), ts))
     return out
-
-
-def test_every_example_hpa_is_in_the_table() -> None:
-    assert {name for name, _ in hpa_documents()} == set(EXPECTED)
-
-
-@pytest.mark.parametrize(("filename", "hpa"), hpa_documents(), ids=lambda v: str(v)[:40])
-async def test_seed_hpa_promql_mode(fake: FakeBackend, filename: str, hpa: dict[str, Any]) -> None:
-    fake.set_series(fleet_series() + seed_series(time.time() - 2))
-    rules = load_rules(None, stackdriver=StackdriverOptions(mode="promql"))
-    ctx = build_context(
-        Settings.from_options(cluster="c1", standalone=True),
-        backend=fake,
-        rules=rules,
-        objects=Pods(),
-    )
-    ctx.backend_ready = True
-    async with await client_for(ctx) as client:
-        replicas, values = await replicas_for(client.get, hpa)
-    assert replicas == EXPECTED[filename], values
-
-
-async def test_stackdriver_memory_used_selector_pins_exported_namespace(fake: FakeBackend) -> None:
-    """The TPU HPA's selector reads kube-system series of its own namespace, and only those."""
-    fake.set_series(fleet_series() + seed_series(time.time() - 2))
-    rules = load_rules(None, stackdriver=StackdriverOptions(mode="promql"))
-    ctx = build_context(
-        Settings.from_options(cluster="c1", standalone=True), backend=fake, rules=rules
-    )
-    ctx.backend_ready = True
-    base = "/apis/external.metrics.k8s.io/v1beta1/namespaces"
-    name = "prometheus.googleapis.com|memory_used|gauge"
-    sel = "metric.labels.container=jetstream-http,metric.labels.exported_namespace=default"
-    async with await client_for(ctx) as client:
-        ok = await client.get(f"{base}/default/{name}", params={"labelSelector": sel})
-        other = await client.get(f"{base}/team-a/{name}", params={"labelSelector": sel})
-        unpinned = await client.get(
-            f"{base}/default/{name}",
-            params={"labelSelector": "metric.labels.container=jetstream-http"},
-        )
-    assert ok.status_code == 200
-    assert len(ok.json()["items"]) == CHIPS
-    assert other.status_code == 403, other.text
-    # Without the pin the request namespace is injected: the device plugin's series live in
-    # kube-system, so nothing matches in default.
-    assert unpinned.status_code == 200
-    assert unpinned.json()["items"] == []
