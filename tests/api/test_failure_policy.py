@@ -31,6 +31,15 @@ def metric(text: str, name: str, labels: str = "") -> float:
     return float(match.group(1))
 
 
+async def assert_circuit(c: httpx.AsyncClient, state: str, gauge: float) -> None:
+    """The fake backend's circuit is in ``state`` on /debug/metrics, and /metrics exports its
+    state gauge as ``gauge`` (0 closed, 2 open)."""
+    debug = (await c.get("/debug/metrics")).json()
+    assert debug["circuitBreakers"]["fake"]["state"] == state
+    text = (await c.get("/metrics")).text
+    assert metric(text, "llm_metrics_adapter_backend_circuit_state", '{backend="fake"}') == gauge
+
+
 async def test_stale_answer_within_the_window_then_503(
     make_ctx: AppFactory, fake: FakeBackend
 ) -> None:
@@ -83,10 +92,7 @@ async def test_open_circuit_fails_fast_without_querying_and_recovers(
         for _ in range(3):
             assert (await c.get(PATH)).status_code == 503
         assert len(fake.queries) == 3
-        debug = (await c.get("/debug/metrics")).json()
-        assert debug["circuitBreakers"]["fake"]["state"] == "open"
-        text = (await c.get("/metrics")).text
-        assert metric(text, "llm_metrics_adapter_backend_circuit_state", '{backend="fake"}') == 2
+        await assert_circuit(c, "open", 2)
 
         for _ in range(20):
             r = await c.get(PATH)
@@ -103,10 +109,7 @@ async def test_open_circuit_fails_fast_without_querying_and_recovers(
         await asyncio.sleep(0.35)
         assert (await c.get(PATH)).status_code == 200
         assert len(fake.queries) == 4
-        debug = (await c.get("/debug/metrics")).json()
-        assert debug["circuitBreakers"]["fake"]["state"] == "closed"
-        text = (await c.get("/metrics")).text
-        assert metric(text, "llm_metrics_adapter_backend_circuit_state", '{backend="fake"}') == 0
+        await assert_circuit(c, "closed", 0)
 
 
 async def test_open_circuit_still_serves_stale_answers(

@@ -22,7 +22,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,23 +33,13 @@ from tests.e2e.scenario import (
     Scenario,
     example_hpa,
     external_average_replicas,
-    open_scenario,
     pods_average_replicas,
 )
-from tests.support.controlplane import ControlPlane
 from tests.support.waiting import wait_until
 
 FAILED_METRIC_REASONS = frozenset(
     {"FailedGetPodsMetric", "FailedGetExternalMetric", "FailedGetObjectMetric"}
 )
-
-
-@pytest.fixture(scope="module")
-def scenario(
-    control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Scenario]:
-    with open_scenario(control_plane, Path(tmp_path_factory.mktemp("hpa-scenario"))) as running:
-        yield running
 
 
 @pytest.fixture

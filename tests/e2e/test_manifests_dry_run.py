@@ -57,6 +57,8 @@ _SECRET_REF: Obj = {
         "namespace": {"type": "string"},
     },
 }
+_SECRET_FIELD: Obj = {"type": "object", "properties": {"secret": _SECRET_REF}}
+"""A field that names a key of a Secret (an endpoint's credentials, its CA)."""
 _LABEL_SELECTOR: Obj = {
     "type": "object",
     "properties": {
@@ -128,10 +130,7 @@ POD_MONITORING_CRD: Obj = {
                                                     "type": "object",
                                                     "properties": {
                                                         "type": {"type": "string"},
-                                                        "credentials": {
-                                                            "type": "object",
-                                                            "properties": {"secret": _SECRET_REF},
-                                                        },
+                                                        "credentials": _SECRET_FIELD,
                                                     },
                                                 },
                                                 "tls": {
@@ -139,10 +138,7 @@ POD_MONITORING_CRD: Obj = {
                                                     "properties": {
                                                         "insecureSkipVerify": {"type": "boolean"},
                                                         "serverName": {"type": "string"},
-                                                        "ca": {
-                                                            "type": "object",
-                                                            "properties": {"secret": _SECRET_REF},
-                                                        },
+                                                        "ca": _SECRET_FIELD,
                                                     },
                                                 },
                                             },

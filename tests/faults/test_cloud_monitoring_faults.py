@@ -26,11 +26,12 @@ from google.cloud.monitoring_v3.services.metric_service.transports import (
 )
 
 from adapter.backends.cloud_monitoring import CloudMonitoringBackend
-from adapter.serving.asgi import build_context, create_app
+from adapter.serving.asgi import build_context
 from adapter.settings import Settings
 from sim.fake_backend import FakeBackend
 from tests.support import cm_server
 from tests.support.answers import assert_status, values_of
+from tests.support.app import client_for
 from tests.support.cm_seed import PROJECT, cm_rules, seed_data
 from tests.support.forwarder import Forwarder
 from tests.support.seed import BACKLOG, NAMESPACE, POD
@@ -113,10 +114,7 @@ async def app(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[App]:
         )
         ctx.backend_ready = True
         try:
-            async with httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=create_app(ctx, background=False)),
-                base_url="http://adapter",
-            ) as http:
+            async with await client_for(ctx) as http:
                 yield App(http, cm, forwarder)
         finally:
             cm.hang = 0.0

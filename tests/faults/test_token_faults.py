@@ -20,10 +20,11 @@ import pytest
 
 from adapter.backends.factory import build_backend
 from adapter.rules.loader import load_rules
-from adapter.serving.asgi import build_context, create_app
+from adapter.serving.asgi import build_context
 from adapter.settings import Settings
 from sim.prometheus import LocalPrometheus
 from tests.support.answers import assert_status, values_of
+from tests.support.app import client_for
 from tests.support.fleet import Fleet
 from tests.support.forwarder import Forwarder
 from tests.support.gmp import GmpProxy, ServiceAccount, TokenServer, write_service_account
@@ -86,10 +87,7 @@ async def app(prometheus: LocalPrometheus, tmp_path: Path) -> AsyncIterator[App]
             )
             ctx.backend_ready = True
             try:
-                async with httpx.AsyncClient(
-                    transport=httpx.ASGITransport(app=create_app(ctx, background=False)),
-                    base_url="http://adapter",
-                ) as client:
+                async with await client_for(ctx) as client:
                     yield App(client, tokens, forwarder, proxy, account)
             finally:
                 forwarder.delay = 0.0
