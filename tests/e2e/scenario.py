@@ -105,7 +105,9 @@ T = TypeVar("T")
 
 
 class ScenarioError(AssertionError):
-    """The scenario did not reach the expected state in time; the message says what it saw."""
+    """The scenario is not in the state a test relies on (its pod mirror failed, a count it should
+    hold moved); the message says what it saw. A wait that runs out raises
+    :class:`tests.support.waiting.TimedOut`."""
 
 
 # --------------------------------------------------------------------------- HPA arithmetic
@@ -676,7 +678,8 @@ class Scenario:
         """Wait until the HPA has set the Deployment to ``expected`` replicas and the pods are
         up: ``spec.replicas``, the HPA's ``status.desiredReplicas`` and the live Ready pods all
         equal ``expected``. ``seen`` collects every distinct ``spec.replicas`` observed (polled
-        every 0.2 s), in order. Raises :class:`ScenarioError` with :meth:`diagnostics`."""
+        every 0.2 s), in order. Raises :class:`~tests.support.waiting.TimedOut` with
+        :meth:`diagnostics`."""
         if timeout_s > 60:
             raise ValueError("each wait is bounded to 60 s")
         observed = seen if seen is not None else []
