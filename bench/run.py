@@ -5,7 +5,7 @@
 1. builds (or reuses) prometheus-adapter with ``bench/build-prometheus-adapter.sh``;
 2. starts the synthetic JetStream exporter (:mod:`bench.exporter`), a real Prometheus scraping it
    (:class:`sim.prometheus.LocalPrometheus`) and a real kube-apiserver
-   (``tests/e2e/controlplane.py``) holding the benchmark's namespaces and pods;
+   (``tests/support/controlplane.py``) holding the benchmark's namespaces and pods;
 3. starts both adapters in their in-cluster mode with the SAME rules file
    (``bench/prometheus-adapter-rules.yaml``), the same Prometheus, HTTPS with a self-signed
    serving certificate and delegated authentication and authorization against that apiserver
@@ -736,7 +736,7 @@ def shard_sizes(hpa_series: int, top: int) -> list[int]:
 @contextlib.contextmanager
 def running(args: argparse.Namespace) -> Iterator[tuple[Bench, dict[str, Any]]]:
     sys.path.insert(0, str(ROOT))
-    from tests.e2e.controlplane import ControlPlane
+    from tests.support.controlplane import ControlPlane
 
     info: dict[str, Any] = {}
     stack = Stack()

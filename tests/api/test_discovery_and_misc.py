@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from sim.fake_backend import FakeBackend
-from tests.api.conftest import AppFactory, client_for
+from tests.support.app import AppFactory, client_for
 
 AGGREGATED_ACCEPT = (
     "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,"

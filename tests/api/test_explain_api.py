@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from adapter.app.context import AppContext
-from tests.api.conftest import AppFactory, client_for
+from tests.support.app import AppFactory, client_for
 
 
 def _hpa(

@@ -15,7 +15,7 @@ from adapter.serving.asgi import build_context, create_app
 from adapter.serving.reload import RulesWatcher
 from adapter.settings import Settings
 from sim.fake_backend import FakeBackend
-from tests.api.conftest import AppFactory, client_for
+from tests.support.app import AppFactory, client_for
 
 PATH = "/apis/external.metrics.k8s.io/v1beta1/namespaces/team-a/jetstream_prefill_backlog_size"
 OUTAGE = BackendUnavailableError("connection refused to /api/v1/query", backend="prometheus")
@@ -29,6 +29,15 @@ def metric(text: str, name: str, labels: str = "") -> float:
     match = re.search(rf"^{re.escape(name + labels)} (\S+)$", text, re.MULTILINE)
     assert match is not None, f"{name}{labels} not exported"
     return float(match.group(1))
+
+
+async def assert_circuit(c: httpx.AsyncClient, state: str, gauge: float) -> None:
+    """The fake backend's circuit is in ``state`` on /debug/metrics, and /metrics exports its
+    state gauge as ``gauge`` (0 closed, 2 open)."""
+    debug = (await c.get("/debug/metrics")).json()
+    assert debug["circuitBreakers"]["fake"]["state"] == state
+    text = (await c.get("/metrics")).text
+    assert metric(text, "llm_metrics_adapter_backend_circuit_state", '{backend="fake"}') == gauge
 
 
 async def test_stale_answer_within_the_window_then_503(
@@ -83,10 +92,7 @@ async def test_open_circuit_fails_fast_without_querying_and_recovers(
         for _ in range(3):
             assert (await c.get(PATH)).status_code == 503
         assert len(fake.queries) == 3
-        debug = (await c.get("/debug/metrics")).json()
-        assert debug["circuitBreakers"]["fake"]["state"] == "open"
-        text = (await c.get("/metrics")).text
-        assert metric(text, "llm_metrics_adapter_backend_circuit_state", '{backend="fake"}') == 2
+        await assert_circuit(c, "open", 2)
 
         for _ in range(20):
             r = await c.get(PATH)
@@ -103,10 +109,7 @@ async def test_open_circuit_fails_fast_without_querying_and_recovers(
         await asyncio.sleep(0.35)
         assert (await c.get(PATH)).status_code == 200
         assert len(fake.queries) == 4
-        debug = (await c.get("/debug/metrics")).json()
-        assert debug["circuitBreakers"]["fake"]["state"] == "closed"
-        text = (await c.get("/metrics")).text
-        assert metric(text, "llm_metrics_adapter_backend_circuit_state", '{backend="fake"}') == 0
+        await assert_circuit(c, "closed", 0)
 
 
 async def test_open_circuit_still_serves_stale_answers(

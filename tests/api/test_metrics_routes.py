@@ -7,7 +7,8 @@ import pytest
 
 from adapter.core.translate import format_timestamp
 from sim.fake_backend import FakeBackend
-from tests.api.conftest import NOW, AppFactory, client_for
+from tests.support.app import AppFactory, client_for
+from tests.support.fake_fleet import NOW
 
 C1 = "/apis/custom.metrics.k8s.io/v1beta1"
 C2 = "/apis/custom.metrics.k8s.io/v1beta2"

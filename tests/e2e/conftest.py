@@ -1,14 +1,16 @@
-"""Fixtures for the e2e tier: one real control plane per test session."""
+"""Fixtures for the e2e tier: one real control plane per test session, and an HPA scenario on it
+for each module that asks for one."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from tests.e2e.scenario import Scenario, open_scenario
+from tests.support.controlplane import ControlPlane
 from tests.support.plane import running
-
-from .controlplane import ControlPlane
 
 _started: list[ControlPlane] = []
 
@@ -23,6 +25,15 @@ def control_plane() -> Iterator[ControlPlane]:
     with running(ControlPlane()) as plane:
         _started.append(plane)
         yield plane
+
+
+@pytest.fixture(scope="module")
+def scenario(
+    control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Scenario]:
+    """The module's own :func:`~tests.e2e.scenario.open_scenario` on the session's control plane."""
+    with open_scenario(control_plane, Path(tmp_path_factory.mktemp("scenario"))) as opened:
+        yield opened
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

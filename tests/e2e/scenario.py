@@ -31,15 +31,8 @@ import contextlib
 import copy
 import json
 import math
-import os
-import signal
-import ssl
-import subprocess
-import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,8 +44,10 @@ from kubernetes.client.exceptions import ApiException
 
 from sim.jetstream import SimServer, SimTpuExporter, TpuChipValues
 from sim.prometheus import LocalPrometheus
-
-from .controlplane import ControlPlane, free_port, mark_pod_ready
+from tests.support import REPO
+from tests.support.adapter_process import AdapterProcess
+from tests.support.controlplane import ControlPlane, mark_pod_ready, untyped
+from tests.support.waiting import wait_until
 
 __all__ = [
     "ADAPTER_USER",
@@ -61,7 +56,6 @@ __all__ = [
     "EXAMPLES_DIR",
     "NAMESPACE",
     "TPU_MEMORY_TOTAL",
-    "AdapterProcess",
     "Load",
     "PodFleet",
     "Scenario",
@@ -70,10 +64,8 @@ __all__ = [
     "external_average_replicas",
     "open_scenario",
     "pods_average_replicas",
-    "wait_until",
 ]
 
-REPO = Path(__file__).resolve().parents[2]
 EXAMPLES_DIR = REPO / "deploy" / "examples"
 BASE_DIR = REPO / "deploy" / "base"
 
@@ -105,9 +97,7 @@ _BASE_KINDS = (
 )
 
 # Bounds, in seconds.
-_ADAPTER_START_S = 60.0
 _APISERVICES_S = 90.0
-_STOP_GRACE_S = 10.0
 _FLEET_POLL_S = 0.3
 _STEADY_S = 60.0
 
@@ -115,31 +105,9 @@ T = TypeVar("T")
 
 
 class ScenarioError(AssertionError):
-    """The scenario did not reach the expected state in time; the message says what it saw."""
-
-
-def wait_until(
-    what: str,
-    probe: Callable[[], T | None],
-    *,
-    timeout_s: float,
-    interval_s: float = 0.25,
-    details: Callable[[], str] | None = None,
-) -> T:
-    """Poll ``probe`` until it returns something other than ``None``/``False``; return it.
-
-    Raises :class:`ScenarioError` after ``timeout_s`` seconds naming ``what`` and, when given,
-    the text ``details()`` returns at that moment.
-    """
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = probe()
-        if result is not None and result is not False:
-            return result
-        if time.monotonic() >= deadline:
-            extra = f"\n{details()}" if details is not None else ""
-            raise ScenarioError(f"timed out after {timeout_s:.0f}s waiting for {what}{extra}")
-        time.sleep(interval_s)
+    """The scenario is not in the state a test relies on (its pod mirror failed, a count it should
+    hold moved); the message says what it saw. A wait that runs out raises
+    :class:`tests.support.waiting.TimedOut`."""
 
 
 # --------------------------------------------------------------------------- HPA arithmetic
@@ -283,7 +251,7 @@ class PodFleet:
             for name in list(self._servers):
                 self._drop(name)
         if self._api is not None:
-            _untyped(self._api).close()
+            untyped(self._api).close()
             self._api = None
 
     def _run(self) -> None:
@@ -340,7 +308,7 @@ class PodFleet:
         """One reconcile pass (the thread calls it every ``poll_s``)."""
         if self._api is None:
             raise ScenarioError("the pod fleet is not started")
-        core = _untyped(k8s.CoreV1Api(self._api))
+        core = untyped(k8s.CoreV1Api(self._api))
         listed = core.list_namespaced_pod(
             self.namespace, label_selector=self.label_selector, _request_timeout=10
         )
@@ -381,107 +349,43 @@ class PodFleet:
 # --------------------------------------------------------------------------- the adapter
 
 
-@dataclass
-class AdapterProcess:
-    """The adapter subprocess: HTTPS on ``127.0.0.1:<port>``, self-signed."""
-
-    port: int
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    @property
-    def url(self) -> str:
-        """``https://127.0.0.1:<port>`` (self-signed: skip verification, present a client cert)."""
-        return f"https://127.0.0.1:{self.port}"
-
-    def tail(self, limit: int = 6000) -> str:
-        """The last ``limit`` bytes of its log."""
-        data = self.log.read_bytes() if self.log.exists() else b""
-        return data[-limit:].decode("utf-8", errors="replace")
-
-    def healthy(self) -> bool:
-        """``/healthz`` answers 200. Raises :class:`ScenarioError` if the process has exited."""
-        if self.process.poll() is not None:
-            raise ScenarioError(
-                f"the adapter exited with code {self.process.returncode}:\n{self.tail()}"
-            )
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE  # the adapter's self-signed serving certificate
-        try:
-            with urllib.request.urlopen(
-                f"{self.url}/healthz", timeout=5, context=context
-            ) as response:
-                return bool(response.status == 200)
-        except (OSError, ssl.SSLError):
-            return False
-
-    def stop(self) -> None:
-        """SIGTERM its process group, SIGKILL after a bound; idempotent."""
-        if self.process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=_STOP_GRACE_S)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=_STOP_GRACE_S)
-
-
 def start_adapter(
     kubeconfig: Path, prometheus_url: str, *, log: Path, extra_args: Sequence[str] = ()
 ) -> AdapterProcess:
     """Start ``python -m adapter serve`` on a free loopback port and wait for ``/healthz``."""
-    port = free_port()
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "adapter",
-                "serve",
-                "--kubeconfig",
-                str(kubeconfig),
-                "--prometheus-url",
-                prometheus_url,
-                "--cluster",
-                CLUSTER,
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                # A 1 s result cache: the HPA syncs every second and the tests change load live.
-                "--cache-ttl",
-                "1",
-                "--auth-cache-ttl",
-                "1",
-                "--shutdown-timeout",
-                "5",
-                *extra_args,
-            ],
-            cwd=REPO,
-            stdin=subprocess.DEVNULL,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    adapter = AdapterProcess(port=port, process=process, log=log)
-    try:
-        wait_until("the adapter to answer /healthz", adapter.healthy, timeout_s=_ADAPTER_START_S)
-    except BaseException:
-        adapter.stop()
-        raise
-    return adapter
+    return AdapterProcess.start(
+        [
+            "--kubeconfig",
+            str(kubeconfig),
+            "--prometheus-url",
+            prometheus_url,
+            "--cluster",
+            CLUSTER,
+            # A 1 s result cache: the HPA syncs every second and the tests change load live.
+            "--cache-ttl",
+            "1",
+            "--auth-cache-ttl",
+            "1",
+            "--shutdown-timeout",
+            "5",
+            *extra_args,
+        ],
+        log=log,
+    )
 
 
 # --------------------------------------------------------------------------- cluster objects
 
 
-def _untyped(api: object) -> Any:
-    """The generated client's model types get in the way of plain dict bodies."""
-    return api
+def _exists(read: Callable[[], object]) -> bool:
+    """Whether ``read()`` finds its object: ``False`` on a 404, any other error raised."""
+    try:
+        read()
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
 
 
 def apply_manifest(api: k8s.ApiClient, obj: Mapping[str, Any]) -> None:
@@ -490,8 +394,8 @@ def apply_manifest(api: k8s.ApiClient, obj: Mapping[str, Any]) -> None:
     kind = obj["kind"]
     name = obj["metadata"]["name"]
     namespace = obj["metadata"].get("namespace")
-    core = _untyped(k8s.CoreV1Api(api))
-    rbac = _untyped(k8s.RbacAuthorizationV1Api(api))
+    core = untyped(k8s.CoreV1Api(api))
+    rbac = untyped(k8s.RbacAuthorizationV1Api(api))
     methods: dict[str, Callable[..., Any]] = {
         "Namespace": core.patch_namespace,
         "ServiceAccount": core.patch_namespaced_service_account,
@@ -499,8 +403,8 @@ def apply_manifest(api: k8s.ApiClient, obj: Mapping[str, Any]) -> None:
         "ClusterRoleBinding": rbac.patch_cluster_role_binding,
         "Role": rbac.patch_namespaced_role,
         "RoleBinding": rbac.patch_namespaced_role_binding,
-        "Deployment": _untyped(k8s.AppsV1Api(api)).patch_namespaced_deployment,
-        "HorizontalPodAutoscaler": _untyped(
+        "Deployment": untyped(k8s.AppsV1Api(api)).patch_namespaced_deployment,
+        "HorizontalPodAutoscaler": untyped(
             k8s.AutoscalingV2Api(api)
         ).patch_namespaced_horizontal_pod_autoscaler,
     }
@@ -638,13 +542,13 @@ class Scenario:
 
     def replicas(self) -> int:
         """The Deployment's ``spec.replicas``."""
-        apps = _untyped(k8s.AppsV1Api(self.api))
+        apps = untyped(k8s.AppsV1Api(self.api))
         dep = apps.read_namespaced_deployment(self.deployment, self.namespace)
         return int(dep.spec.replicas)
 
     def pod_phases(self) -> dict[str, tuple[str, bool]]:
         """Pod name → (phase, Ready condition) for the workload's live pods."""
-        listed = _untyped(k8s.CoreV1Api(self.api)).list_namespaced_pod(
+        listed = untyped(k8s.CoreV1Api(self.api)).list_namespaced_pod(
             self.namespace, label_selector=self.fleet.label_selector
         )
         result: dict[str, tuple[str, bool]] = {}
@@ -709,13 +613,9 @@ class Scenario:
             autoscaling.delete_namespaced_horizontal_pod_autoscaler(name, self.namespace)
 
         def gone() -> bool:
-            try:
-                autoscaling.read_namespaced_horizontal_pod_autoscaler(name, self.namespace)
-            except ApiException as exc:
-                if exc.status == 404:
-                    return True
-                raise
-            return False
+            return not _exists(
+                lambda: autoscaling.read_namespaced_horizontal_pod_autoscaler(name, self.namespace)
+            )
 
         wait_until(f"HPA {name} to be deleted", gone, timeout_s=30)
         self._hpas.discard(name)
@@ -725,7 +625,7 @@ class Scenario:
         obj = k8s.AutoscalingV2Api(self.api).read_namespaced_horizontal_pod_autoscaler(
             name, self.namespace
         )
-        result: dict[str, Any] = _untyped(self.api).sanitize_for_serialization(obj)
+        result: dict[str, Any] = untyped(self.api).sanitize_for_serialization(obj)
         return result
 
     def hpa_conditions(self, name: str) -> dict[str, str]:
@@ -778,7 +678,8 @@ class Scenario:
         """Wait until the HPA has set the Deployment to ``expected`` replicas and the pods are
         up: ``spec.replicas``, the HPA's ``status.desiredReplicas`` and the live Ready pods all
         equal ``expected``. ``seen`` collects every distinct ``spec.replicas`` observed (polled
-        every 0.2 s), in order. Raises :class:`ScenarioError` with :meth:`diagnostics`."""
+        every 0.2 s), in order. Raises :class:`~tests.support.waiting.TimedOut` with
+        :meth:`diagnostics`."""
         if timeout_s > 60:
             raise ValueError("each wait is bounded to 60 s")
         observed = seen if seen is not None else []
@@ -821,7 +722,7 @@ class Scenario:
     def raw(self, path: str) -> tuple[int, Any]:
         """GET ``path`` through the kube-apiserver as the admin: (status, decoded JSON body)."""
         try:
-            response = _untyped(self.api).call_api(
+            response = untyped(self.api).call_api(
                 "GET",
                 self.plane.api_url + path,
                 header_params={"Accept": "application/json"},
@@ -886,13 +787,8 @@ def _delete_workload(api: k8s.ApiClient, namespace: str, hpas: Sequence[str]) ->
     # The next user of the namespace may create the Deployment again at once: wait until the
     # foreground deletion has finished, so it does not patch an object on its way out.
     def gone() -> bool:
-        try:
-            _untyped(k8s.AppsV1Api(api)).read_namespaced_deployment(DEPLOYMENT, namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                return True
-            raise
-        return False
+        apps = untyped(k8s.AppsV1Api(api))
+        return not _exists(lambda: apps.read_namespaced_deployment(DEPLOYMENT, namespace))
 
     wait_until(f"deployment {DEPLOYMENT} to be deleted", gone, timeout_s=30)
 
@@ -930,13 +826,7 @@ def open_scenario(
         core = k8s.CoreV1Api(api)
 
         def has_default_sa() -> bool:
-            try:
-                core.read_namespaced_service_account("default", NAMESPACE)
-            except ApiException as exc:
-                if exc.status == 404:
-                    return False
-                raise
-            return True
+            return _exists(lambda: core.read_namespaced_service_account("default", NAMESPACE))
 
         wait_until("the default ServiceAccount", has_default_sa, timeout_s=30)
         fleet = PodFleet(plane, prometheus, tpu)

@@ -21,10 +21,13 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 from kubernetes import client as k8s
 
-from .controlplane import CONTROL_PLANE_VERSION, CertAuthority, ControlPlane, mark_pod_ready
-from .scenario import wait_until
-
-pytestmark = pytest.mark.e2e
+from tests.support.controlplane import (
+    CONTROL_PLANE_VERSION,
+    CertAuthority,
+    ControlPlane,
+    mark_pod_ready,
+)
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture

@@ -36,23 +36,7 @@ from kubernetes.client.exceptions import ApiException
 
 from sim.engines import EngineValues, Exposition, VllmServer
 from sim.prometheus import LocalPrometheus
-
-from .controlplane import ControlPlane, mark_pod_ready
-from .scenario import (
-    ADAPTER_USER,
-    CLUSTER,
-    EXAMPLES_DIR,
-    AdapterProcess,
-    Scenario,
-    ScenarioError,
-    apply_base_rbac,
-    apply_manifest,
-    example_hpa,
-    pods_average_replicas,
-    start_adapter,
-    wait_until,
-)
-from .test_hpa_scaling import (
+from tests.e2e.hpa_checks import (
     assert_healthy,
     current_metrics,
     first_step,
@@ -60,6 +44,21 @@ from .test_hpa_scaling import (
     wait_active,
     wait_current,
 )
+from tests.e2e.scenario import (
+    ADAPTER_USER,
+    CLUSTER,
+    EXAMPLES_DIR,
+    Scenario,
+    ScenarioError,
+    apply_base_rbac,
+    apply_manifest,
+    example_hpa,
+    pods_average_replicas,
+    start_adapter,
+)
+from tests.support.adapter_process import AdapterProcess
+from tests.support.controlplane import ControlPlane, mark_pod_ready
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 

@@ -26,40 +26,25 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from adapter.hpa.algorithm import parse_quantity_milli
-
-from .controlplane import ControlPlane
-from .scenario import (
+from tests.e2e.scenario import (
     CLUSTER,
-    REPO,
     Load,
     Scenario,
     example_hpa,
-    open_scenario,
     pods_average_replicas,
-    wait_until,
 )
-
-pytestmark = pytest.mark.e2e
+from tests.support import REPO
+from tests.support.waiting import wait_until
 
 MAX_REPLICAS = 6
 SETTLED_S = 6.0
 """Seconds of agreement required once the controller has settled (several 1 s HPA syncs)."""
 _CLI_S = 60.0
-
-
-@pytest.fixture(scope="module")
-def scenario(
-    control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Scenario]:
-    with open_scenario(control_plane, Path(tmp_path_factory.mktemp("explain-scenario"))) as s:
-        yield s
 
 
 @pytest.fixture(scope="module")

@@ -22,24 +22,21 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s
 
-from tests.support.plane import running
-
-from .controlplane import ControlPlane, free_port
-from .scenario import wait_until
-from .test_auth import (
+from tests.e2e.auth_adapter import (
     EXTERNAL_PATH,
     NS,
     PODS_PATH,
     Adapter,
     Answer,
-    _apply_rbac,
-    _grant_metrics_reader,
-    _untyped,
+    apply_rbac,
+    grant_metrics_reader,
     serve_adapter,
     until,
 )
-
-pytestmark = pytest.mark.e2e
+from tests.support.controlplane import ControlPlane, untyped
+from tests.support.plane import running
+from tests.support.ports import free_port
+from tests.support.waiting import wait_until
 
 _AUTH_CACHE_TTL_S = 1.0
 
@@ -128,7 +125,7 @@ def outage(
     plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Adapter, ThreadedForwarder]]:
     adapter_user = "llm-metrics-adapter"
-    _apply_rbac(plane, adapter_user)
+    apply_rbac(plane, adapter_user)
     forwarder = ThreadedForwarder(int(plane.api_url.rsplit(":", 1)[1]))
     forwarder.come_back()
     config = json.loads(plane.kubeconfig_for(adapter_user).read_text())
@@ -146,12 +143,12 @@ def outage(
 
 def _token(plane: ControlPlane, name: str) -> str:
     with plane.admin_client() as api:
-        core = _untyped(k8s.CoreV1Api(api))
+        core = untyped(k8s.CoreV1Api(api))
         core.create_namespaced_service_account(NS, {"metadata": {"name": name}})
         token: str = core.create_namespaced_service_account_token(
             name, NS, {"spec": {"expirationSeconds": 600}}
         ).status.token
-    _grant_metrics_reader(plane, f"system:serviceaccount:{NS}:{name}")
+    grant_metrics_reader(plane, f"system:serviceaccount:{NS}:{name}")
     return token
 
 
@@ -179,7 +176,7 @@ def test_requests_fail_closed_while_the_apiserver_is_unreachable_and_recover_aft
     )
     assert [i["describedObject"]["name"] for i in answer.body["items"]] == ["web-1"]
     before = _token(plane, "before-outage")
-    _grant_metrics_reader(plane, "cert-before")
+    grant_metrics_reader(plane, "cert-before")
     until(
         "a reviewed token to be allowed",
         lambda: adapter.direct(EXTERNAL_PATH, headers={"Authorization": f"Bearer {before}"}),
@@ -195,7 +192,7 @@ def test_requests_fail_closed_while_the_apiserver_is_unreachable_and_recover_aft
     )
     # Credentials first used during the outage: nothing about them can be cached.
     fresh_token = _token(plane, "during-outage")
-    _grant_metrics_reader(plane, "cert-during")
+    grant_metrics_reader(plane, "cert-during")
     fresh_cert = plane.client_cert("cert-during")
     pid = adapter.process.pid
 

@@ -31,7 +31,8 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from tests.unit.test_deploy_manifests import (
+from tests.support.controlplane import ControlPlane
+from tests.support.manifests import (
     BASE,
     EXAMPLES,
     MONITORING,
@@ -40,10 +41,6 @@ from tests.unit.test_deploy_manifests import (
     kustomize_build,
     object_key,
 )
-
-from .controlplane import ControlPlane
-
-pytestmark = pytest.mark.e2e
 
 Obj = dict[str, Any]
 
@@ -60,6 +57,8 @@ _SECRET_REF: Obj = {
         "namespace": {"type": "string"},
     },
 }
+_SECRET_FIELD: Obj = {"type": "object", "properties": {"secret": _SECRET_REF}}
+"""A field that names a key of a Secret (an endpoint's credentials, its CA)."""
 _LABEL_SELECTOR: Obj = {
     "type": "object",
     "properties": {
@@ -131,10 +130,7 @@ POD_MONITORING_CRD: Obj = {
                                                     "type": "object",
                                                     "properties": {
                                                         "type": {"type": "string"},
-                                                        "credentials": {
-                                                            "type": "object",
-                                                            "properties": {"secret": _SECRET_REF},
-                                                        },
+                                                        "credentials": _SECRET_FIELD,
                                                     },
                                                 },
                                                 "tls": {
@@ -142,10 +138,7 @@ POD_MONITORING_CRD: Obj = {
                                                     "properties": {
                                                         "insecureSkipVerify": {"type": "boolean"},
                                                         "serverName": {"type": "string"},
-                                                        "ca": {
-                                                            "type": "object",
-                                                            "properties": {"secret": _SECRET_REF},
-                                                        },
+                                                        "ca": _SECRET_FIELD,
                                                     },
                                                 },
                                             },

@@ -1,9 +1,10 @@
 """Backend faults through the real app: a clear Status within the deadline, never a wrong number,
 and recovery by itself when the backend comes back.
 
-The app runs with the real Prometheus backend pointed at :class:`tests.faults.proxy.FaultProxy`,
-which stands in front of the real Prometheus scraping the simulated fleet. ``QUERY_TIMEOUT`` is the
-adapter's per-call deadline; every answer must arrive within it plus one second.
+The app runs with the real Prometheus backend pointed at
+:class:`tests.support.fault_proxy.FaultProxy`, which stands in front of the real Prometheus
+scraping the simulated fleet. ``QUERY_TIMEOUT`` is the adapter's per-call deadline; every answer
+must arrive within it plus one second.
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ import pytest
 from adapter.backends.prometheus import PrometheusBackend, PrometheusSettings
 from adapter.domain.errors import BackendTimeoutError
 from adapter.rules.loader import load_rules
-from adapter.serving.asgi import build_context, create_app
+from adapter.serving.asgi import build_context
 from adapter.settings import Settings
 from sim.prometheus import LocalPrometheus
-from tests.faults import proxy as proxy_module
-from tests.faults.proxy import Fault, FaultProxy, fault_proxy
-from tests.fuzz.support import assert_status, quantity_value
+from tests.support import fault_proxy as proxy_module
+from tests.support.answers import assert_status, quantity_value
+from tests.support.app import client_for
+from tests.support.fault_proxy import Fault, FaultProxy, fault_proxy
 from tests.support.fleet import Fleet
 
 QUERY_TIMEOUT = 2.0  # seconds: the adapter's deadline for one backend call, retries included
@@ -77,10 +79,7 @@ async def app(prometheus: LocalPrometheus, tmp_path: Path) -> AsyncIterator[App]
         )
         ctx = build_context(settings, backend=backend, rules=load_rules(None, presets=True))
         ctx.backend_ready = True
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=create_app(ctx, background=False)),
-            base_url="http://adapter",
-        ) as client:
+        async with await client_for(ctx) as client:
             yield App(client, proxy)
             for kind, n in proxy.injected.items():
                 INJECTED[kind] = INJECTED.get(kind, 0) + n
@@ -269,10 +268,7 @@ async def test_samples_older_than_max_sample_age_are_dropped(
         backend = PrometheusBackend(PrometheusSettings(url=proxy.url, timeout=QUERY_TIMEOUT))
         settings = Settings.from_options(cluster="c1", standalone=True, max_sample_age=300.0)
         ctx = build_context(settings, backend=backend, rules=load_rules(None, presets=True))
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=create_app(ctx, background=False)),
-            base_url="http://adapter",
-        ) as client:
+        async with await client_for(ctx) as client:
             response = await client.get(PODS)
             assert values_of(response) == {}
             response = await client.get(ONE_POD)

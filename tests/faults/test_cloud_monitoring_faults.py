@@ -11,7 +11,6 @@ gRPC status, hang past the deadline, or answer with broken points.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import time
 from collections.abc import AsyncIterator
@@ -27,19 +26,22 @@ from google.cloud.monitoring_v3.services.metric_service.transports import (
 )
 
 from adapter.backends.cloud_monitoring import CloudMonitoringBackend
-from adapter.serving.asgi import build_context, create_app
+from adapter.serving.asgi import build_context
 from adapter.settings import Settings
 from sim.fake_backend import FakeBackend
-from tests.api.test_seed_manifests import BACKLOG, NAMESPACE, POD
-from tests.fuzz.support import assert_status, quantity_value
-from tests.integration.test_cloud_monitoring import PROJECT, cm_rules, seed_data
 from tests.support import cm_server
+from tests.support.answers import assert_status, values_of
+from tests.support.app import client_for
+from tests.support.cm_seed import PROJECT, cm_rules, seed_data
+from tests.support.forwarder import Forwarder
+from tests.support.seed import BACKLOG, NAMESPACE, POD
 
 QUERY_TIMEOUT = 2.0  # seconds: the adapter's deadline for one backend call, retries included
 NAME = "prometheus.googleapis.com|jetstream_prefill_backlog_size|gauge"
 PODS = f"/apis/custom.metrics.k8s.io/v1beta2/namespaces/{NAMESPACE}/pods/*/{NAME}"
 ONE_POD = f"/apis/custom.metrics.k8s.io/v1beta2/namespaces/{NAMESPACE}/pods/{POD}/{NAME}"
 EXTERNAL = f"/apis/external.metrics.k8s.io/v1beta1/namespaces/{NAMESPACE}/{NAME}"
+LISTS = ("MetricValueList", "ExternalMetricValueList")
 _MAX_HANG = 10.0  # seconds: no injected hang outlives a test by more than this
 
 
@@ -72,88 +74,6 @@ class FaultyCM(cm_server.CMServer):
                     elif self.points == "bool":
                         point.value.bool_value = True
         return answer
-
-
-class Forwarder:
-    """A TCP forwarder on a fixed 127.0.0.1 port; :meth:`go_down` refuses new connections and
-    cuts live ones, :meth:`come_back` listens again on the same port. ``delay`` (seconds, capped)
-    holds each new connection before it is forwarded; ``reply`` (raw bytes) answers a new
-    connection itself, after reading what the client sent, and closes it."""
-
-    def __init__(self, upstream_port: int) -> None:
-        self.upstream_port = upstream_port
-        self.port = 0
-        self.delay = 0.0
-        self.reply: bytes | None = None
-        self.connections = 0
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(
-            self._handle, host="127.0.0.1", port=self.port, reuse_address=True
-        )
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        self._writers.add(writer)
-        self.connections += 1
-        try:
-            # Cancelled by go_down(): end quietly (asyncio's stream callback logs a cancelled
-            # handler task as an error on 3.11).
-            with contextlib.suppress(
-                ConnectionError, OSError, TimeoutError, asyncio.CancelledError
-            ):
-                await self._serve(reader, writer)
-        finally:
-            writer.close()
-            self._writers.discard(writer)
-            self._tasks.discard(task)
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.delay:
-            await asyncio.sleep(min(self.delay, _MAX_HANG))
-        if self.reply is not None:
-            await asyncio.wait_for(reader.read(65536), timeout=2)
-            writer.write(self.reply)
-            await writer.drain()
-            return
-        up_reader, up_writer = await asyncio.wait_for(
-            asyncio.open_connection("127.0.0.1", self.upstream_port), timeout=5
-        )
-        self._writers.add(up_writer)
-
-        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(ConnectionError, OSError):
-                while chunk := await src.read(65536):
-                    dst.write(chunk)
-                    await dst.drain()
-            dst.close()
-
-        try:
-            # One direction ending (either side closed) ends the connection.
-            await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
-        finally:
-            up_writer.close()
-            self._writers.discard(up_writer)
-
-    async def go_down(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            self._server = None
-        for writer in list(self._writers):
-            writer.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.wait_for(asyncio.gather(*self._tasks, return_exceptions=True), timeout=5)
-
-    async def come_back(self) -> None:
-        if self._server is None:
-            await self.start()
 
 
 @dataclass
@@ -194,10 +114,7 @@ async def app(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[App]:
         )
         ctx.backend_ready = True
         try:
-            async with httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=create_app(ctx, background=False)),
-                base_url="http://adapter",
-            ) as http:
+            async with await client_for(ctx) as http:
                 yield App(http, cm, forwarder)
         finally:
             cm.hang = 0.0
@@ -205,19 +122,10 @@ async def app(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[App]:
             await forwarder.go_down()
 
 
-def values_of(response: httpx.Response) -> list[float]:
-    assert response.status_code == 200, response.text[:300]
-    body = response.json()
-    assert body["kind"] in ("MetricValueList", "ExternalMetricValueList"), body
-    out = [quantity_value(item["value"]) for item in body["items"]]
-    assert all(math.isfinite(v) for v in out)
-    return out
-
-
 async def test_baseline_values_through_the_forwarder(app: App) -> None:
-    assert values_of(await app.get(PODS)) == [BACKLOG]
-    assert values_of(await app.get(ONE_POD)) == [BACKLOG]
-    assert values_of(await app.get(EXTERNAL)) == [BACKLOG]
+    assert values_of(await app.get(PODS), kinds=LISTS) == [BACKLOG]
+    assert values_of(await app.get(ONE_POD), kinds=LISTS) == [BACKLOG]
+    assert values_of(await app.get(EXTERNAL), kinds=LISTS) == [BACKLOG]
 
 
 PATHS = pytest.mark.parametrize(
@@ -266,8 +174,8 @@ async def test_the_api_unreachable_is_unavailable(app: App, path: str) -> None:
 @pytest.mark.parametrize("points", ["nan", "inf"])
 async def test_non_finite_points_are_never_served(app: App, points: str) -> None:
     app.cm.points = points
-    assert values_of(await app.get(PODS)) == []
-    assert values_of(await app.get(EXTERNAL)) == []
+    assert values_of(await app.get(PODS), kinds=LISTS) == []
+    assert values_of(await app.get(EXTERNAL), kinds=LISTS) == []
     assert_status(await app.get(ONE_POD), {404})
 
 
@@ -281,8 +189,8 @@ async def test_points_without_a_number_are_a_bad_answer(app: App, points: str) -
 
 async def test_series_without_points_are_no_value(app: App) -> None:
     app.cm.points = "none"
-    assert values_of(await app.get(PODS)) == []
-    assert values_of(await app.get(EXTERNAL)) == []
+    assert values_of(await app.get(PODS), kinds=LISTS) == []
+    assert values_of(await app.get(EXTERNAL), kinds=LISTS) == []
     assert_status(await app.get(ONE_POD), {404})
 
 
@@ -308,4 +216,4 @@ async def test_recovery_by_itself_when_the_api_is_back(app: App, fault: str) -> 
             break
         assert time.monotonic() < deadline, f"no recovery within 15 s: {response.text[:200]}"
         await asyncio.sleep(0.2)
-    assert values_of(response) == [BACKLOG]
+    assert values_of(response, kinds=LISTS) == [BACKLOG]

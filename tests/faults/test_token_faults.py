@@ -10,7 +10,6 @@ and come back on the same address, hold connections past the deadline, or answer
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -21,12 +20,13 @@ import pytest
 
 from adapter.backends.factory import build_backend
 from adapter.rules.loader import load_rules
-from adapter.serving.asgi import build_context, create_app
+from adapter.serving.asgi import build_context
 from adapter.settings import Settings
 from sim.prometheus import LocalPrometheus
-from tests.faults.test_cloud_monitoring_faults import Forwarder
-from tests.fuzz.support import assert_status, quantity_value
+from tests.support.answers import assert_status, values_of
+from tests.support.app import client_for
 from tests.support.fleet import Fleet
+from tests.support.forwarder import Forwarder
 from tests.support.gmp import GmpProxy, ServiceAccount, TokenServer, write_service_account
 
 QUERY_TIMEOUT = 2.0  # seconds: the adapter's deadline for one backend call, retries included
@@ -87,10 +87,7 @@ async def app(prometheus: LocalPrometheus, tmp_path: Path) -> AsyncIterator[App]
             )
             ctx.backend_ready = True
             try:
-                async with httpx.AsyncClient(
-                    transport=httpx.ASGITransport(app=create_app(ctx, background=False)),
-                    base_url="http://adapter",
-                ) as client:
+                async with await client_for(ctx) as client:
                     yield App(client, tokens, forwarder, proxy, account)
             finally:
                 forwarder.delay = 0.0
@@ -104,13 +101,6 @@ def expected(fleet: Fleet) -> list[float]:
             sum(p.values.prefill_backlog for p in fleet.pods_in(cluster="c1", namespace="team-a"))
         )
     ]
-
-
-def values_of(response: httpx.Response) -> list[float]:
-    assert response.status_code == 200, response.text[:300]
-    out = [quantity_value(item["value"]) for item in response.json()["items"]]
-    assert all(math.isfinite(v) for v in out)
-    return out
 
 
 async def test_baseline_a_token_through_the_forwarder(app: App, fleet: Fleet) -> None:

@@ -1,37 +1,13 @@
 """Fuzz tier: generated requests against the real app, generated rules files against the loader.
 
-Every test module counts what it generated through :func:`count`; a session-finish hook prints the
-totals (``fuzz: N generated requests …``) so the figure can be quoted in docs/security.md.
-Everything under ``tests/fuzz`` gets the ``fuzz`` marker.
+A session-finish hook prints what the tier generated (:mod:`tests.fuzz.counts`).
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from pathlib import Path
-
 import pytest
 
-__all__ = ["COUNTS", "PEAKS", "count"]
-
-_HERE = Path(__file__).parent
-
-COUNTS: Counter[str] = Counter()
-"""What the fuzz tier generated in this session, by kind (``api``, ``schemathesis``, ``rules``…)."""
-
-PEAKS: dict[str, int] = {}
-"""Bytes of resident-set growth measured per hostile input (the largest is printed)."""
-
-
-def count(kind: str, n: int = 1) -> None:
-    """Record ``n`` generated inputs of ``kind``."""
-    COUNTS[kind] += n
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if _HERE in Path(str(item.path)).parents:
-            item.add_marker(pytest.mark.fuzz)
+from tests.fuzz.counts import COUNTS, PEAKS
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -2,8 +2,9 @@
 
 Paths mix valid segments with hostile ones (``..``, ``%2F``, ``%00``, invalid escapes, unicode,
 huge names); selectors mix valid Kubernetes selectors with PromQL-injection attempts and noise.
-Every answer must satisfy :func:`tests.fuzz.support.check_answer`, and wherever the fleet's values
-are known, a served value must be exactly the fleet's (never another cluster's or namespace's).
+Every answer must satisfy :func:`tests.support.answers.check_answer`, and wherever the fleet's
+values are known, a served value must be exactly the fleet's (never another cluster's or
+namespace's).
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from hypothesis import strategies as st
 from starlette.types import ASGIApp
 
 from adapter.serving.asgi import create_app
-from tests.api.conftest import fleet_backend, fleet_context
-from tests.fuzz.conftest import count
-from tests.fuzz.support import Reply, call, check_answer, check_status, quantity_value
+from tests.fuzz.counts import count
+from tests.support.answers import Reply, call, check_answer, check_status, quantity_value
+from tests.support.app import fleet_context
+from tests.support.fake_fleet import fleet_backend
 
 # Values the fleet holds in cluster c1 (the adapter's cluster): team-a a-0 → 3, a-1 → 5; team-b
 # b-0 → 100. Cluster c2's team-a a-0 (1000) must never be served.

@@ -20,9 +20,10 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.core.result import Ok
 
 from adapter.serving.asgi import create_app
-from tests.api.conftest import fleet_backend, fleet_context
-from tests.fuzz.conftest import count
-from tests.fuzz.support import REASONS
+from tests.fuzz.counts import count
+from tests.support.answers import REASONS
+from tests.support.app import fleet_context
+from tests.support.fake_fleet import fleet_backend
 
 
 def _app() -> FastAPI:

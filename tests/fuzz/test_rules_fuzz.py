@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from adapter.domain.errors import ConfigError
 from adapter.rules.loader import RuleSet, load_rules_text
-from tests.fuzz.conftest import PEAKS, count
+from tests.fuzz.counts import PEAKS, count
 
 _SETTINGS = settings(
     deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow], max_examples=300

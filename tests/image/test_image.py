@@ -65,9 +65,9 @@ import pytest
 
 from sim.jetstream import SimServer
 from sim.prometheus import LocalPrometheus
-from tests.e2e.controlplane import ControlPlane
+from tests.support.controlplane import ControlPlane
+from tests.support.manifests import BASE, helm_template, kustomize_build
 from tests.support.plane import running
-from tests.unit.test_deploy_manifests import BASE, helm_template, kustomize_build
 
 pytestmark = pytest.mark.image
 

@@ -1,65 +1,15 @@
-"""Integration fixtures: a simulated fleet with known values and a real Prometheus scraping it.
-
-``fleet`` describes every simulated pod and chip (tests compute expected answers from it),
-``prometheus`` is the :class:`LocalPrometheus` (started once per session, data queryable for
-every target before any test runs), ``prometheus_backend`` a :class:`PrometheusBackend` on it.
-A missing ``/usr/bin/prometheus`` makes these fixtures ERROR with a message naming the fix.
+"""Integration fixtures of this tier: ``prometheus_backend``, a :class:`PrometheusBackend` on the
+session's real Prometheus (``fleet`` and ``prometheus`` come from :mod:`tests.support.fixtures`).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
 
 from adapter.backends.prometheus import PrometheusBackend, PrometheusSettings
-from adapter.domain.models import Sample
 from sim.prometheus import LocalPrometheus
-from tests.support.fleet import ENGINES, Fleet, start_fleet
-
-_HERE = Path(__file__).parent
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # Everything under tests/integration needs the real Prometheus: mark it so `-m` selects it.
-    for item in items:
-        if _HERE in Path(str(item.path)).parents:
-            item.add_marker(pytest.mark.integration)
-
-
-def _count_is(want: int) -> Callable[[list[Sample]], bool]:
-    def check(samples: list[Sample]) -> bool:
-        return len(samples) == 1 and samples[0].value == want
-
-    return check
-
-
-@pytest.fixture(scope="session")
-def _fleet_and_prometheus() -> Iterator[tuple[Fleet, LocalPrometheus]]:
-    with start_fleet() as fleet, LocalPrometheus(fleet.targets) as prom:
-        expected = {
-            "count(up == 1)": len(fleet.targets),
-            "count(jetstream_prefill_backlog_size)": len(fleet.pods),
-            "count(jetstream_slots_used_percentage)": len(fleet.pods) * ENGINES,
-            "count(jetstream_request_success_count_total)": len(fleet.pods),
-            "count(num_requests_waiting)": len(fleet.pods),
-            "count(memory_used)": len(fleet.chips),
-            "count(memory_total)": len(fleet.chips),
-        }
-        for query, count in expected.items():
-            prom.wait_for(query, _count_is(count), timeout=30)
-        yield fleet, prom
-
-
-@pytest.fixture(scope="session")
-def fleet(_fleet_and_prometheus: tuple[Fleet, LocalPrometheus]) -> Fleet:
-    return _fleet_and_prometheus[0]
-
-
-@pytest.fixture(scope="session")
-def prometheus(_fleet_and_prometheus: tuple[Fleet, LocalPrometheus]) -> LocalPrometheus:
-    return _fleet_and_prometheus[1]
 
 
 @pytest.fixture

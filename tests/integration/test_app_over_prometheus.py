@@ -14,9 +14,10 @@ import pytest
 from adapter.backends.prometheus import PrometheusBackend, PrometheusSettings
 from adapter.core.quantity import format_quantity
 from adapter.rules.loader import load_rules, load_rules_text
-from adapter.serving.asgi import build_context, create_app
+from adapter.serving.asgi import build_context
 from adapter.settings import Settings
 from sim.prometheus import LocalPrometheus
+from tests.support.app import client_for
 from tests.support.fleet import CLUSTERS, NAMESPACES, Fleet
 
 E = "/apis/external.metrics.k8s.io/v1beta1"
@@ -73,10 +74,7 @@ async def app_client(prometheus: LocalPrometheus) -> AsyncIterator[Client]:
         )
         ctx.backend_ready = True
         await ctx.registry.refresh()
-        client = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=create_app(ctx, background=False)),
-            base_url="http://adapter",
-        )
+        client = await client_for(ctx)
         clients.append(client)
         return client
 

@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -24,9 +23,11 @@ import pytest
 from adapter.app.context import AppContext
 from adapter.backends.factory import build_backend
 from adapter.rules.loader import load_rules_text
-from adapter.serving.asgi import build_context, create_app
+from adapter.serving.asgi import build_context
 from adapter.settings import Settings
 from sim.prometheus import find_binary
+from tests.support.app import client_for
+from tests.support.ports import free_port
 
 PATH = "/apis/external.metrics.k8s.io/v1beta1/namespaces/default/prometheus_up"
 RULES = """\
@@ -39,13 +40,6 @@ metrics:
 QUERY_TIMEOUT = 2.0  # seconds: the adapter's deadline per backend call, retries included
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 class Prom:
     """One Prometheus on a fixed loopback port that can be killed and started again."""
 
@@ -55,7 +49,7 @@ class Prom:
         except RuntimeError as exc:
             pytest.fail(str(exc))
         self.dir = directory
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         (directory / "prometheus.yml").write_text(
             json.dumps(
@@ -146,10 +140,7 @@ async def test_outage_gives_fast_503s_and_recovers_by_itself(prom: Prom) -> None
     ctx = build_context(
         settings, backend=backend, rules=load_rules_text(RULES, filename="r.yaml", presets=False)
     )
-    app = create_app(ctx, background=False)
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://adapter"
-    ) as client:
+    async with await client_for(ctx) as client:
         try:
             up = await client.get(PATH)
             assert up.status_code == 200 and up.json()["items"][0]["value"] == "1"

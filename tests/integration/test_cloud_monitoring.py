@@ -22,81 +22,23 @@ from adapter.backends.cloud_monitoring import CloudMonitoringBackend
 from adapter.domain.errors import BackendError, BackendResponseError, NotFoundError
 from adapter.domain.models import GroupResource
 from adapter.rules.base import MetricRequest, QueryScope
-from adapter.rules.loader import load_rules
 from adapter.rules.stackdriver import StackdriverOptions, stackdriver_rules
 from adapter.serving.asgi import build_context
 from adapter.settings import Settings
 from sim.fake_backend import FakeBackend
-from tests.api.conftest import client_for
-from tests.api.test_seed_manifests import (
+from tests.support.app import client_for
+from tests.support.cm_seed import PROJECT, PROM, cm_rules, seed_data
+from tests.support.cm_server import CMServer, Series, serve_cm
+from tests.support.seed import (
     BACKLOG,
-    CHIPS,
     EXPECTED,
     NAMESPACE,
     POD,
     SLOTS,
-    TOTAL_PER_CHIP,
-    USED_PER_CHIP,
     Pods,
     hpa_documents,
     replicas_for,
 )
-from tests.support.cm_server import CMServer, Series, serve_cm
-
-pytestmark = pytest.mark.integration
-
-PROJECT = "proj-1"
-PROM = "prometheus.googleapis.com"
-
-
-def target(cluster: str, namespace: str, project: str = PROJECT) -> dict[str, str]:
-    return {
-        "project_id": project,
-        "location": "us-central2-b",
-        "cluster": cluster,
-        "namespace": namespace,
-        "job": "js",
-        "instance": "x:9100",
-    }
-
-
-def gauge(metric: str, labels: dict[str, str], resource: dict[str, str], value: float) -> Series:
-    now = time.time()
-    return Series(
-        metric_type=f"{PROM}/{metric}/gauge",
-        metric_labels=labels,
-        resource_type="prometheus_target",
-        resource_labels=resource,
-        points=[(now - 90, value * 10), (now - 20, value)],  # the newest one must win
-    )
-
-
-def seed_data() -> list[Series]:
-    out: list[Series] = []
-    for cluster, backlog in (("c1", BACKLOG), ("c2", 1000.0)):
-        labels = {"pod": POD, "id": POD}
-        out.append(
-            gauge("jetstream_prefill_backlog_size", labels, target(cluster, NAMESPACE), backlog)
-        )
-        for idx, slot in enumerate(SLOTS):
-            out.append(
-                gauge(
-                    "jetstream_slots_used_percentage",
-                    {**labels, "idx": str(idx)},
-                    target(cluster, NAMESPACE),
-                    slot,
-                )
-            )
-    for chip in range(CHIPS):
-        labels = {
-            "exported_namespace": NAMESPACE,
-            "exported_pod": POD,
-            "container": "jetstream-http",
-            "accelerator_id": str(chip),
-        }
-        out.append(gauge("memory_used", labels, target("c1", "kube-system"), USED_PER_CHIP))
-        out.append(gauge("memory_total", labels, target("c1", "kube-system"), TOTAL_PER_CHIP))
-    return out
 
 
 @pytest.fixture
@@ -118,11 +60,6 @@ async def backend(cm: CMServer) -> AsyncIterator[CloudMonitoringBackend]:
 
 def family(**kw: Any) -> Any:
     return stackdriver_rules(StackdriverOptions(**kw))
-
-
-def cm_rules(**kw: Any) -> Any:
-    opts = StackdriverOptions(mode="cloud-monitoring", project=PROJECT, **kw)
-    return load_rules(None, stackdriver=opts)
 
 
 def stackdriver_hpas() -> list[tuple[str, dict[str, Any]]]:

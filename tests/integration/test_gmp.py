@@ -24,8 +24,6 @@ from sim.prometheus import LocalPrometheus
 from tests.support.fleet import Fleet
 from tests.support.gmp import GmpProxy, ServiceAccount, TokenServer, write_service_account
 
-pytestmark = pytest.mark.integration
-
 PROJECT = "llm-serving-test"
 COUNT = "count(jetstream_prefill_backlog_size)"
 

@@ -2,7 +2,7 @@
 SubjectAccessReview, and the watch-backed object cache checked against the apiserver's own
 label-selector filtering.
 
-Starts its own control plane (``tests/e2e/controlplane.py``); missing binaries FAIL these tests
+Starts its own control plane (``tests/support/controlplane.py``); missing binaries FAIL these tests
 with the command that builds them.
 """
 
@@ -25,15 +25,10 @@ from adapter.auth.user import UserInfo
 from adapter.core.selectors import parse_selector
 from adapter.domain.models import GroupResource
 from adapter.kube import KubeClient, KubernetesError, ObjectCache, selector_matches
-from tests.e2e.controlplane import ControlPlane, mark_pod_ready
+from tests.support.controlplane import ControlPlane, mark_pod_ready, role_binding, untyped
 from tests.support.plane import running
 
 NS = "k8s-client-test"
-
-
-def _untyped(api: object) -> Any:
-    """The generated client's strict model types get in the way of plain dict bodies."""
-    return api
 
 
 _WAIT_S = 15.0
@@ -45,7 +40,7 @@ def plane() -> Iterator[ControlPlane]:
         ControlPlane(controllers=("serviceaccount-controller", "serviceaccount-token-controller"))
     ) as plane:
         with plane.admin_client() as api:
-            core = _untyped(k8s.CoreV1Api(api))
+            core = untyped(k8s.CoreV1Api(api))
             core.create_namespace({"metadata": {"name": NS}})
             # Pods need the namespace's default ServiceAccount; do not wait for the controller.
             with contextlib.suppress(ApiException):
@@ -97,7 +92,7 @@ async def test_a_rotated_requestheader_ca_reaches_the_holder(
         extra_ca = trustme.CA().cert_pem.bytes().decode()
         bundle = plane.front_proxy_ca_file.read_text().strip() + "\n" + extra_ca
         with plane.admin_client() as api:
-            _untyped(k8s.CoreV1Api(api)).patch_namespaced_config_map(
+            untyped(k8s.CoreV1Api(api)).patch_namespaced_config_map(
                 "extension-apiserver-authentication",
                 "kube-system",
                 {"data": {"requestheader-client-ca-file": bundle}},
@@ -112,7 +107,7 @@ async def test_a_rotated_requestheader_ca_reaches_the_holder(
 
 async def test_token_review(plane: ControlPlane, kube: KubeClient) -> None:
     with plane.admin_client() as api:
-        core = _untyped(k8s.CoreV1Api(api))
+        core = untyped(k8s.CoreV1Api(api))
         core.create_namespaced_service_account(NS, {"metadata": {"name": "reader"}})
         request = core.create_namespaced_service_account_token(
             "reader", NS, {"spec": {"expirationSeconds": 600}}
@@ -138,7 +133,7 @@ async def test_subject_access_review(plane: ControlPlane, kube: KubeClient) -> N
     assert not (await kube.review_access(UserInfo(name="anon", groups=()), discovery)).allowed
 
     with plane.admin_client() as api:
-        rbac = _untyped(k8s.RbacAuthorizationV1Api(api))
+        rbac = untyped(k8s.RbacAuthorizationV1Api(api))
         rbac.create_cluster_role(
             {
                 "metadata": {"name": "metrics-reader-test"},
@@ -152,17 +147,7 @@ async def test_subject_access_review(plane: ControlPlane, kube: KubeClient) -> N
             }
         )
         rbac.create_cluster_role_binding(
-            {
-                "metadata": {"name": "metrics-reader-test"},
-                "roleRef": {
-                    "apiGroup": "rbac.authorization.k8s.io",
-                    "kind": "ClusterRole",
-                    "name": "metrics-reader-test",
-                },
-                "subjects": [
-                    {"kind": "User", "name": "reader", "apiGroup": "rbac.authorization.k8s.io"}
-                ],
-            }
+            role_binding("metrics-reader-test", "metrics-reader-test", ["reader"])
         )
     reader = UserInfo(name="reader", groups=("system:authenticated",))
     # RBAC's authorizer cache is immediate for new bindings on a single apiserver, but be patient.
@@ -227,8 +212,8 @@ async def test_object_cache_answers_like_the_apiserver(
         "bare": {},
     }
     with plane.admin_client() as api:
-        core = _untyped(k8s.CoreV1Api(api))
-        apps = _untyped(k8s.AppsV1Api(api))
+        core = untyped(k8s.CoreV1Api(api))
+        apps = untyped(k8s.AppsV1Api(api))
         for name, labels in pods.items():
             core.create_namespaced_pod(NS, _pod(name, labels))
         mark_pod_ready(api, NS, "web-1")
@@ -264,7 +249,7 @@ async def test_object_cache_answers_like_the_apiserver(
 
         # A finished pod and a deleted pod are not returned.
         with plane.admin_client() as api:
-            core = _untyped(k8s.CoreV1Api(api))
+            core = untyped(k8s.CoreV1Api(api))
             core.patch_namespaced_pod_status(
                 "job-1",
                 NS,
@@ -279,7 +264,7 @@ async def test_object_cache_answers_like_the_apiserver(
 
         # Every selector: the cache agrees with the apiserver's own filtering (live pods).
         with plane.admin_client() as api:
-            core = _untyped(k8s.CoreV1Api(api))
+            core = untyped(k8s.CoreV1Api(api))
             for text in SELECTORS:
                 listed = core.list_namespaced_pod(NS, label_selector=text).items
                 expected = tuple(sorted(p.metadata.name for p in listed if p.metadata.name in live))
@@ -368,13 +353,13 @@ async def test_the_object_cache_keeps_its_state_through_an_outage_and_catches_up
     cache.start()
     try:
         with plane.admin_client() as admin:
-            _untyped(k8s.CoreV1Api(admin)).create_namespaced_service(
+            untyped(k8s.CoreV1Api(admin)).create_namespaced_service(
                 NS, {"metadata": {"name": "before"}, "spec": {"ports": [{"port": 80}]}}
             )
         await _eventually(lambda: _service_names(cache, resource, {"before"}), "the first service")
         await forwarder.cut()
         with plane.admin_client() as admin:
-            _untyped(k8s.CoreV1Api(admin)).create_namespaced_service(
+            untyped(k8s.CoreV1Api(admin)).create_namespaced_service(
                 NS, {"metadata": {"name": "during"}, "spec": {"ports": [{"port": 80}]}}
             )
         await asyncio.sleep(1.0)

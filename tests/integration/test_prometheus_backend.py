@@ -14,8 +14,6 @@ from sim.prometheus import LocalPrometheus
 from tests.support.fleet import Fleet
 from tests.support.servers import refused_url, slow_server
 
-pytestmark = pytest.mark.integration
-
 BACKLOG = "jetstream_prefill_backlog_size"
 SLOTS = "jetstream_slots_used_percentage"
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -30,8 +29,7 @@ from adapter.promql import (
     render_matchers,
     requirements_to_matchers,
 )
-
-pytestmark = pytest.mark.integration
+from tests.support.ports import free_port
 
 PROMETHEUS = "/usr/bin/prometheus"
 _START_TIMEOUT = 30.0
@@ -41,13 +39,6 @@ _EXAMPLES = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _get(url: str) -> tuple[int, bytes]:
@@ -65,7 +56,7 @@ def prometheus_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     workdir: Path = tmp_path_factory.mktemp("prometheus")
     config = workdir / "prometheus.yml"
     config.write_text("global: {}\nscrape_configs: []\n")
-    port = _free_port()
+    port = free_port()
     log = (workdir / "prometheus.log").open("wb")
     process = subprocess.Popen(
         [

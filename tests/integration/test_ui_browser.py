@@ -18,16 +18,12 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
@@ -38,10 +34,9 @@ from adapter.domain.models import MetricValue, ObjectRef
 from adapter.hpa.explain import explain_hpa
 from sim.fleet import SimFleet
 from sim.prometheus import LocalPrometheus
+from tests.support.adapter_process import AdapterProcess
+from tests.support.waiting import wait_until
 
-pytestmark = pytest.mark.integration
-
-REPO = Path(__file__).resolve().parents[2]
 CHROME_FLAGS = (
     "--headless",
     "--no-sandbox",
@@ -56,30 +51,7 @@ CHROME_FLAGS = (
 )
 _BROWSER_CANDIDATES = ("chromium", "chromium-browser", "google-chrome")
 _DRIVER_CANDIDATES = ("chromedriver",)
-# Bounds, in seconds.
-_ADAPTER_START_S = 60.0
-_PAGE_S = 45.0
-_STOP_S = 10.0
-
-T = TypeVar("T")
-
-
-def _wait(what: str, probe: Callable[[], T | None], *, timeout_s: float, details: str = "") -> T:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = probe()
-        if result is not None and result is not False:
-            return result
-        if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout_s:.0f}s waiting for {what}\n{details}")
-        time.sleep(0.25)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+_PAGE_S = 45.0  # seconds
 
 
 # --------------------------------------------------------------------------- the servers
@@ -99,16 +71,6 @@ class _Stepper(threading.Thread):
             self.fleet.step(time.monotonic() - self._t0)
 
 
-@dataclass
-class RunningAdapter:
-    url: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def tail(self) -> str:
-        return self.log.read_bytes()[-3000:].decode("utf-8", errors="replace")
-
-
 @pytest.fixture(scope="module")
 def adapter_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A standalone adapter subprocess on a real Prometheus over a moving SimFleet."""
@@ -122,57 +84,12 @@ def adapter_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 lambda s: len(s) == 1 and s[0].value == len(fleet.pods),
                 timeout=30,
             )
-            port = _free_port()
-            with log.open("wb") as sink:
-                process = subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "adapter",
-                        "serve",
-                        "--standalone",
-                        "--host",
-                        "127.0.0.1",
-                        "--port",
-                        str(port),
-                        "--prometheus-url",
-                        prom.url,
-                        "--cluster",
-                        fleet.cluster,
-                    ],
-                    cwd=REPO,
-                    stdin=subprocess.DEVNULL,
-                    stdout=sink,
-                    stderr=subprocess.STDOUT,
-                )
-            running = RunningAdapter(f"http://127.0.0.1:{port}", process, log)
-            try:
-                _wait(
-                    "the adapter to answer /healthz",
-                    lambda: _healthy(running),
-                    timeout_s=_ADAPTER_START_S,
-                    details=running.tail(),
-                )
-                yield running.url
-            finally:
-                process.terminate()
-                try:
-                    process.wait(timeout=_STOP_S)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(timeout=_STOP_S)
+            args = ["--standalone", "--prometheus-url", prom.url, "--cluster", fleet.cluster]
+            with AdapterProcess.running(args, log=log) as adapter:
+                yield adapter.url
         finally:
             stepper.stop_event.set()
             stepper.join(timeout=5)
-
-
-def _healthy(adapter: RunningAdapter) -> bool:
-    if adapter.process.poll() is not None:
-        pytest.fail(f"the adapter exited with {adapter.process.returncode}:\n{adapter.tail()}")
-    try:
-        return httpx.get(adapter.url + "/healthz", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 # --------------------------------------------------------------------------- the browser
@@ -268,7 +185,7 @@ def test_the_page_charts_every_served_metric_from_live_data(adapter_url: str, br
 
     browser.get(adapter_url + "/debug/ui?namespace=default")
     # Three polls: every chart has several points of its own, drawn from live answers.
-    _wait("three polls of /debug/series", lambda: _ticks(browser) >= 3, timeout_s=_PAGE_S)
+    wait_until("three polls of /debug/series", lambda: _ticks(browser) >= 3, timeout_s=_PAGE_S)
     cards = _cards(browser, "metrics")
     assert {c["title"] for c in cards} == expected_cards
     assert all(c["points"] >= 2 for c in cards), cards
@@ -286,7 +203,7 @@ def test_the_page_charts_every_served_metric_from_live_data(adapter_url: str, br
     # The values move (the fleet steps every second): later polls add points.
     before = sum(c["points"] for c in cards)
     seen = _ticks(browser)
-    _wait("two more polls", lambda: _ticks(browser) >= seen + 2, timeout_s=_PAGE_S)
+    wait_until("two more polls", lambda: _ticks(browser) >= seen + 2, timeout_s=_PAGE_S)
     assert sum(c["points"] for c in _cards(browser, "metrics")) > before
 
     print(f"screenshot: {_screenshot(browser, 'metrics')}")
@@ -295,7 +212,7 @@ def test_the_page_charts_every_served_metric_from_live_data(adapter_url: str, br
 
 def test_another_namespace_shows_its_own_pods(adapter_url: str, browser: Any) -> None:
     browser.get(adapter_url + "/debug/ui?namespace=other")
-    _wait("two polls", lambda: _ticks(browser) >= 2, timeout_s=_PAGE_S)
+    wait_until("two polls", lambda: _ticks(browser) >= 2, timeout_s=_PAGE_S)
     cards = _cards(browser, "metrics")
     assert cards and all(c["title"].endswith("(namespace other)") for c in cards)
     backlog = next(c for c in cards if c["title"].startswith("custom/jetstream_prefill_backlog"))
@@ -308,7 +225,7 @@ def test_another_namespace_shows_its_own_pods(adapter_url: str, browser: Any) ->
 def test_standalone_hpa_cards_show_why_not_an_exception(adapter_url: str, browser: Any) -> None:
     """Standalone, ``/debug/hpa`` answers 400: the page says so and keeps charting."""
     browser.get(adapter_url + "/debug/ui?namespace=default&hpa=default/server")
-    _wait("two polls", lambda: _ticks(browser) >= 2, timeout_s=_PAGE_S)
+    wait_until("two polls", lambda: _ticks(browser) >= 2, timeout_s=_PAGE_S)
     errors = browser.find_element("id", "errors").text
     assert errors.startswith("HPA default/server: 400"), errors
     assert "Kubernetes" in errors
@@ -403,7 +320,7 @@ def test_hpa_cards_draw_an_explain_document(adapter_url: str, browser: Any) -> N
     )
     browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": stub})
     browser.get(adapter_url + "/debug/ui?namespace=default&hpa=default/server")
-    _wait("three polls", lambda: _ticks(browser) >= 3, timeout_s=_PAGE_S)
+    wait_until("three polls", lambda: _ticks(browser) >= 3, timeout_s=_PAGE_S)
     assert browser.find_element("id", "errors").text == ""
     cards = _cards(browser, "hpa-list")
     titles = [c["title"] for c in cards]

@@ -13,26 +13,24 @@ finish with a valid answer and the process exit 0 within the shutdown timeout.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from sim.prometheus import LocalPrometheus
-from tests.faults.proxy import Fault, FaultProxy, fault_proxy, mix
-from tests.fuzz.support import REASONS, quantity_value
+from tests.support.adapter_process import AdapterProcess
+from tests.support.answers import REASONS, quantity_value
+from tests.support.fault_proxy import Fault, FaultProxy, fault_proxy, mix
 from tests.support.fleet import Fleet
 
 HPAS = 200
@@ -50,13 +48,6 @@ SHUTDOWN_TIMEOUT = 5.0
 IN_FLIGHT = 40  # requests in flight when SIGTERM arrives
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _status_kib(pid: int, field: str) -> int:
     match = re.search(rf"^{field}:\s+(\d+)", Path(f"/proc/{pid}/status").read_text(), re.M)
     assert match is not None, field
@@ -67,16 +58,9 @@ def _fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-@contextlib.contextmanager
-def adapter_process(prometheus_url: str, port: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "adapter",
-        "serve",
+def _adapter_args(prometheus_url: str) -> list[str]:
+    return [
         "--standalone",
-        "--port",
-        str(port),
         "--prometheus-url",
         prometheus_url,
         "--cluster",
@@ -90,25 +74,6 @@ def adapter_process(prometheus_url: str, port: int, log: Path) -> Iterator[subpr
         "--log-level",
         "error",
     ]
-    with log.open("wb") as out:
-        process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=10)
-
-
-async def _wait_ready(client: httpx.AsyncClient, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "the adapter exited at start (see its log)"
-        with contextlib.suppress(httpx.TransportError):
-            if (await client.get("/healthz")).status_code == 200:
-                return
-        await asyncio.sleep(0.1)
-    raise AssertionError("the adapter did not answer /healthz within 30 s")
 
 
 def _judge(response: httpx.Response, outcomes: Counter[str]) -> None:
@@ -138,18 +103,14 @@ async def test_load_soak_and_graceful_shutdown(
 ) -> None:
     failing = Fault(pick=mix({"pass": 0.75, "status": 0.20, "slow": 0.05}, delay=QUERY_TIMEOUT + 1))
     async with fault_proxy(prometheus.url, failing) as proxy:
-        port = _free_port()
-        with adapter_process(proxy.url, port, tmp_path / "adapter.log") as process:
-            async with (
-                _load_client(f"http://127.0.0.1:{port}") as client,
-                httpx.AsyncClient(
-                    base_url=f"http://127.0.0.1:{port}", timeout=5, trust_env=False
-                ) as prober,
-            ):
-                await _wait_ready(prober, process)
-                report = await _soak(f"http://127.0.0.1:{port}", process.pid)
+        log = tmp_path / "adapter.log"
+        with AdapterProcess.running(_adapter_args(proxy.url), log=log, wait=False) as adapter:
+            async with _load_client(adapter.url) as client:
+                # In a thread: the fault proxy in front of Prometheus runs on this event loop.
+                await asyncio.to_thread(adapter.wait_healthy, 30)
+                report = await _soak(adapter.url, adapter.process.pid)
                 print(f"\nsoak: {report}")  # quoted in docs/security.md
-                await _shutdown(client, proxy, process)
+                await _shutdown(client, proxy, adapter.process)
 
 
 def _load_client(base_url: str) -> httpx.AsyncClient:

@@ -1,1 +1,10 @@
-"""Helpers shared by test tiers: a described simulator fleet and misbehaving servers."""
+"""Helpers shared by test tiers; no test module imports another test module or a ``conftest``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["REPO"]
+
+REPO = Path(__file__).resolve().parents[2]
+"""The repository root."""

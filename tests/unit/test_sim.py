@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterator
+from dataclasses import replace
 
 import httpx
 import pytest
@@ -201,15 +202,8 @@ def test_tpu_exporter_labels_and_values() -> None:
         assert {"model", "tpu_topology", "instance", "job", "pod"} <= set(labels)
 
         tpu.set_chip(
-            TpuChipValues(
-                namespace="team-a",
-                pod="pod-0",
-                accelerator_id="1",
-                memory_used=5e9,
-                memory_total=16e9,
-                duty_cycle=1.0,
-                tensorcore_utilization=1.0,
-                container="other",
+            replace(
+                chip, memory_used=5e9, duty_cycle=1.0, tensorcore_utilization=1.0, container="other"
             )
         )
         scraped = scrape(tpu.url)

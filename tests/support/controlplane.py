@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import atexit
 import base64
-import contextlib
 import ctypes
 import datetime
 import ipaddress
@@ -28,7 +27,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import tempfile
@@ -49,6 +47,8 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
 from sim.service import Service
+from tests.support.ports import free_port
+from tests.support.processes import stop_group
 
 __all__ = [
     "COLD_BUILD_MINUTES",
@@ -61,8 +61,9 @@ __all__ = [
     "ControlPlaneError",
     "cache_dir",
     "find_binaries",
-    "free_port",
     "mark_pod_ready",
+    "role_binding",
+    "untyped",
 ]
 
 CONTROL_PLANE_VERSION = "v1.35.4"
@@ -100,6 +101,7 @@ _KCM_START_S = 60.0
 _LOG_TAIL_BYTES = 8000
 
 _PR_SET_PDEATHSIG = 1
+_RBAC_GROUP = "rbac.authorization.k8s.io"
 
 
 class ControlPlaneError(RuntimeError):
@@ -143,14 +145,6 @@ def find_binaries(directory: Path | None = None) -> Binaries:
         kube_apiserver=where / "kube-apiserver",
         kube_controller_manager=where / "kube-controller-manager",
     )
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (the caller binds it soon after)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 # --------------------------------------------------------------------------- certificates
@@ -301,16 +295,7 @@ class _Process:
             return f"<no log: {exc}>"
 
     def stop(self, grace_s: float = _STOP_GRACE_S) -> None:
-        if self.popen.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.popen.pid, signal.SIGTERM)
-        try:
-            self.popen.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.popen.pid, signal.SIGKILL)
-            self.popen.wait(timeout=grace_s)
+        stop_group(self.popen, grace_s)
 
 
 def _spawn(name: str, argv: Sequence[str], log_path: Path) -> _Process:
@@ -325,6 +310,26 @@ def _spawn(name: str, argv: Sequence[str], log_path: Path) -> _Process:
             preexec_fn=_die_with_parent,
         )
     return _Process(name=name, popen=popen, log_path=log_path)
+
+
+# --------------------------------------------------------------------------- objects
+
+
+def untyped(api: object) -> Any:
+    """The generated client's model types get in the way of plain dict bodies."""
+    return api
+
+
+def role_binding(
+    name: str, role: str, users: Sequence[str], *, role_kind: str = "ClusterRole"
+) -> dict[str, Any]:
+    """A ClusterRoleBinding (or, with ``role_kind="Role"``, a RoleBinding) body named ``name``
+    that grants ``role`` to each of ``users``."""
+    return {
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": _RBAC_GROUP, "kind": role_kind, "name": role},
+        "subjects": [{"kind": "User", "name": user, "apiGroup": _RBAC_GROUP} for user in users],
+    }
 
 
 # --------------------------------------------------------------------------- pods

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -27,6 +28,7 @@ __all__ = [
     "check_status",
     "check_value_list",
     "quantity_value",
+    "values_of",
 ]
 
 REASONS = {
@@ -164,6 +166,18 @@ def assert_status(response: httpx.Response, codes: set[int]) -> dict[str, Any]:
     assert response.status_code in codes, (response.status_code, response.text[:300])
     reply = Reply(response.status_code, dict(response.headers), response.content)
     return check_status(reply, f"{response.request.method} {response.request.url}")
+
+
+def values_of(response: httpx.Response, *, kinds: Collection[str] | None = None) -> list[float]:
+    """The values of a 200 answer's items, each a finite Kubernetes quantity; with ``kinds``, the
+    answer's ``kind`` must be one of them."""
+    assert response.status_code == 200, response.text[:300]
+    body = response.json()
+    if kinds is not None:
+        assert body["kind"] in kinds, body
+    out = [quantity_value(item["value"]) for item in body["items"]]
+    assert all(math.isfinite(v) for v in out)
+    return out
 
 
 def check_value_list(body: dict[str, Any], what: str, *, namespace: str | None = None) -> None:
