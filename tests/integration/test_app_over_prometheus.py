@@ -8,16 +8,11 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import httpx
 import pytest
 
-from adapter.backends.prometheus import PrometheusBackend, PrometheusSettings
 from adapter.core.quantity import format_quantity
-from adapter.rules.loader import load_rules, load_rules_text
-from adapter.serving.asgi import build_context
-from adapter.settings import Settings
 from sim.prometheus import LocalPrometheus
-from tests.support.app import client_for
+from tests.support.app import ClusterClient, cluster_clients
 from tests.support.fleet import CLUSTERS, NAMESPACES, Fleet
 
 E = "/apis/external.metrics.k8s.io/v1beta1"
@@ -55,34 +50,9 @@ Client = Callable[..., Any]
 
 
 @pytest.fixture
-async def app_client(prometheus: LocalPrometheus) -> AsyncIterator[Client]:
-    clients: list[httpx.AsyncClient] = []
-    backends: list[PrometheusBackend] = []
-
-    async def make(*, cluster: str = "c1", rules: str | None = None) -> httpx.AsyncClient:
-        backend = PrometheusBackend(PrometheusSettings(url=prometheus.url))
-        backends.append(backend)
-        ruleset = (
-            load_rules_text(rules, filename="values.yaml", presets=True)
-            if rules
-            else load_rules(None, presets=True)
-        )
-        ctx = build_context(
-            Settings.from_options(cluster=cluster, standalone=True, cache_ttl=1.0),
-            backend=backend,
-            rules=ruleset,
-        )
-        ctx.backend_ready = True
-        await ctx.registry.refresh()
-        client = await client_for(ctx)
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        await client.aclose()
-    for backend in backends:
-        await backend.aclose()
+async def app_client(prometheus: LocalPrometheus) -> AsyncIterator[ClusterClient]:
+    async with cluster_clients(prometheus.url) as make:
+        yield make
 
 
 def values(body: dict[str, Any]) -> list[str]:

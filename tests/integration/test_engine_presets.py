@@ -22,12 +22,9 @@ from typing import Any
 import httpx
 import pytest
 
-from adapter.backends.prometheus import PrometheusBackend, PrometheusSettings
 from adapter.core.quantity import format_quantity
 from adapter.rules import MetricRequest, QueryScope
-from adapter.rules.loader import load_rules, preset_rules
-from adapter.serving.asgi import build_context, create_app
-from adapter.settings import Settings
+from adapter.rules.loader import preset_rules
 from sim.engines import (
     EngineFleet,
     EngineValues,
@@ -45,6 +42,7 @@ from sim.engines import (
 )
 from sim.jetstream import JetStreamValues, SimTpuExporter, TpuChipValues
 from sim.prometheus import LocalPrometheus
+from tests.support.app import ClusterClient, cluster_clients
 
 E = "/apis/external.metrics.k8s.io/v1beta1"
 C2 = "/apis/custom.metrics.k8s.io/v1beta2"
@@ -259,32 +257,9 @@ Client = Callable[..., Any]
 
 
 @pytest.fixture
-async def app(setup: Setup) -> AsyncIterator[Client]:
-    clients: list[httpx.AsyncClient] = []
-    backends: list[PrometheusBackend] = []
-
-    async def make(cluster: str) -> httpx.AsyncClient:
-        backend = PrometheusBackend(PrometheusSettings(url=setup.prometheus.url))
-        backends.append(backend)
-        ctx = build_context(
-            Settings.from_options(cluster=cluster, standalone=True, cache_ttl=1.0),
-            backend=backend,
-            rules=load_rules(None, presets=True),
-        )
-        ctx.backend_ready = True
-        await ctx.registry.refresh()
-        client = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=create_app(ctx, background=False)),
-            base_url="http://adapter",
-        )
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        await client.aclose()
-    for backend in backends:
-        await backend.aclose()
+async def app(setup: Setup) -> AsyncIterator[ClusterClient]:
+    async with cluster_clients(setup.prometheus.url) as make:
+        yield make
 
 
 # --------------------------------------------------------------------------- expectations
