@@ -37,6 +37,7 @@ from tests.support.manifests import NOT_OBJECTS as _NOT_OBJECTS
 from tests.support.manifests import documents as _documents
 from tests.support.manifests import run_tool as _run
 from tests.support.manifests import yaml_files as _yaml_files
+from tests.support.presets import served_hpa_metrics
 
 # --------------------------------------------------------------------------- helpers
 
@@ -511,21 +512,6 @@ def test_stackdriver_memory_example_keeps_the_seed_selector() -> None:
     }
 
 
-def _served() -> set[tuple[str, str]]:
-    """``(HPA metric type, name)`` the built-in presets serve, from the rules loader itself."""
-    from adapter.domain.models import GroupResource
-    from adapter.rules.loader import load_rules
-
-    served: set[tuple[str, str]] = set()
-    for rule in load_rules(None, presets=True).rules:
-        for metric in rule.static_metrics():
-            if metric.kind == "external":
-                served.add(("External", metric.name))
-            elif metric.resource == GroupResource("pods"):
-                served.add(("Pods", metric.name))
-    return served
-
-
 def _example_rows() -> list[tuple[str, str, str]]:
     return [
         (filename, kind, name)
@@ -536,7 +522,7 @@ def _example_rows() -> list[tuple[str, str, str]]:
 
 @pytest.mark.parametrize(("filename", "kind", "name"), _example_rows())
 def test_example_metric_is_served(filename: str, kind: str, name: str) -> None:
-    served = _served()
+    served = served_hpa_metrics()
     pods_series = {n for k, n in served if k == "Pods"}
     match = _STACKDRIVER.match(name)
     if match is None:

@@ -14,8 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from adapter.domain.models import GroupResource
-from adapter.rules.loader import load_rules
+from tests.support.presets import served_hpa_metrics
 
 ENGINES_DIR = Path(__file__).resolve().parents[2] / "deploy" / "examples" / "engines"
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
@@ -32,17 +31,6 @@ FILES = {
     "hpa-jetstream.yaml": "jetstream",
     "hpa-latency-ttft-p95.yaml": "vllm",
 }
-
-
-def _served() -> set[tuple[str, str]]:
-    served: set[tuple[str, str]] = set()
-    for rule in load_rules(None, presets=True).rules:
-        for metric in rule.static_metrics():
-            if metric.kind == "external":
-                served.add(("External", metric.name))
-            elif metric.resource == GroupResource("pods"):
-                served.add(("Pods", metric.name))
-    return served
 
 
 def _load(name: str) -> dict[str, Any]:
@@ -66,7 +54,7 @@ def test_example_is_an_hpa_on_served_metrics(name: str) -> None:
     assert hpa["metadata"]["namespace"] == "default"
     assert hpa["spec"]["scaleTargetRef"]["kind"] == "Deployment"
     assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
-    served = _served()
+    served = served_hpa_metrics()
     text = (ENGINES_DIR / name).read_text()
     assert "# Scales on:" in text and "# Target" in text
     for metric in hpa["spec"]["metrics"]:
