@@ -12,6 +12,7 @@ import inspect
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -26,6 +27,7 @@ from adapter.settings import Option, Settings, options
 if TYPE_CHECKING:
     from adapter.app.context import AppContext, WatchedObjects
     from adapter.hpa.explain import HpaReader
+    from adapter.rules.base import Rule
     from adapter.rules.loader import RuleSet
 
 __all__ = ["app", "main"]
@@ -212,12 +214,50 @@ def serve(settings: Settings) -> None:
         _fail(f"error: {exc.message}", 2)
 
 
+def request_time_problems(rule: Rule, settings: Settings) -> list[str]:
+    """What will fail when ``rule`` is asked, given the cluster and backend ``settings`` name:
+    a query that pins another cluster (a 403 for every request), a pinned namespace (a 403
+    from every other namespace), and metric names GMP cannot match (never served)."""
+    from adapter.core.registry import gmp_name_problem
+
+    texts = [
+        text
+        for text in (getattr(rule, "query", None), getattr(rule, "metrics_query", None))
+        if isinstance(text, str)
+    ]
+    problems: list[str] = []
+    scope = settings.scope
+    for text in texts:
+        pinned = set(re.findall(rf'\b{re.escape(scope.cluster_label)}\s*=\s*"([^"]*)"', text))
+        if scope.cluster and pinned - {scope.cluster}:
+            problems.append(
+                f"pins {scope.cluster_label}={sorted(pinned)[0]!r}, but this adapter serves"
+                f" cluster {scope.cluster!r}: every request will be 403"
+            )
+        if rule.namespace_label:
+            namespaces = re.findall(rf'\b{re.escape(rule.namespace_label)}\s*=\s*"([^"]*)"', text)
+            if namespaces:
+                problems.append(
+                    f"pins {rule.namespace_label}={namespaces[0]!r}: requests from any other"
+                    " namespace will be 403"
+                )
+    if settings.gmp.project:
+        gmp = gmp_name_problem(rule)
+        if gmp is not None:
+            problems.append(f"not served under --gmp-project: {gmp}")
+    return problems
+
+
 @app.command("check-config")
-@_with_settings("presets", defaults={"presets": False})
+@_with_settings("presets", "cluster", "all_clusters", "gmp_project", defaults={"presets": False})
 def check_config(
     settings: Settings, file: Annotated[Path, typer.Argument(help="Rules file to validate.")]
 ) -> None:
-    """Validate a rules file; print each rule, the query it makes and what gets injected."""
+    """Validate a rules file; print each rule, the query it makes and what gets injected.
+
+    With --cluster and --gmp-project, also what will fail at request time: rules pinned to
+    another cluster or to one namespace, metric names GMP cannot match.
+    """
     from adapter.rules.loader import load_rules
 
     try:
@@ -225,15 +265,29 @@ def check_config(
     except AdapterError as exc:
         _fail(f"error: {exc.message}", 1)
     typer.echo(f"{file}: {rules.format} format, {len(rules.rules)} rules")
+    scope = settings.scope
+    typer.echo(
+        "scope: every cluster (--all-clusters)"
+        if scope.all_clusters
+        else f"scope: {scope.cluster_label}={scope.cluster!r}"
+        if scope.cluster
+        else "scope: no --cluster given (serve reads it from the GKE metadata server)"
+    )
+    problems = 0
     for rule in rules.rules:
         typer.echo("")
         typer.echo(f"- {rule.id} ({rule.kind}, {rule.source})")
         for line in rule.describe().splitlines():
             typer.echo(f"    {line}")
+        for problem in request_time_problems(rule, settings):
+            problems += 1
+            typer.echo(f"    will fail: {problem}")
     for warning in rules.warnings:
         typer.echo(f"warning: {warning}", err=True)
     typer.echo("")
-    typer.echo("ok" if not rules.warnings else f"ok, with {len(rules.warnings)} warning(s)")
+    notes = [f"{len(rules.warnings)} warning(s)"] if rules.warnings else []
+    notes += [f"{problems} request-time problem(s)"] if problems else []
+    typer.echo("ok" if not notes else f"ok, with {' and '.join(notes)}")
 
 
 async def answer_path(settings: Settings, path: str, *, explain: bool) -> dict[str, Any]:

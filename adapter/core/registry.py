@@ -28,7 +28,7 @@ from adapter.domain.models import GroupResource, Matcher
 from adapter.observability.telemetry import Telemetry
 from adapter.rules.base import MetricKind, QueryScope, Rule, ServedMetric
 
-__all__ = ["MetricRegistry", "Snapshot"]
+__all__ = ["MetricRegistry", "Snapshot", "gmp_name_problem"]
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def _selector_problem(selector: str) -> str | None:
     return None
 
 
-def _inexact_names(rule: Rule) -> str | None:
+def gmp_name_problem(rule: Rule) -> str | None:
     """Why GMP cannot serve ``rule`` (exact metric names only), or ``None``."""
     texts = list(rule.discovery_selectors())
     query = getattr(rule, "query", None)  # native rules and presets
@@ -129,7 +129,7 @@ class MetricRegistry:
         self._name_problems = {}
         if self.exact_metric_names:
             for rule in self._rules:
-                problem = _inexact_names(rule)
+                problem = gmp_name_problem(rule)
                 if problem is not None:
                     self._name_problems[rule.id] = problem
                     log.warning("rule %s: %s", rule.id, problem)

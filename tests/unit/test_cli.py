@@ -263,3 +263,32 @@ def test_workstation_commands_take_the_backend_flags(command: str) -> None:
         "--config",
     ):
         assert flag in flags, f"{command} lacks {flag}"
+
+
+def test_check_config_reports_what_will_fail_at_request_time(tmp_path: Any) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        """rules:
+- seriesQuery: '{__name__=~"jetstream_.*",namespace!=""}'
+  resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}}}
+  name: {matches: "^(.*)$", as: "${1}"}
+  metricsQuery: sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)
+externalRules:
+- seriesQuery: 'memory_used'
+  resources: {template: <<.Resource>>}
+  name: {matches: "", as: "memory_used_percentage"}
+  metricsQuery: sum(memory_used{cluster="lab",exported_namespace="default"})
+"""
+    )
+    plain = CliRunner().invoke(cli.app, ["check-config", str(rules)])
+    assert plain.exit_code == 0, plain.output
+    assert "will fail: pins exported_namespace='default'" in plain.output
+    assert "cluster 'prod'" not in plain.output and "GMP" not in plain.output
+    asked = CliRunner().invoke(
+        cli.app, ["check-config", str(rules), "--cluster", "prod", "--gmp-project", "p"]
+    )
+    assert asked.exit_code == 0, asked.output
+    assert "scope: cluster='prod'" in asked.output
+    assert "pins cluster='lab', but this adapter serves cluster 'prod'" in asked.output
+    assert "not served under --gmp-project: GMP matches metric names exactly" in asked.output
+    assert "request-time problem(s)" in asked.output
