@@ -846,3 +846,23 @@ def test_the_debug_pages_have_a_role_bound_to_nobody() -> None:
     assert role["rules"] == [{"nonResourceURLs": ["/debug", "/debug/*"], "verbs": ["get"]}]
     bindings = [o for o in _base_objects() if o["kind"].endswith("Binding")]
     assert all(b["roleRef"]["name"] != role["metadata"]["name"] for b in bindings)
+
+
+def test_chart_tls_from_cert_manager() -> None:
+    objects, deployment = _chart_deployment(
+        {"tls": {"mode": "cert-manager", "certManager": {"issuerRef": {"name": "ca-issuer"}}}}
+    )
+    certificate = _one(objects, "Certificate", "llm-metrics-adapter-serving")
+    assert certificate["spec"]["secretName"] == "llm-metrics-adapter-tls"
+    assert "llm-metrics-adapter.custom-metrics.svc" in certificate["spec"]["dnsNames"]
+    assert certificate["spec"]["issuerRef"]["name"] == "ca-issuer"
+    for api in (o for o in objects if o["kind"] == "APIService"):
+        annotations = api["metadata"]["annotations"]
+        assert annotations["cert-manager.io/inject-ca-from"] == (
+            "custom-metrics/llm-metrics-adapter-serving"
+        )
+        assert "caBundle" not in api["spec"] and "insecureSkipTLSVerify" not in api["spec"]
+    args = _container(deployment)["args"]
+    assert "--tls-cert-file=/etc/llm-metrics-adapter/tls/tls.crt" in args
+    failure = helm_template({"tls": {"mode": "cert-manager"}}, expect_failure=True)
+    assert "issuerRef.name is required" in str(failure)

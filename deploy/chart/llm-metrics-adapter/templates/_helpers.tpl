@@ -49,8 +49,11 @@ backend.gmpProjectId, else --prometheus-url for backend.prometheusUrl. */}}
 {{- end -}}
 
 {{- define "lma.validateTls" -}}
-{{- if not (has .Values.tls.mode (list "self-signed" "helm" "existing-secret")) -}}
-{{- fail (printf "tls.mode must be self-signed, helm or existing-secret, not %q" .Values.tls.mode) -}}
+{{- if not (has .Values.tls.mode (list "self-signed" "helm" "existing-secret" "cert-manager")) -}}
+{{- fail (printf "tls.mode must be self-signed, helm, existing-secret or cert-manager, not %q" .Values.tls.mode) -}}
+{{- end -}}
+{{- if and (eq .Values.tls.mode "cert-manager") (not .Values.tls.certManager.issuerRef.name) -}}
+{{- fail "tls.certManager.issuerRef.name is required with tls.mode=cert-manager (an Issuer or ClusterIssuer of yours)" -}}
 {{- end -}}
 {{- end -}}
 
