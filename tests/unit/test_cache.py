@@ -28,6 +28,17 @@ def _cache(clock: FakeClock, *, ttl: float, keep_warm: float = 0.0) -> SingleFli
     return SingleFlightCache(ttl=ttl, keep_warm=keep_warm, clock=clock.monotonic, wall=clock.wall)
 
 
+class Counting:
+    """A fetch that answers how many times it was called."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def __call__(self) -> int:
+        self.calls += 1
+        return self.calls
+
+
 async def _settle() -> None:
     """Let started fetch tasks run to completion (no time passes on the fake clock)."""
     for _ in range(5):
@@ -37,12 +48,7 @@ async def _settle() -> None:
 async def test_hit_after_miss_and_expiry() -> None:
     clock = FakeClock()
     cache = _cache(clock, ttl=0.2)
-    calls = 0
-
-    async def fetch() -> int:
-        nonlocal calls
-        calls += 1
-        return calls
+    fetch = Counting()
 
     first, state1 = await cache.get("q", fetch)
     second, state2 = await cache.get("q", fetch)
@@ -135,12 +141,7 @@ async def test_ttl_zero_disables_caching_but_keeps_single_flight() -> None:
 async def test_periodic_keys_are_prefetched_just_before_their_next_request() -> None:
     clock = FakeClock()
     cache = _cache(clock, ttl=0.6, keep_warm=3.0)
-    calls = 0
-
-    async def fetch() -> int:
-        nonlocal calls
-        calls += 1
-        return calls
+    fetch = Counting()
 
     async def wait(seconds: float) -> None:
         # What run_refresher does, on the fake clock: a refresh check every 0.05 s.
@@ -160,20 +161,15 @@ async def test_periodic_keys_are_prefetched_just_before_their_next_request() -> 
     assert states == ["miss", "miss", "hit", "hit", "hit"]
     # One backend query per request, as without the prefetch, only earlier — plus the one
     # prefetched for a sixth request that never came.
-    assert calls == 6, calls
+    assert fetch.calls == 6, fetch.calls
     # Nobody asks any more: no more prefetching.
     await wait(2.0)
-    assert calls == 6, calls
+    assert fetch.calls == 6, fetch.calls
 
 
 async def test_the_refresher_task_prefetches_on_its_own() -> None:
     cache: SingleFlightCache[str, int] = SingleFlightCache(ttl=0.2, keep_warm=3.0)
-    calls = 0
-
-    async def fetch() -> int:
-        nonlocal calls
-        calls += 1
-        return calls
+    fetch = Counting()
 
     refresher = asyncio.create_task(cache.run_refresher())
     try:
@@ -194,18 +190,13 @@ async def test_the_refresher_task_prefetches_on_its_own() -> None:
 async def test_keys_asked_more_often_than_the_ttl_are_not_prefetched() -> None:
     clock = FakeClock()
     cache = _cache(clock, ttl=0.5, keep_warm=2.0)
-    calls = 0
-
-    async def fetch() -> int:
-        nonlocal calls
-        calls += 1
-        return calls
+    fetch = Counting()
 
     for _ in range(6):
         await cache.get("q", fetch)
         assert cache.refresh_due() == 0
         clock.advance(0.1)
-    assert calls == 2
+    assert fetch.calls == 2
 
 
 async def test_a_failing_prefetch_leaves_the_error_to_the_next_request() -> None:
