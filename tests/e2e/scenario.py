@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import yaml
 from kubernetes import client as k8s
@@ -57,6 +57,7 @@ __all__ = [
     "NAMESPACE",
     "TPU_MEMORY_TOTAL",
     "Load",
+    "MirrorThread",
     "PodFleet",
     "Scenario",
     "ScenarioError",
@@ -193,7 +194,66 @@ class Load:
         return round(self.memory_fraction * TPU_MEMORY_TOTAL)
 
 
-class PodFleet:
+class MirrorThread:
+    """A background thread that calls :meth:`sync` every ``poll_s`` seconds until stopped, with
+    an admin client of ``plane``; an error in it is kept and re-raised by :meth:`check`.
+
+    Subclasses implement :meth:`sync` and :meth:`_release` (drop what they started); ``what``
+    names them in errors.
+    """
+
+    what = "mirror"
+
+    def __init__(self, plane: ControlPlane, *, poll_s: float) -> None:
+        self._plane = plane
+        self._poll_s = poll_s
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._api: k8s.ApiClient | None = None
+        self._error: BaseException | None = None
+
+    def sync(self) -> None:
+        raise NotImplementedError
+
+    def _release(self) -> None:
+        """Stop what the mirror started (called with the lock held, after the thread ended)."""
+
+    def start(self) -> Self:
+        self._api = self._plane.admin_client()
+        self.sync()
+        name = self.what.replace(" ", "-")
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop the thread and what it started; idempotent."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+        with self._lock:
+            self._release()
+        if self._api is not None:
+            untyped(self._api).close()
+            self._api = None
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._poll_s):
+            try:
+                self.sync()
+            except Exception as exc:  # kept for check(): a dead mirror must fail the test
+                self._error = exc
+                return
+
+    def check(self) -> None:
+        """Re-raise an error that stopped the background thread."""
+        if self._error is not None:
+            raise ScenarioError(f"the {self.what} thread failed: {self._error!r}") from self._error
+
+
+class PodFleet(MirrorThread):
     """Mirrors the workload's pods as simulated JetStream servers, from a background thread.
 
     Every ``poll_s`` seconds (and on :meth:`sync`): pods matching ``selector`` in ``namespace``
@@ -215,57 +275,22 @@ class PodFleet:
         cluster: str = CLUSTER,
         poll_s: float = _FLEET_POLL_S,
     ) -> None:
-        self._plane = plane
+        super().__init__(plane, poll_s=poll_s)
         self._prometheus = prometheus
         self._tpu = tpu
         self.namespace = namespace
         self.label_selector = ",".join(f"{k}={v}" for k, v in selector.items())
         self.cluster = cluster
-        self._poll_s = poll_s
-        self._lock = threading.RLock()
         self._servers: dict[str, SimServer] = {}
         self._load = Load()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._api: k8s.ApiClient | None = None
-        self._error: BaseException | None = None
         self.patched: list[str] = []
         """Names of pods whose status this fleet patched, in order."""
 
-    # ----------------------------------------------------------------- lifecycle
+    what = "pod fleet"
 
-    def start(self) -> PodFleet:
-        self._api = self._plane.admin_client()
-        self.sync()
-        self._thread = threading.Thread(target=self._run, name="pod-fleet", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop the thread and every SimServer; idempotent."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
-        with self._lock:
-            for name in list(self._servers):
-                self._drop(name)
-        if self._api is not None:
-            untyped(self._api).close()
-            self._api = None
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._poll_s):
-            try:
-                self.sync()
-            except Exception as exc:  # kept for check(): a dead mirror must fail the test
-                self._error = exc
-                return
-
-    def check(self) -> None:
-        """Re-raise an error that stopped the background thread."""
-        if self._error is not None:
-            raise ScenarioError(f"the pod fleet thread failed: {self._error!r}") from self._error
+    def _release(self) -> None:
+        for name in list(self._servers):
+            self._drop(name)
 
     # ----------------------------------------------------------------- load
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +47,7 @@ from tests.e2e.scenario import (
     ADAPTER_USER,
     CLUSTER,
     EXAMPLES_DIR,
+    MirrorThread,
     Scenario,
     ScenarioError,
     apply_base_rbac,
@@ -91,7 +91,7 @@ def _idle() -> EngineValues:
     return EngineValues(waiting=(0,) * SPLITS, running=(0,) * SPLITS, kv_cache=(0.0,) * SPLITS)
 
 
-class VllmFleet:
+class VllmFleet(MirrorThread):
     """Mirrors the pods of the workloads as :class:`VllmServer` s, from a background thread.
 
     Like :class:`tests.e2e.scenario.PodFleet`: pods that are not Running are patched Running and
@@ -103,46 +103,17 @@ class VllmFleet:
     def __init__(
         self, plane: ControlPlane, prometheus: LocalPrometheus, workloads: list[Workload]
     ) -> None:
-        self._plane = plane
+        super().__init__(plane, poll_s=_POLL_S)
         self._prometheus = prometheus
         self.workloads = {w.deployment: w for w in workloads}
-        self._lock = threading.RLock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._api: k8s.ApiClient | None = None
-        self._error: BaseException | None = None
 
-    def start(self) -> VllmFleet:
-        self._api = self._plane.admin_client()
-        self.sync()
-        self._thread = threading.Thread(target=self._run, name="vllm-fleet", daemon=True)
-        self._thread.start()
-        return self
+    what = "vLLM fleet"
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        with self._lock:
-            for workload in self.workloads.values():
-                for server in workload.servers.values():
-                    server.stop()
-                workload.servers.clear()
-        if self._api is not None:
-            cast(Any, self._api).close()
-            self._api = None
-
-    def _run(self) -> None:
-        while not self._stop.wait(_POLL_S):
-            try:
-                self.sync()
-            except Exception as exc:  # kept for check(): a dead mirror must fail the test
-                self._error = exc
-                return
-
-    def check(self) -> None:
-        if self._error is not None:
-            raise ScenarioError(f"the vLLM fleet thread failed: {self._error!r}") from self._error
+    def _release(self) -> None:
+        for workload in self.workloads.values():
+            for server in workload.servers.values():
+                server.stop()
+            workload.servers.clear()
 
     def set_load(self, deployment: str, load: EngineValues) -> None:
         with self._lock:
