@@ -985,10 +985,16 @@ def unsupported_reason(query: str, semantics: Semantics = PROMETHEUS_2) -> str |
     """``None`` when :func:`evaluate` can answer ``query``; otherwise why not, in a sentence.
 
     Invalid PromQL is reported too (``"invalid PromQL: …"``): the local evaluator cannot answer
-    it either.
+    it either. Cached: a caller may ask on every HPA sync.
     """
+    check_type(query)
+    return _unsupported_reason(query, semantics)
+
+
+@functools.lru_cache(maxsize=1024)
+def _unsupported_reason(query: str, semantics: Semantics) -> str | None:
     try:
-        compile_query(query, semantics)
+        _compile(query, semantics)
     except UnsupportedQueryError as exc:
         return f"outside the local evaluator's subset: {exc.message}"
     except QueryError as exc:

@@ -12,8 +12,10 @@ Hypothesis generates queries inside the evaluator's subset and evaluation times 
 scraped span; each answer must equal Prometheus' ``/api/v1/query`` at the same time: the same
 label sets, values equal within 1e-9 relative (NaN equals NaN), or both refuse to evaluate.
 A fixed table of hand-written queries (the presets' shapes, rate over resets,
-``histogram_quantile``, the freshness companion) runs at evenly spaced times as well.
-Runtime: about 15 s of scraping plus a few seconds of queries.
+``histogram_quantile``, the freshness companion) runs at evenly spaced times as well. Last,
+:mod:`adapter.scrape.exposition` parses each target's final body (OpenMetrics, as Prometheus
+negotiates it, and text) and must find the very samples Prometheus stored.
+Runtime: about 15 s of scraping plus 15-20 s of queries (400 generated, 260 fixed).
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ from adapter.domain.errors import QueryError
 from adapter.promql import escape_regex, escape_string, with_freshness
 from adapter.promql.evaluate import EvaluationError, Semantics, evaluate, unsupported_reason
 from adapter.promql.ieee import STALE_NAN
-from adapter.promql.window import SampleWindow
+from adapter.promql.window import SampleWindow, label_set
+from adapter.scrape import parse_exposition
 from sim.prometheus import LocalPrometheus
 
 pytestmark = pytest.mark.integration
@@ -74,7 +77,7 @@ class _PodCollector(Collector):
         self.load = 0.5
         self.buckets = [0.0, 0.0, 0.0, 0.0]
         self.latency_sum = 0.0
-        self.heartbeat: tuple[float, float] = (1.0, float(int(time.time())))
+        self.heartbeat: tuple[float, float] = (1.0, round(time.time(), 3))
 
     def step(self, i: int) -> None:
         rng = self.rng
@@ -104,7 +107,7 @@ class _PodCollector(Collector):
                         if observed <= float(bound):
                             self.buckets[b] += 1
             if i < STEPS // 2 - (2 if self.pod == "p2" else 0):
-                self.heartbeat = (float(i), float(int(time.time())))
+                self.heartbeat = (float(i), round(time.time(), 3))  # ms: one per step
 
     def collect(self) -> Iterable[Metric]:
         with self.lock:
@@ -139,6 +142,7 @@ class World:
     window: SampleWindow
     first_ms: int
     last_ms: int
+    targets: list[str]
 
 
 def _fmt(ms: int) -> str:
@@ -206,7 +210,7 @@ def world() -> Iterator[World]:
             time.sleep(2.5)  # two scrapes more: every sample up to last_ms is committed
             last_ms = int(time.time() * 1000) - 2000
             window, first_ms = _load_window(prometheus, last_ms)
-            yield World(prometheus, window, first_ms, last_ms)
+            yield World(prometheus, window, first_ms, last_ms, targets)
     finally:
         for server, thread in servers:
             server.shutdown()
@@ -539,3 +543,29 @@ def test_the_lookback_expired_within_the_scraped_span(world: World) -> None:
 def test_local_errors_are_query_errors() -> None:
     with pytest.raises(QueryError):
         evaluate("diff_queue +", SampleWindow(), 0)
+
+
+# Prometheus 2.42 asks for OpenMetrics first, as it does when it scrapes.
+_ACCEPT = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
+
+
+@pytest.mark.parametrize("accept", [_ACCEPT, "text/plain"])
+def test_the_exposition_parser_reads_what_prometheus_stored(world: World, accept: str) -> None:
+    # The values stopped changing after the last step: each target's body now holds the last
+    # sample Prometheus stored for every series (explicit timestamps included).
+    for target in world.targets:
+        response = httpx.get(f"http://{target}/metrics", headers={"Accept": accept}, timeout=10)
+        parsed = parse_exposition(response.content, content_type=response.headers["content-type"])
+        assert parsed.format == ("openmetrics" if accept == _ACCEPT else "text")
+        assert parsed.duplicates == 0
+        stored = {
+            series.labels: (series.times[-1], series.values[-1])
+            for series in world.window.series()
+            if series.label_map["instance"] == target
+        }
+        assert len(parsed.samples) == len(stored)
+        for sample in parsed.samples:
+            labels = {**sample.labels, "instance": target, "job": "sim"}
+            t, value = stored[label_set(labels)]
+            assert value == sample.value or (math.isnan(value) and math.isnan(sample.value))
+            assert sample.timestamp is None or sample.timestamp == t
