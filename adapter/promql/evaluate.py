@@ -511,69 +511,83 @@ class _Group:
         self.values = [value]
 
 
+def _group_key(labels: LabelSet, grouping: frozenset[str], without: bool, by: bool) -> LabelSet:
+    if without:
+        return tuple(p for p in labels if p[0] != NAME and p[0] not in grouping)
+    if by:
+        return tuple(p for p in labels if p[0] in grouping)
+    return ()
+
+
+def _new_group(op: str, key: LabelSet, v: float) -> _Group:
+    group = _Group(key, v)
+    if op in ("stddev", "stdvar"):
+        group.value = 0.0
+    elif op == "group":
+        group.value = 1.0
+    return group
+
+
+def _accumulate_avg(group: _Group, v: float) -> None:
+    group.count += 1
+    mean = group.mean
+    if math.isinf(mean):
+        if math.isinf(v) and (mean > 0) == (v > 0):
+            return
+        if not math.isinf(v) and v == v:
+            return
+    group.mean += v / group.count - mean / group.count
+
+
+def _accumulate(op: str, group: _Group, v: float) -> None:
+    """Fold one more sample into its group, as Prometheus' aggregation does (NaN-aware min/max)."""
+    if op == "sum":
+        group.value += v
+    elif op == "avg":
+        _accumulate_avg(group, v)
+    elif op == "max":
+        if group.value < v or group.value != group.value:
+            group.value = v
+    elif op == "min":
+        if group.value > v or group.value != group.value:
+            group.value = v
+    elif op == "count":
+        group.count += 1
+    elif op in ("stddev", "stdvar"):
+        group.count += 1
+        delta = v - group.mean
+        group.mean += delta / group.count
+        group.value += delta * (v - group.mean)
+    elif op == "quantile":
+        group.values.append(v)
+
+
+def _finish(op: str, group: _Group, param: float) -> float:
+    if op == "avg":
+        return group.mean
+    if op == "count":
+        return float(group.count)
+    if op == "stdvar":
+        return group.value / group.count
+    if op == "stddev":
+        return ieee.sqrt(group.value / group.count)
+    if op == "quantile":
+        return fn.quantile(param, group.values)
+    return group.value
+
+
 def _aggregate(
     op: str, vector: _Vector, grouping: frozenset[str], without: bool, by: bool, param: float
 ) -> list[tuple[LabelSet, float]]:
     groups: dict[LabelSet, _Group] = {}
     for el in vector:
-        if without:
-            key = tuple(p for p in el.labels if p[0] != NAME and p[0] not in grouping)
-        elif by:
-            key = tuple(p for p in el.labels if p[0] in grouping)
-        else:
-            key = ()
+        key = _group_key(el.labels, grouping, without, by)
         group = groups.get(key)
-        v = el.value
         if group is None:
-            group = _Group(key, v)
-            if op in ("stddev", "stdvar"):
-                group.value = 0.0
-            elif op == "group":
-                group.value = 1.0
-            groups[key] = group
-            continue
-        if op == "sum":
-            group.value += v
-        elif op == "avg":
-            group.count += 1
-            mean = group.mean
-            if math.isinf(mean):
-                if math.isinf(v) and (mean > 0) == (v > 0):
-                    continue
-                if not math.isinf(v) and v == v:
-                    continue
-            group.mean += v / group.count - mean / group.count
-        elif op == "max":
-            if group.value < v or group.value != group.value:
-                group.value = v
-        elif op == "min":
-            if group.value > v or group.value != group.value:
-                group.value = v
-        elif op == "count":
-            group.count += 1
-        elif op in ("stddev", "stdvar"):
-            group.count += 1
-            delta = v - group.mean
-            group.mean += delta / group.count
-            group.value += delta * (v - group.mean)
-        elif op == "quantile":
-            group.values.append(v)
-    out: list[tuple[LabelSet, float]] = []
-    for group in groups.values():
-        if op == "avg":
-            value = group.mean
-        elif op == "count":
-            value = float(group.count)
-        elif op == "stdvar":
-            value = group.value / group.count
-        elif op == "stddev":
-            value = ieee.sqrt(group.value / group.count)
-        elif op == "quantile":
-            value = fn.quantile(param, group.values)
+            groups[key] = _new_group(op, key, el.value)
         else:
-            value = group.value
-        out.append((group.labels, value))
-    return out
+            _accumulate(op, group, el.value)
+    return [(group.labels, _finish(op, group, param)) for group in groups.values()]
 
 
 # --------------------------------------------------------------------------------------------

@@ -134,6 +134,58 @@ def _lazy_and_single(pattern: str, i: int, out: list[str]) -> int:
     return i
 
 
+def _group_open(pattern: str, i: int, out: list[str]) -> int:
+    if not pattern.startswith("(?", i):
+        out.append("(")
+        return i + 1
+    if pattern.startswith("(?:", i):
+        out.append("(?:")
+        return i + 3
+    if (m := _NAMED_GROUP.match(pattern, i)) or (m := _SCOPED_FLAGS.match(pattern, i)):
+        out.append(m.group(0))
+        return m.end()
+    raise UnsupportedRegex(f"group syntax {pattern[i : i + 4]!r}")
+
+
+def _brace(pattern: str, i: int, out: list[str]) -> int:
+    m = _REPEAT.match(pattern, i)
+    if not m:
+        out.append("\\{")
+        return i + 1
+    low, high = int(m.group(1)), m.group(3)
+    if low > _MAX_REPEAT or (high and int(high) > _MAX_REPEAT):
+        raise UnsupportedRegex(f"repeat count over {_MAX_REPEAT}")
+    if high and int(high) < low:
+        raise UnsupportedRegex("invalid repeat count")
+    out.append(m.group(0))
+    return _lazy_and_single(pattern, m.end(), out)
+
+
+# Characters that translate one for one: RE2's `}` and `$` differ from Python's; the rest mean the same.
+_LITERAL_TRANSLATIONS = {"}": "\\}", "$": "\\Z", "^": "^", ".": ".", "|": "|", ")": ")"}
+
+
+def _step(pattern: str, i: int, out: list[str]) -> int:
+    c = pattern[i]
+    if c == "\\":
+        text, i, _ = _escape(pattern, i, in_class=False)
+        out.append(text)
+        return i
+    if c == "[":
+        text, i = _class(pattern, i)
+        out.append(text)
+        return i
+    if c == "(":
+        return _group_open(pattern, i, out)
+    if c in "*+?":
+        out.append(c)
+        return _lazy_and_single(pattern, i + 1, out)
+    if c == "{":
+        return _brace(pattern, i, out)
+    out.append(_LITERAL_TRANSLATIONS.get(c) or _char(c))
+    return i + 1
+
+
 def translate(pattern: str, *, dot_all: bool = False) -> tuple[str, int]:
     """``pattern`` (RE2) as an unanchored Python pattern and ``re`` flags."""
     flags = re.DOTALL if dot_all else 0
@@ -146,55 +198,7 @@ def translate(pattern: str, *, dot_all: bool = False) -> tuple[str, int]:
         i = m.end()
     out: list[str] = []
     while i < len(pattern):
-        c = pattern[i]
-        if c == "\\":
-            text, i, _ = _escape(pattern, i, in_class=False)
-            out.append(text)
-        elif c == "[":
-            text, i = _class(pattern, i)
-            out.append(text)
-        elif c == "(":
-            if pattern.startswith("(?", i):
-                if pattern.startswith("(?:", i):
-                    out.append("(?:")
-                    i += 3
-                elif (m := _NAMED_GROUP.match(pattern, i)) or (
-                    m := _SCOPED_FLAGS.match(pattern, i)
-                ):
-                    out.append(m.group(0))
-                    i = m.end()
-                else:
-                    raise UnsupportedRegex(f"group syntax {pattern[i : i + 4]!r}")
-            else:
-                out.append("(")
-                i += 1
-        elif c in "*+?":
-            out.append(c)
-            i = _lazy_and_single(pattern, i + 1, out)
-        elif c == "{":
-            if m := _REPEAT.match(pattern, i):
-                low, high = int(m.group(1)), m.group(3)
-                if low > _MAX_REPEAT or (high and int(high) > _MAX_REPEAT):
-                    raise UnsupportedRegex(f"repeat count over {_MAX_REPEAT}")
-                if high and int(high) < low:
-                    raise UnsupportedRegex("invalid repeat count")
-                out.append(m.group(0))
-                i = _lazy_and_single(pattern, m.end(), out)
-            else:
-                out.append("\\{")
-                i += 1
-        elif c == "}":
-            out.append("\\}")
-            i += 1
-        elif c == "$":
-            out.append("\\Z")
-            i += 1
-        elif c in "^.|)":
-            out.append(c)
-            i += 1
-        else:
-            out.append(_char(c))
-            i += 1
+        i = _step(pattern, i, out)
     return "".join(out), flags
 
 
