@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import operator
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -232,12 +233,12 @@ def _agg_count(values: list[float]) -> float:
 
 
 _COMPARISONS: dict[str, Callable[[float, float], bool]] = {
-    "==": lambda a, b: a == b,
-    "!=": lambda a, b: a != b,
-    ">": lambda a, b: a > b,
-    "<": lambda a, b: a < b,
-    ">=": lambda a, b: a >= b,
-    "<=": lambda a, b: a <= b,
+    "==": operator.eq,
+    "!=": operator.ne,
+    ">": operator.gt,
+    "<": operator.lt,
+    ">=": operator.ge,
+    "<=": operator.le,
 }
 
 

@@ -37,6 +37,21 @@ def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/definitions/{name}"}
 
 
+def _list_schema(item: str, group: str, version: str, kind: str) -> dict[str, Any]:
+    """The schema of a ``*List`` kind whose ``items`` are ``item`` definitions."""
+    return {
+        "type": "object",
+        "required": ["items"],
+        "properties": {
+            "kind": _STRING,
+            "apiVersion": _STRING,
+            "metadata": _ref(f"{_META}.ListMeta"),
+            "items": {"type": "array", "items": _ref(item)},
+        },
+        "x-kubernetes-group-version-kind": [{"group": group, "version": version, "kind": kind}],
+    }
+
+
 def _definitions() -> dict[str, dict[str, Any]]:
     selector = {
         "type": "object",
@@ -113,19 +128,9 @@ def _definitions() -> dict[str, dict[str, Any]]:
             "required": required,
             "properties": {"kind": _STRING, "apiVersion": _STRING, **value_props},
         }
-        defs[f"{base}.MetricValueList"] = {
-            "type": "object",
-            "required": ["items"],
-            "properties": {
-                "kind": _STRING,
-                "apiVersion": _STRING,
-                "metadata": _ref(f"{_META}.ListMeta"),
-                "items": {"type": "array", "items": _ref(f"{base}.MetricValue")},
-            },
-            "x-kubernetes-group-version-kind": [
-                {"group": "custom.metrics.k8s.io", "version": version, "kind": "MetricValueList"}
-            ],
-        }
+        defs[f"{base}.MetricValueList"] = _list_schema(
+            f"{base}.MetricValue", "custom.metrics.k8s.io", version, "MetricValueList"
+        )
     ext = f"{_P}.external_metrics.v1beta1"
     defs[f"{ext}.ExternalMetricValue"] = {
         "type": "object",
@@ -138,23 +143,12 @@ def _definitions() -> dict[str, dict[str, Any]]:
             "value": _QUANTITY,
         },
     }
-    defs[f"{ext}.ExternalMetricValueList"] = {
-        "type": "object",
-        "required": ["items"],
-        "properties": {
-            "kind": _STRING,
-            "apiVersion": _STRING,
-            "metadata": _ref(f"{_META}.ListMeta"),
-            "items": {"type": "array", "items": _ref(f"{ext}.ExternalMetricValue")},
-        },
-        "x-kubernetes-group-version-kind": [
-            {
-                "group": "external.metrics.k8s.io",
-                "version": "v1beta1",
-                "kind": "ExternalMetricValueList",
-            }
-        ],
-    }
+    defs[f"{ext}.ExternalMetricValueList"] = _list_schema(
+        f"{ext}.ExternalMetricValue",
+        "external.metrics.k8s.io",
+        "v1beta1",
+        "ExternalMetricValueList",
+    )
     return defs
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI
@@ -18,20 +19,18 @@ __all__ = ["install_error_handlers", "status_body"]
 
 log = logging.getLogger(__name__)
 
-_REASONS = {
-    400: "BadRequest",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "NotFound",
-    405: "MethodNotAllowed",
-    406: "NotAcceptable",
-    415: "UnsupportedMediaType",
-    429: "TooManyRequests",
-    500: "InternalError",
-    502: "InternalError",
-    503: "ServiceUnavailable",
-    504: "Timeout",
-}
+# ``metav1.StatusReason`` is the HTTP phrase without spaces, except where the apiserver names the
+# reason otherwise (k8s.io/apimachinery/pkg/api/errors).
+_REASON_EXCEPTIONS = {422: "Invalid", 500: "InternalError", 502: "InternalError", 504: "Timeout"}
+
+
+def _reason(code: int) -> str:
+    if code in _REASON_EXCEPTIONS:
+        return _REASON_EXCEPTIONS[code]
+    try:
+        return "".join(c for c in HTTPStatus(code).phrase if c.isalnum())
+    except ValueError:
+        return "InternalError" if code >= 500 else "BadRequest"
 
 
 def status_body(code: int, message: str, reason: str | None = None) -> dict[str, Any]:
@@ -41,7 +40,7 @@ def status_body(code: int, message: str, reason: str | None = None) -> dict[str,
         "metadata": {},
         "status": "Failure",
         "message": message,
-        "reason": reason or _REASONS.get(code, "InternalError" if code >= 500 else "BadRequest"),
+        "reason": reason or _reason(code),
         "code": code,
     }
 

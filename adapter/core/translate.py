@@ -244,6 +244,19 @@ def _described(ref: ObjectRef) -> dict[str, str]:
     return out
 
 
+def _sampled(item: dict[str, Any], v: MetricValue, window_key: str) -> dict[str, Any]:
+    """``item`` completed with the sample's timestamp, window (under ``window_key``) and value."""
+    item["timestamp"] = format_timestamp(v.timestamp)
+    if v.window is not None:
+        item[window_key] = v.window
+    item["value"] = format_quantity(v.value)
+    return item
+
+
+def _value_list(kind: str, api_version: str, items: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"kind": kind, "apiVersion": api_version, "metadata": {}, "items": items}
+
+
 def custom_list(
     values: Sequence[MetricValue], *, version: str, selector: Sequence[Requirement] = ()
 ) -> dict[str, Any]:
@@ -255,45 +268,21 @@ def custom_list(
         item: dict[str, Any] = {"describedObject": _described(v.described)}
         if version == "v1beta1":
             item["metricName"] = v.metric
-            item["timestamp"] = format_timestamp(v.timestamp)
-            if v.window is not None:
-                item["window"] = v.window
-            item["value"] = format_quantity(v.value)
-            item["selector"] = selector_obj
+            _sampled(item, v, "window")["selector"] = selector_obj
         else:
             metric: dict[str, Any] = {"name": v.metric}
             if selector_obj is not None:
                 metric["selector"] = selector_obj
             item["metric"] = metric
-            item["timestamp"] = format_timestamp(v.timestamp)
-            if v.window is not None:
-                item["windowSeconds"] = v.window
-            item["value"] = format_quantity(v.value)
+            _sampled(item, v, "windowSeconds")
         items.append(item)
-    return {
-        "kind": "MetricValueList",
-        "apiVersion": f"{CUSTOM_GROUP}/{version}",
-        "metadata": {},
-        "items": items,
-    }
+    return _value_list("MetricValueList", f"{CUSTOM_GROUP}/{version}", items)
 
 
 def external_list(values: Sequence[MetricValue]) -> dict[str, Any]:
     """An ``ExternalMetricValueList`` for ``external.metrics.k8s.io/v1beta1``."""
-    items: list[dict[str, Any]] = []
-    for v in values:
-        item: dict[str, Any] = {
-            "metricName": v.metric,
-            "metricLabels": dict(v.labels),
-            "timestamp": format_timestamp(v.timestamp),
-        }
-        if v.window is not None:
-            item["window"] = v.window
-        item["value"] = format_quantity(v.value)
-        items.append(item)
-    return {
-        "kind": "ExternalMetricValueList",
-        "apiVersion": f"{EXTERNAL_GROUP}/v1beta1",
-        "metadata": {},
-        "items": items,
-    }
+    items = [
+        _sampled({"metricName": v.metric, "metricLabels": dict(v.labels)}, v, "window")
+        for v in values
+    ]
+    return _value_list("ExternalMetricValueList", f"{EXTERNAL_GROUP}/v1beta1", items)

@@ -6,26 +6,8 @@ the native rules file, and prometheus-adapter's rules file (detected automatical
 
 from __future__ import annotations
 
-from adapter.rules.base import (
-    BuiltQuery,
-    MetricKind,
-    MetricRequest,
-    QueryScope,
-    Rule,
-    RuleSource,
-    ServedMetric,
-)
+from adapter.rules import base
+from adapter.rules.base import *  # noqa: F403  (the compiled form, re-exported: base.__all__)
 from adapter.rules.loader import RuleSet, load_rules, load_rules_text
 
-__all__ = [
-    "BuiltQuery",
-    "MetricKind",
-    "MetricRequest",
-    "QueryScope",
-    "Rule",
-    "RuleSet",
-    "RuleSource",
-    "ServedMetric",
-    "load_rules",
-    "load_rules_text",
-]
+__all__ = [*base.__all__, "RuleSet", "load_rules", "load_rules_text"]

@@ -26,26 +26,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from adapter import promql
 from adapter.domain.errors import AdapterError, BadRequestError, QueryError
 from adapter.domain.models import GroupResource
-from adapter.rules import resources
-from adapter.rules.base import (
-    BuiltQuery,
-    MetricKind,
-    MetricRequest,
-    QueryScope,
-    RuleDefaults,
-    RuleSource,
-    ServedMetric,
-)
+from adapter.rules import base, resources, scoping
 from adapter.rules.location import RuleLocation
-from adapter.rules.scoping import (
-    averages_at_top_level,
-    example_scope,
-    finish,
-    pinned_values,
-    scope_matchers,
-    selector_matchers,
-    trial_scope,
-)
 
 __all__ = ["AVERAGE_WARNING", "NativeMetricSpec", "NativeRule", "compile_native"]
 
@@ -72,12 +54,12 @@ class NativeMetricSpec(BaseModel):
 
 
 @dataclass(frozen=True, eq=False)
-class NativeRule(RuleDefaults):
+class NativeRule(base.RuleDefaults):
     """A compiled native (or preset) rule serving exactly one metric."""
 
     id: str
-    source: RuleSource
-    kind: MetricKind
+    source: base.RuleSource
+    kind: base.MetricKind
     name: str
     query: str
     namespace_label: str | None
@@ -87,9 +69,9 @@ class NativeRule(RuleDefaults):
     window: int | None
     warnings: tuple[str, ...] = field(default=())
 
-    def static_metrics(self) -> list[ServedMetric]:
+    def static_metrics(self) -> list[base.ServedMetric]:
         return [
-            ServedMetric(
+            base.ServedMetric(
                 name=self.name,
                 kind=self.kind,
                 rule=self,
@@ -98,7 +80,7 @@ class NativeRule(RuleDefaults):
             )
         ]
 
-    def _request_namespace(self, request: MetricRequest) -> str | None:
+    def _request_namespace(self, request: base.MetricRequest) -> str | None:
         if self.namespace_label is None:
             return None
         if request.namespace is None and self._needs_namespace():
@@ -113,14 +95,14 @@ class NativeRule(RuleDefaults):
         return self.resource != resources.NAMESPACES.group_resource
 
     def build_query(
-        self, metric: ServedMetric, request: MetricRequest, scope: QueryScope
-    ) -> BuiltQuery:
+        self, metric: base.ServedMetric, request: base.MetricRequest, scope: base.QueryScope
+    ) -> base.BuiltQuery:
         """This rule's query with cluster, namespace and metric-selector matchers injected."""
         namespace = self._request_namespace(request)
-        return finish(
+        return scoping.finish(
             self.query,
-            scope_matchers(scope, self.namespace_label, namespace),
-            selector=selector_matchers(request.metric_selector),
+            scoping.scope_matchers(scope, self.namespace_label, namespace),
+            selector=scoping.selector_matchers(request.metric_selector),
             object_labels=self.object_labels if self.kind == "custom" else (),
             window=self.window,
         )
@@ -128,10 +110,12 @@ class NativeRule(RuleDefaults):
     def describe(self) -> str:
         where = f" on {self.resource}" if self.resource is not None else ""
         label = self.namespace_label if self.namespace_label is not None else "cluster-scoped"
-        ns, cluster = example_scope(self.query, namespace_label=self.namespace_label)
+        ns, cluster = scoping.example_scope(self.query, namespace_label=self.namespace_label)
         try:
             example = self.build_query(
-                self.static_metrics()[0], MetricRequest(namespace=ns), QueryScope(cluster=cluster)
+                self.static_metrics()[0],
+                base.MetricRequest(namespace=ns),
+                base.QueryScope(cluster=cluster),
             ).query
         except AdapterError as exc:
             example = f"(cannot be built: {exc.message})"
@@ -255,27 +239,27 @@ def _checked_query(query: str, namespace_label: str | None, at: RuleLocation) ->
     """Query: valid PromQL that the cluster and namespace matchers can be injected into."""
     try:
         promql.validate(query)
-        trial_scope(query, namespace_label=namespace_label, cluster_label="cluster")
+        scoping.trial_scope(query, namespace_label=namespace_label, cluster_label="cluster")
     except QueryError as exc:
         raise at.error(exc.message, "query") from None
 
 
 def _warnings(
-    rule_id: str, query: str, kind: MetricKind, namespace_label: str | None
+    rule_id: str, query: str, kind: base.MetricKind, namespace_label: str | None
 ) -> tuple[str, ...]:
     warnings: list[str] = []
-    if namespace_label is not None and pinned_values(query, namespace_label):
+    if namespace_label is not None and scoping.pinned_values(query, namespace_label):
         warnings.append(
             f"{rule_id}: the query pins {namespace_label}; requests from any other namespace "
             "will fail with a contradiction"
         )
-    if kind == "external" and averages_at_top_level(query):
+    if kind == "external" and scoping.averages_at_top_level(query):
         warnings.append(f"{rule_id}: {AVERAGE_WARNING}")
     return tuple(warnings)
 
 
 def compile_native(
-    raw: Any, *, index: int, file: str, rule_id: str, source: RuleSource
+    raw: Any, *, index: int, file: str, rule_id: str, source: base.RuleSource
 ) -> NativeRule:
     """Validate one ``metrics[]`` entry and compile it. Raises :class:`RuleError`.
 
@@ -291,7 +275,7 @@ def compile_native(
     namespace_label, served_namespaced = _namespace_scope(spec, described, ns_label)
     object_labels = _object_labels(spec, at, described, ns_label)
     _checked_query(spec.query, namespace_label, at)
-    kind: MetricKind = "external" if spec.type == "external" else "custom"
+    kind: base.MetricKind = "external" if spec.type == "external" else "custom"
     return NativeRule(
         id=rule_id,
         source=source,

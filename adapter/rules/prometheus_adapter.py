@@ -38,16 +38,8 @@ from adapter.domain.errors import (
     QueryError,
 )
 from adapter.domain.models import GroupResource, Matcher
-from adapter.rules import resources
-from adapter.rules.base import (
-    BuiltQuery,
-    MetricKind,
-    MetricRequest,
-    QueryScope,
-    RuleDefaults,
-    RuleSource,
-    ServedMetric,
-)
+from adapter.promql.functions import expand_template
+from adapter.rules import base, resources
 from adapter.rules.gotemplate import Template, TemplateError, compile_template, go_slice
 from adapter.rules.location import RuleLocation
 from adapter.rules.native import AVERAGE_WARNING
@@ -128,35 +120,9 @@ def go_expand(template: str, match: re.Match[str]) -> str:
 
     As in Go, ``$name`` takes the longest run of letters, digits and ``_`` (``$1_x`` is
     ``${1_x}``, which is empty), unknown or unmatched references expand to nothing, and a
-    malformed ``$`` is kept literally.
+    malformed ``$`` is kept literally (the same expansion as PromQL's ``label_replace``).
     """
-    out: list[str] = []
-    rest = template
-    names = match.re.groupindex
-    while True:
-        before, dollar, after = rest.partition("$")
-        out.append(before)
-        if not dollar:
-            break
-        rest = after
-        if rest.startswith("$"):
-            out.append("$")
-            rest = rest[1:]
-            continue
-        brace = rest.startswith("{")
-        body = rest[1:] if brace else rest
-        m = re.match(r"[A-Za-z0-9_]+", body)
-        if m is None or (brace and not body[m.end() :].startswith("}")):
-            out.append("$")
-            continue
-        name = m.group(0)
-        rest = body[m.end() + (1 if brace else 0) :]
-        # Go caps group numbers; anything that long cannot name a group anyway.
-        index = (int(name) if len(name) < 9 else None) if name.isdigit() else names.get(name)
-        if index is not None and index <= (match.re.groups or 0):
-            value = match.group(index)
-            out.append(value or "")
-    return "".join(out)
+    return expand_template(template, [match.group(0), *match.groups()], dict(match.re.groupindex))
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,11 +175,11 @@ class _SeriesFilter:
 
 
 @dataclass(frozen=True, eq=False)
-class PrometheusAdapterRule(RuleDefaults):
+class PrometheusAdapterRule(base.RuleDefaults):
     """A compiled prometheus-adapter discovery rule (custom ``rules`` or ``externalRules``)."""
 
     id: str
-    kind: MetricKind
+    kind: base.MetricKind
     series_query: str
     metrics_query: str
     namespace_label: str | None
@@ -227,7 +193,7 @@ class PrometheusAdapterRule(RuleDefaults):
     warnings: tuple[str, ...] = ()
 
     @property
-    def source(self) -> RuleSource:
+    def source(self) -> base.RuleSource:
         return "prometheus-adapter"
 
     def discovery_selectors(self) -> list[str]:
@@ -260,8 +226,10 @@ class PrometheusAdapterRule(RuleDefaults):
         name = go_expand(self._name_as, m)
         return name if _SERVED_NAME_RE.match(name) else None
 
-    def discovered_metrics(self, labels_by_name: Mapping[str, Sequence[str]]) -> list[ServedMetric]:
-        out: dict[tuple[str, GroupResource | None], ServedMetric] = {}
+    def discovered_metrics(
+        self, labels_by_name: Mapping[str, Sequence[str]]
+    ) -> list[base.ServedMetric]:
+        out: dict[tuple[str, GroupResource | None], base.ServedMetric] = {}
         for series in sorted(labels_by_name):
             name = self.served_name(series)
             if name is None:
@@ -270,7 +238,9 @@ class PrometheusAdapterRule(RuleDefaults):
                 out.setdefault((metric.name, metric.resource), metric)
         return list(out.values())
 
-    def _series_metrics(self, name: str, series: str, labels: Sequence[str]) -> list[ServedMetric]:
+    def _series_metrics(
+        self, name: str, series: str, labels: Sequence[str]
+    ) -> list[base.ServedMetric]:
         """What one discovered series serves as ``name``: the external metric, or a custom metric
         on each resource its labels map to."""
         if self.kind == "external":
@@ -285,18 +255,20 @@ class PrometheusAdapterRule(RuleDefaults):
             if series_namespaced or not info.namespaced
         ]
 
-    def _served(self, name: str, series: str, info: resources.ResourceInfo | None) -> ServedMetric:
+    def _served(
+        self, name: str, series: str, info: resources.ResourceInfo | None
+    ) -> base.ServedMetric:
         """``name`` served from ``series``: external when ``info`` is ``None``, else custom on
         ``info``'s resource."""
         if info is None:
-            return ServedMetric(
+            return base.ServedMetric(
                 name=name,
                 kind="external",
                 rule=self,
                 namespaced=self.namespace_label is not None,
                 series=series,
             )
-        return ServedMetric(
+        return base.ServedMetric(
             name=name,
             kind="custom",
             rule=self,
@@ -311,7 +283,7 @@ class PrometheusAdapterRule(RuleDefaults):
         )
 
     def _custom_query(
-        self, metric: ServedMetric, request: MetricRequest
+        self, metric: base.ServedMetric, request: base.MetricRequest
     ) -> tuple[str, str, str | None]:
         if metric.resource is None:
             raise QueryError(f"custom metric {metric.name} names no resource")
@@ -355,7 +327,7 @@ class PrometheusAdapterRule(RuleDefaults):
         return query, res_label, namespace
 
     def _unscoped(
-        self, metric: ServedMetric, request: MetricRequest
+        self, metric: base.ServedMetric, request: base.MetricRequest
     ) -> tuple[str, tuple[str, ...], str | None, str | None]:
         """(rendered query, object labels, namespace label to inject, namespace to inject)."""
         if not METRIC_NAME_RE.match(metric.series):
@@ -374,8 +346,8 @@ class PrometheusAdapterRule(RuleDefaults):
         return query, (), self.namespace_label, namespace
 
     def build_query(
-        self, metric: ServedMetric, request: MetricRequest, scope: QueryScope
-    ) -> BuiltQuery:
+        self, metric: base.ServedMetric, request: base.MetricRequest, scope: base.QueryScope
+    ) -> base.BuiltQuery:
         """The metricsQuery rendered as prometheus-adapter renders it, then scoped."""
         query, object_labels, ns_label, namespace = self._unscoped(metric, request)
         promql.validate(query)
@@ -383,7 +355,7 @@ class PrometheusAdapterRule(RuleDefaults):
             query, scope_matchers(scope, ns_label, namespace), object_labels=object_labels
         )
 
-    def _example_metric(self) -> ServedMetric:
+    def _example_metric(self) -> base.ServedMetric:
         series = self._series_selector[0] or "SERIES"
         name = self.served_name(series) or series
         if self.kind == "external":
@@ -402,12 +374,12 @@ class PrometheusAdapterRule(RuleDefaults):
         )
         cluster = EXAMPLE_CLUSTER
         try:
-            first = self._unscoped(metric, MetricRequest(namespace=ns))[0]
+            first = self._unscoped(metric, base.MetricRequest(namespace=ns))[0]
             if ns is not None:
                 ns = example_scope(first, namespace_label=self.namespace_label)[0] or ns
             cluster = example_scope(first, namespace_label=None)[1]
             example = self.build_query(
-                metric, MetricRequest(namespace=ns), QueryScope(cluster=cluster)
+                metric, base.MetricRequest(namespace=ns), base.QueryScope(cluster=cluster)
             ).query
         except AdapterError as exc:
             example = f"(cannot be built: {exc.message})"
@@ -480,7 +452,7 @@ def _series_selector(query: str, at: RuleLocation) -> tuple[str | None, tuple[Ma
 
 
 def _checked_shape(
-    spec: DiscoveryRuleSpec, res_spec: ResourceMappingSpec, kind: MetricKind, at: RuleLocation
+    spec: DiscoveryRuleSpec, res_spec: ResourceMappingSpec, kind: base.MetricKind, at: RuleLocation
 ) -> None:
     """The required parts: a ``metricsQuery``; ``resources.namespaced`` on external rules only."""
     if not spec.metrics_query.strip():
@@ -586,7 +558,7 @@ def _trial_query(
     *,
     series: str,
     namespace_label: str | None,
-    kind: MetricKind,
+    kind: base.MetricKind,
     at: RuleLocation,
 ) -> str:
     """Query: ``metricsQuery`` rendered with and without a namespace matcher, both of which
@@ -608,7 +580,7 @@ def _trial_query(
 
 
 def _namespace_label(
-    kind: MetricKind,
+    kind: base.MetricKind,
     namespaced: bool | None,
     mapped: str | None,
     trial: str,
@@ -633,7 +605,7 @@ def _namespace_label(
 
 
 def _warnings(
-    rule_id: str, spec: DiscoveryRuleSpec, kind: MetricKind, trial: str
+    rule_id: str, spec: DiscoveryRuleSpec, kind: base.MetricKind, trial: str
 ) -> tuple[str, ...]:
     warnings: list[str] = []
     if kind == "external" and averages_at_top_level(trial):
@@ -647,7 +619,7 @@ def _warnings(
 
 
 def compile_discovery_rule(
-    raw: Any, *, kind: MetricKind, file: str, rule: str, rule_id: str
+    raw: Any, *, kind: base.MetricKind, file: str, rule: str, rule_id: str
 ) -> PrometheusAdapterRule:
     """Validate and compile one prometheus-adapter rule. Raises :class:`RuleError`.
 
