@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from adapter.backends.base import Backend
 from adapter.core.cache import SingleFlightCache
 from adapter.core.history import SeriesRecorder
-from adapter.core.provider import MetricsProvider, ObjectSource
+from adapter.core.provider import MetricsProvider, ObjectSource, series_stamps
 from adapter.core.registry import MetricRegistry
 from adapter.core.resilience import BreakerPolicy
 from adapter.domain.models import QueryResult
@@ -179,7 +179,10 @@ def build_context(
         registry=registry,
         backend=backend,
         cache=SingleFlightCache[tuple[str, str], QueryResult](
-            ttl=cache.ttl, stale_ttl=resilience.stale_if_error, keep_warm=cache.keep_warm
+            ttl=cache.ttl,
+            stale_ttl=resilience.stale_if_error,
+            keep_warm=cache.keep_warm,
+            stamps=series_stamps,
         ),
         backends=backends,
         scope=scope,

@@ -14,17 +14,26 @@ With ``keep_warm > 0``, a key asked for periodically, less often than the TTL (a
 (:meth:`SingleFlightCache.run_refresher`), so that request hits. The backend sees what it would
 without the prefetch — one query per request period — only earlier. Keys asked for more often than
 the TTL need no prefetch; keys not asked for within ``keep_warm`` seconds are forgotten.
+
+Sample-aware expiry (``stamps``): the cache also learns, per key, the interval at which its series
+get new samples (the smallest advance of one series' timestamp between two fetches) and ends an
+entry when the next sample of any of its series is due, not only after the TTL; an answer fetched
+while a due sample had not arrived yet (an ingestion delay) is not cached at all. The prefetch waits
+for a sample due before the expected request (plus :data:`SETTLE` for the scrape to land) instead
+of fetching just ahead of it. The bound, once the interval is learned: a served answer never lacks
+a sample that a direct query at that moment would see; before it is learned, and in any case, an
+answer is at most the TTL old.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
-from cachetools import TTLCache
+from cachetools import TLRUCache, TTLCache
 
 __all__ = ["CacheState", "Cached", "SingleFlightCache"]
 
@@ -38,10 +47,23 @@ CacheState = Literal["hit", "miss", "shared", "disabled", "stale"]
 
 @dataclass(frozen=True, slots=True)
 class Cached(Generic[V]):
-    """A value and when it was fetched (unix seconds)."""
+    """A value and when it was fetched (unix seconds); ``due``: when the next sample of one of
+    its series is expected (unix seconds), ``None`` while the sample interval is unknown."""
 
     value: V
     fetched_at: float
+    due: float | None = None
+
+
+Stamps = Callable[[Any], Iterable[tuple[Hashable, float]]]
+"""A value's series, each as (identity, unix timestamp of its newest sample)."""
+
+SETTLE = 0.25
+"""Seconds after a sample is due before the prefetch reads it: the scrape's own duration."""
+
+_MISSED_SCRAPES = 3
+"""A series this many intervals behind is not expected back on schedule (a deleted pod's last
+sample, still inside the backend's lookback): it does not bring the entry's end forward."""
 
 
 class SingleFlightCache(Generic[K, V]):
@@ -64,20 +86,27 @@ class SingleFlightCache(Generic[K, V]):
         refresh_concurrency: int = 8,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        stamps: Stamps | None = None,
     ) -> None:
         self._clock = clock
         self._wall = wall
+        self._stamps_of = stamps
+        # key -> (each series' newest sample time at the last fetch, the learned sample interval,
+        # when the next sample is due)
+        self._series: dict[K, tuple[dict[Hashable, float], float | None, float | None]] = {}
         self.ttl = ttl
         self.stale_ttl = stale_ttl
         self.keep_warm = keep_warm if ttl > 0 else 0.0
         self.maxsize = maxsize
         # key -> (monotonic time of the last request, seconds since the one before, how to fetch)
         self._warm: dict[K, tuple[float, float | None, Callable[[], Awaitable[V]]]] = {}
+        # key -> the request (its monotonic time) after which it was last prefetched: once per period
+        self._prefetched: dict[K, float] = {}
         self._refresh_slots = asyncio.Semaphore(max(1, refresh_concurrency))
         self.refreshes = 0
         """Background refreshes started (for tests and ``/debug``)."""
-        self._entries: TTLCache[K, Cached[V]] | None = (
-            TTLCache(maxsize=maxsize, ttl=ttl, timer=clock) if ttl > 0 else None
+        self._entries: TLRUCache[K, Cached[V]] | None = (
+            TLRUCache(maxsize=maxsize, ttu=self._expiry, timer=clock) if ttl > 0 else None
         )
         self._last_good: TTLCache[K, Cached[V]] | None = (
             TTLCache(maxsize=maxsize, ttl=stale_ttl, timer=clock) if stale_ttl > 0 else None
@@ -139,7 +168,39 @@ class SingleFlightCache(Generic[K, V]):
         period = now - previous[0] if previous is not None else None
         self._warm[key] = (now, period, fetch)
         while len(self._warm) > self.maxsize:
-            del self._warm[next(iter(self._warm))]
+            oldest = next(iter(self._warm))
+            del self._warm[oldest]
+            self._prefetched.pop(oldest, None)
+
+    def _fresh_for(self, entry: Cached[V]) -> float:
+        """Seconds ``entry`` is served after its fetch: the TTL, cut at the time a sample of one
+        of its series is due; none when one was already due (and late) at the fetch."""
+        if entry.due is None:
+            return self.ttl
+        return max(0.0, min(self.ttl, entry.due - entry.fetched_at))
+
+    def _expiry(self, _key: K, entry: Cached[V], now: float) -> float:
+        return now + self._fresh_for(entry)
+
+    def _learn(self, key: K, value: V, fetched_at: float) -> float | None:
+        """Record ``value``'s sample times for ``key``; the time its next sample is due."""
+        if self._stamps_of is None:
+            return None
+        stamps = dict(self._stamps_of(value))
+        previous, interval, _ = self._series.pop(key, ({}, None, None))
+        for series, ts in stamps.items():
+            before = previous.get(series)
+            if before is not None and ts > before and (interval is None or ts - before < interval):
+                interval = ts - before
+        due = None
+        if interval is not None:
+            horizon = fetched_at - _MISSED_SCRAPES * interval
+            current = [ts for ts in stamps.values() if ts > horizon]
+            due = min(current) + interval if current else None
+        self._series[key] = (stamps, interval, due)
+        while len(self._series) > self.maxsize:
+            del self._series[next(iter(self._series))]
+        return due
 
     def refresh_due(self) -> int:
         """Start a background fetch for every periodic key whose next request is less than
@@ -154,18 +215,25 @@ class SingleFlightCache(Generic[K, V]):
         for key, (asked, period, fetch) in list(self._warm.items()):
             if now_mono - asked > self.keep_warm:
                 del self._warm[key]
+                self._prefetched.pop(key, None)
                 continue
+            if self._prefetched.get(key) == asked:
+                continue  # prefetched once for the coming request already
             if period is None or period <= self.ttl or key in self._inflight:
                 continue  # not periodic yet, or asked often enough for the TTL to serve it
             until_next = asked + period - now_mono
             if until_next > lead or until_next < -lead:
                 continue  # not due yet, or the expected request did not come
             entry = self._entries.get(key)
-            if entry is not None and now + until_next - entry.fetched_at < self.ttl:
+            if entry is not None and now + until_next - entry.fetched_at < self._fresh_for(entry):
                 continue  # still fresh when the request comes
+            due = self._series[key][2] if key in self._series else None
+            if due is not None and now < due + SETTLE and due <= now + until_next:
+                continue  # a new sample is due before the request: fetch after it, not before
             task = asyncio.ensure_future(self._fetch(key, self._limited(fetch)))
             task.add_done_callback(_retrieve_exception)
             self._inflight[key] = task
+            self._prefetched[key] = asked
             started += 1
         self.refreshes += started
         return started
@@ -189,7 +257,11 @@ class SingleFlightCache(Generic[K, V]):
 
     async def _fetch(self, key: K, fetch: Callable[[], Awaitable[V]]) -> Cached[V]:
         try:
-            entry = Cached(value=await fetch(), fetched_at=self._wall())
+            value = await fetch()
+            fetched_at = self._wall()
+            entry = Cached(
+                value=value, fetched_at=fetched_at, due=self._learn(key, value, fetched_at)
+            )
             if self._entries is not None:
                 self._entries[key] = entry
             if self._last_good is not None:

@@ -5,7 +5,7 @@ translate. The HTTP layer, ``/debug/query`` and the ``query`` command all call :
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -40,7 +40,14 @@ from adapter.domain.models import (
 from adapter.observability.telemetry import Telemetry
 from adapter.rules.base import BuiltQuery, MetricRequest, QueryScope, ServedMetric
 
-__all__ = ["Answer", "MetricsProvider", "ObjectSource", "Trace"]
+__all__ = ["Answer", "MetricsProvider", "ObjectSource", "Trace", "series_stamps"]
+
+
+def series_stamps(result: QueryResult) -> Iterator[tuple[Hashable, float]]:
+    """Each series of ``result`` with the time of its newest input sample (the cache learns from
+    them when the next sample is due: :class:`adapter.core.cache.SingleFlightCache`)."""
+    for sample in result.samples:
+        yield frozenset(sample.labels.items()), sample.timestamp
 
 
 class ObjectSource(Protocol):

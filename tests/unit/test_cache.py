@@ -218,3 +218,127 @@ async def test_a_failing_prefetch_leaves_the_error_to_the_next_request() -> None
     await _settle()
     with pytest.raises(BackendUnavailableError):
         await cache.get("q", fetch)
+
+
+class Scraped:
+    """A backend whose series get a new sample every ``interval`` seconds at ``phase`` (wall
+    time): each fetch answers the newest sample time of every series."""
+
+    def __init__(self, clock: FakeClock, *, interval: float, phases: tuple[float, ...]) -> None:
+        self.clock, self.interval, self.phases = clock, interval, phases
+        self.calls = 0
+
+    def newest(self, phase: float) -> float:
+        now = self.clock.wall()
+        return now - ((now - phase) % self.interval)
+
+    async def __call__(self) -> tuple[tuple[str, float], ...]:
+        self.calls += 1
+        return tuple((f"pod-{i}", self.newest(p)) for i, p in enumerate(self.phases))
+
+
+def _sampled_cache(
+    clock: FakeClock, *, ttl: float, keep_warm: float = 0.0
+) -> SingleFlightCache[str, tuple[tuple[str, float], ...]]:
+    return SingleFlightCache(
+        ttl=ttl, keep_warm=keep_warm, clock=clock.monotonic, wall=clock.wall, stamps=lambda v: v
+    )
+
+
+async def test_an_entry_ends_when_the_next_sample_is_due_not_at_the_ttl() -> None:
+    clock = FakeClock()
+    backend = Scraped(clock, interval=15.0, phases=(clock.wall() + 0.5,))
+    cache = _sampled_cache(clock, ttl=10.0)
+    await cache.get("q", backend)  # the first fetch: the interval is not known yet
+    clock.advance(15.0)
+    entry, state = await cache.get("q", backend)  # sees the series advance by 15 s: learned
+    assert state == "miss" and entry.due == entry.value[0][1] + 15.0
+    clock.advance(entry.due - clock.wall() - 0.1)
+    assert (await cache.get("q", backend))[1] == "hit"  # just before the sample is due
+    clock.advance(0.2)
+    entry, state = await cache.get("q", backend)  # just after: refetched, and it has the sample
+    assert state == "miss" and entry.value[0][1] == backend.newest(backend.phases[0])
+    assert clock.wall() - entry.value[0][1] < 0.2
+
+
+async def test_an_answer_fetched_while_a_due_sample_is_late_is_not_cached() -> None:
+    clock = FakeClock()
+    stuck = {"ts": clock.wall()}
+
+    async def fetch() -> tuple[tuple[str, float], ...]:
+        return (("pod-0", stuck["ts"]),)
+
+    cache = _sampled_cache(clock, ttl=10.0)
+    await cache.get("q", fetch)
+    clock.advance(15.0)
+    stuck["ts"] += 15.0
+    await cache.get("q", fetch)  # interval learned: 15 s
+    clock.advance(15.5)  # the next sample is late (an ingestion delay): nothing to reuse
+    assert (await cache.get("q", fetch))[1] == "miss"
+    assert (await cache.get("q", fetch))[1] == "miss"
+    stuck["ts"] += 15.0  # it arrives: cached until the TTL or the next sample, whichever first
+    assert (await cache.get("q", fetch))[1] == "miss"
+    clock.advance(9.0)
+    assert (await cache.get("q", fetch))[1] == "hit"
+
+
+async def test_the_prefetch_waits_for_a_sample_due_just_before_the_request() -> None:
+    """The phase that cost a whole HPA sync: the HPA asks every 15 s, and the backend gets its
+    sample 1 s before each request. A prefetch 2 s ahead would serve the sample before it."""
+    clock = FakeClock()
+    request_at = clock.wall()
+    backend = Scraped(clock, interval=15.0, phases=(request_at - 1.0,))
+    cache = _sampled_cache(clock, ttl=5.0, keep_warm=60.0)
+    for _ in range(3):  # the HPA's rhythm, learned: period 15 s, sample interval 15 s
+        await cache.get("q", backend)
+        clock.advance(15.0)
+    clock.advance(-15.0)
+    calls = backend.calls
+    served = []
+    for _ in range(4):
+        # the refresher ticks every 0.5 s until the next request
+        for _ in range(30):
+            clock.advance(0.5)
+            cache.refresh_due()
+            await _settle()
+        entry, state = await cache.get("q", backend)
+        served.append((state, clock.wall() - entry.value[0][1]))
+    assert [state for state, _ in served] == ["hit"] * 4
+    assert all(age <= 1.0 for _, age in served), served  # the sample of 1 s ago, every time
+    assert backend.calls - calls == 4  # one prefetch per request, no more
+
+
+async def test_a_prefetch_runs_once_per_request_even_when_its_answer_is_overdue() -> None:
+    clock = FakeClock()
+    stuck = {"ts": clock.wall()}
+    calls = 0
+
+    async def fetch() -> tuple[tuple[str, float], ...]:
+        nonlocal calls
+        calls += 1
+        return (("pod-0", stuck["ts"]),)
+
+    cache = _sampled_cache(clock, ttl=5.0, keep_warm=60.0)
+    for advance in (15.0, 0.0, 0.0):  # then the backend stops getting samples: overdue answers
+        await cache.get("q", fetch)
+        clock.advance(15.0)
+        stuck["ts"] += advance
+    clock.advance(-15.0)
+    before = calls
+    for _ in range(30):
+        clock.advance(0.5)
+        cache.refresh_due()
+        await _settle()
+    assert calls - before == 1
+
+
+def test_the_documented_bound_matches_the_code() -> None:
+    from pathlib import Path
+
+    from adapter.core.cache import SETTLE
+
+    doc = " ".join((Path(__file__).parents[2] / "docs" / "configuration.md").read_text().split())
+    assert (
+        "a served answer never lacks a sample that a direct query at that moment would see" in doc
+    )
+    assert f"{SETTLE * 1000:g} ms" in doc

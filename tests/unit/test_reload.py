@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from adapter.app.context import AppContext
+from adapter.core.cache import Cached
+from adapter.domain.models import QueryResult
 from adapter.rules.loader import RuleSet, load_configured_rules, load_rules, load_rules_text
 from adapter.serving.asgi import build_context
 from adapter.serving.reload import RulesDiff, RulesWatcher, diff_rules
@@ -77,7 +79,9 @@ async def test_valid_change_applies_without_restart(
     ctx = ctx_for(path)
     watcher = RulesWatcher(ctx)
     assert await watcher.check() is None, "nothing changed yet"
-    ctx.provider.cache._entries["x", "q"] = object()  # type: ignore[index,assignment]
+    ctx.provider.cache._entries["x", "q"] = Cached(  # type: ignore[index]
+        value=QueryResult(query="q", samples=()), fetched_at=0.0
+    )
     old_rules = ctx.rules
 
     path.write_text(native(A, B2, C))
