@@ -23,6 +23,7 @@ from adapter.auth.attributes import request_attributes
 from adapter.auth.config import AuthConfigHolder
 from adapter.auth.user import UserInfo
 from adapter.core.selectors import parse_selector
+from adapter.domain.errors import NotFoundError
 from adapter.domain.models import GroupResource
 from adapter.kube import KubeClient, KubernetesError, ObjectCache, selector_matches
 from tests.support.controlplane import ControlPlane, mark_pod_ready, role_binding, untyped
@@ -237,7 +238,6 @@ async def test_object_cache_answers_like_the_apiserver(
     try:
         assert await cache.wait_ready(_WAIT_S)
         pods_resource = GroupResource("pods")
-        assert await cache.names(GroupResource("nodes"), None, ()) is None
         await _eventually(
             lambda: _names_are(cache, pods_resource, set(pods)), "every pod in the cache"
         )
@@ -383,3 +383,105 @@ async def test_the_object_cache_keeps_its_state_through_an_outage_and_catches_up
 async def _service_names(cache: ObjectCache, resource: GroupResource, want: set[str]) -> bool:
     names = set(await cache.names(resource, NS, ()) or ())
     return {"before", "during"} & names == want
+
+
+def _job(name: str, labels: dict[str, str]) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "template": _pod("x", {}) | {"spec": _pod("x", {})["spec"] | {"restartPolicy": "Never"}}
+        },
+    }
+
+
+BRANDS_CRD = {
+    "metadata": {"name": "brands.cheese.io"},
+    "spec": {
+        "group": "cheese.io",
+        "scope": "Namespaced",
+        "names": {
+            "plural": "brands",
+            "singular": "brand",
+            "kind": "Brand",
+            "listKind": "BrandList",
+        },
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "x-kubernetes-preserve-unknown-fields": True,
+                    }
+                },
+            }
+        ],
+    },
+}
+
+
+async def test_any_resource_is_listed_with_the_apiservers_selector_semantics(
+    plane: ControlPlane, kube: KubeClient
+) -> None:
+    """Resources the cache does not watch (Jobs, nodes, a CRD created after the adapter started)
+    answer for the objects that exist in the namespace asked and match, never from elsewhere."""
+    jobs = {"train-a": {"pool": "a"}, "train-b": {"pool": "b"}, "plain": {}}
+    nodes = {"node-a1": {"pool": "a"}, "node-b1": {"pool": "b"}, "node-a2": {"pool": "a"}}
+    with plane.admin_client() as api:
+        core = untyped(k8s.CoreV1Api(api))
+        batch = untyped(k8s.BatchV1Api(api))
+        core.create_namespace({"metadata": {"name": f"{NS}-other"}})
+        for name, labels in jobs.items():
+            batch.create_namespaced_job(NS, _job(name, labels))
+        batch.create_namespaced_job(f"{NS}-other", _job("elsewhere", {"pool": "a"}))
+        for name, labels in nodes.items():
+            core.create_node({"metadata": {"name": name, "labels": labels}})
+
+    cache = ObjectCache(kube, ready_wait=5, list_ttl=0.0)
+    job_resource = GroupResource("jobs", "batch")
+    assert await cache.names(job_resource, NS, ()) == tuple(sorted(jobs))
+    assert await cache.names(job_resource, NS, parse_selector("pool=a")) == ("train-a",)
+    assert await cache.names(job_resource, f"{NS}-other", ()) == ("elsewhere",)
+    # Nodes are cluster-scoped: the namespace of the request does not filter them.
+    got = await cache.names(GroupResource("nodes"), None, parse_selector("pool=a"))
+    assert got == ("node-a1", "node-a2")
+    with plane.admin_client() as api:
+        batch = untyped(k8s.BatchV1Api(api))
+        for text in SELECTORS:
+            listed = batch.list_namespaced_job(NS, label_selector=text).items
+            expected = tuple(sorted(j.metadata.name for j in listed))
+            assert await cache.names(job_resource, NS, parse_selector(text)) == expected, text
+
+    # A resource the cluster does not serve is a 404, and is served once its CRD exists.
+    brands = GroupResource("brands", "cheese.io")
+    with pytest.raises(NotFoundError):
+        await cache.names(brands, NS, ())
+    with plane.admin_client() as api:
+        untyped(k8s.ApiextensionsV1Api(api)).create_custom_resource_definition(BRANDS_CRD)
+        custom = untyped(k8s.CustomObjectsApi(api))
+
+        def create_brand() -> bool:
+            try:
+                custom.create_namespaced_custom_object(
+                    "cheese.io",
+                    "v1",
+                    NS,
+                    "brands",
+                    {
+                        "apiVersion": "cheese.io/v1",
+                        "kind": "Brand",
+                        "metadata": {"name": "gouda", "labels": {"age": "old"}},
+                    },
+                )
+            except ApiException as exc:
+                if exc.status == 404:  # the CRD is not established yet
+                    return False
+                raise
+            return True
+
+        await _eventually(create_brand, "the CRD to be served")
+    cache._lister._discovery.clear()  # as the discovery refresh would, within a minute
+    assert await cache.names(brands, NS, parse_selector("age=old")) == ("gouda",)
+    assert await cache.names(brands, NS, parse_selector("age=new")) == ()

@@ -866,3 +866,27 @@ def test_chart_tls_from_cert_manager() -> None:
     assert "--tls-cert-file=/etc/llm-metrics-adapter/tls/tls.crt" in args
     failure = helm_template({"tls": {"mode": "cert-manager"}}, expect_failure=True)
     assert "issuerRef.name is required" in str(failure)
+
+
+def test_unwatched_resources_are_listable_as_the_docs_say() -> None:
+    from adapter.kube.objects import LIST_TTL
+
+    doc = " ".join((ROOT / "docs" / "configuration.md").read_text().split())
+    assert f"its list reused for {LIST_TTL:g} s" in doc
+    rules = _single(BASE / "clusterrole-resource-reader.yaml")["rules"]
+    listable = {
+        (group, resource)
+        for rule in rules
+        if "list" in rule["verbs"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+    }
+    for named in [
+        ("", "nodes"),
+        ("batch", "jobs"),
+        ("leaderworkerset.x-k8s.io", "leaderworkersets"),
+    ]:
+        assert named in listable, named
+    assert "rbac.extraResourceRules" in doc
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert values["rbac"]["extraResourceRules"] == []
