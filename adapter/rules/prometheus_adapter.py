@@ -132,6 +132,8 @@ class _ResourceMapper:
     template: Template | None
     extractor: re.Pattern[str] | None
     overrides: tuple[tuple[str, resources.ResourceInfo], ...]
+    warnings: tuple[str, ...] = ()
+    """Overrides resolved by :func:`resources.guess`, said at load."""
 
     def label_for(self, gr: GroupResource) -> str | None:
         for label, info in self.overrides:
@@ -476,28 +478,35 @@ def _label_template(text: str, at: RuleLocation) -> tuple[Template | None, re.Pa
 
 def _overrides(
     overrides: Mapping[str, GroupResourceSpec], at: RuleLocation
-) -> tuple[tuple[str, resources.ResourceInfo], ...]:
-    """Resource: ``resources.overrides``, each a label name mapped to a resource of the table."""
+) -> tuple[tuple[tuple[str, resources.ResourceInfo], ...], tuple[str, ...]]:
+    """Resource: ``resources.overrides``, each a label name mapped to a resource of the table,
+    or, for one the table lacks (a CRD), to :func:`resources.guess` with a warning; the warnings."""
     out: list[tuple[str, resources.ResourceInfo]] = []
+    warnings: list[str] = []
     for label, gr in overrides.items():
         where = f"resources.overrides.{label}"
         at.label_name(label, where)
         info = resources.lookup(gr.resource, gr.group)
         if info is None:
-            raise at.error(
-                f"unknown resource {gr.resource!r} (group {gr.group!r}); known: "
-                + ", ".join(str(i.group_resource) for i in resources.known_resources()),
-                where,
+            if not gr.resource.strip():
+                raise at.error("an override must name a resource", where)
+            info = resources.guess(gr.resource, gr.group)
+            warnings.append(
+                f"{where}: {gr.resource!r} (group {gr.group!r}) is not in the"
+                f" built-in resource table: served as {info.group_resource} (kind {info.kind},"
+                f" version {info.version}, namespaced); name it plural to be exact"
             )
         out.append((label, info))
-    return tuple(out)
+    return tuple(out), tuple(warnings)
 
 
 def _resource_mapper(spec: ResourceMappingSpec, at: RuleLocation) -> _ResourceMapper:
     """Resource: the label ↔ resource mapping of the rule."""
     template, extractor = _label_template(spec.template, at)
-    overrides = _overrides(spec.overrides or {}, at)
-    return _ResourceMapper(template=template, extractor=extractor, overrides=overrides)
+    overrides, warnings = _overrides(spec.overrides or {}, at)
+    return _ResourceMapper(
+        template=template, extractor=extractor, overrides=overrides, warnings=warnings
+    )
 
 
 def _series_filters(specs: Sequence[RegexFilterSpec], at: RuleLocation) -> list[_SeriesFilter]:
@@ -658,5 +667,6 @@ def compile_discovery_rule(
         _name_as=name_as,
         _pa_namespace_label=pa_ns_label,
         _series_selector=series_selector,
-        warnings=_warnings(rule_id, spec, kind, trial),
+        warnings=_warnings(rule_id, spec, kind, trial)
+        + tuple(f"{rule_id}: {w}" for w in mapper.warnings),
     )

@@ -17,6 +17,7 @@ __all__ = [
     "PODS",
     "ResourceInfo",
     "exact",
+    "guess",
     "known_resources",
     "lookup",
     "sanitize_group",
@@ -134,3 +135,20 @@ def lookup(resource: str, group: str | None = None) -> ResourceInfo | None:
             continue
         return info
     return None
+
+
+def guess(resource: str, group: str) -> ResourceInfo:
+    """A resource missing from the table, as Kubernetes names one it has not seen: a name ending
+    in ``s`` is taken as the plural, anything else as the singular, pluralized as
+    ``meta.UnsafeGuessKindToResource`` does (``brand`` → ``brands``, ``policy`` → ``policies``);
+    the kind is the capitalized singular, the version ``v1``, the scope namespaced. Rules that
+    rely on it are loaded with a warning that says so."""
+    name = resource.strip().lower()
+    if name.endswith("s"):
+        plural, singular = name, name[:-1]
+    elif name.endswith("y") and len(name) > 1 and name[-2] not in "aeiou":
+        plural, singular = name[:-1] + "ies", name
+    else:
+        plural, singular = name + "s", name
+    kind = singular[:1].upper() + singular[1:]
+    return ResourceInfo(plural, singular, group.strip().lower(), kind, namespaced=True)

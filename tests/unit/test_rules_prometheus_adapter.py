@@ -413,11 +413,6 @@ INVALID: list[tuple[dict[str, Any], str, str]] = [
     ({"seriesQuery": "x{"}, "seriesQuery", "invalid series selector"),
     ({"resources": {"template": "kube_<<.Group>>"}}, "resources.template", "<<.Resource>>"),
     ({"resources": {"template": "<<.Kind>>"}}, "resources.template", "unknown template field"),
-    (
-        {"resources": {"overrides": {"ns": {"resource": "widgets"}}}},
-        "resources.overrides.ns",
-        "unknown resource",
-    ),
     ({"resources": {"overrides": {"ns": {"group": "x"}}}}, "resources.overrides.ns.resource", ""),
     ({"resources": {}}, "resources", "no label maps to namespaces"),
 ]
@@ -528,3 +523,62 @@ def test_odd_series_names_are_selectable_but_not_served() -> None:
     rule = _rules("walkthrough.yaml")["externalRules[0]"]
     assert rule.series_selector_for("queue.lag") == '{__name__="queue.lag",name!=""}'
     assert rule.discovered_metrics({"queue.lag": ["namespace"]}) == []
+
+
+def test_an_override_naming_a_crd_loads_with_a_warning_and_maps_its_label() -> None:
+    """prometheus-adapter's documented override (``brand: {group: cheese.io, resource: brand}``):
+    the resource is not in the built-in table; the file loads, the other rules with it."""
+    text = yaml.safe_dump(
+        {
+            "rules": [
+                {
+                    "seriesQuery": '{__name__="cheddar_sold_total",namespace!="",brand!=""}',
+                    "resources": {
+                        "overrides": {
+                            "namespace": {"resource": "namespace"},
+                            "brand": {"group": "cheese.io", "resource": "brand"},
+                        }
+                    },
+                    "metricsQuery": "sum(rate(<<.Series>>{<<.LabelMatchers>>}[2m])) by (<<.GroupBy>>)",
+                },
+                {
+                    "seriesQuery": '{__name__="jetstream_slots_used_percentage",namespace!="",pod!=""}',
+                    "resources": {"template": "<<.Resource>>"},
+                    "metricsQuery": "avg(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)",
+                },
+            ]
+        }
+    )
+    loaded = load_rules_text(text, filename="cheese.yaml", presets=False)
+    assert len(loaded.rules) == 2
+    [warning] = [w for w in loaded.warnings if "not in the built-in resource table" in w]
+    assert "resources.overrides.brand" in warning and "brands.cheese.io" in warning
+    rule = loaded.rules[0]
+    assert isinstance(rule, PrometheusAdapterRule)
+    served = _served(rule, {"cheddar_sold_total": ["namespace", "brand"]})
+    assert {metric.resource for metric in served.values()} >= {GroupResource("brands", "cheese.io")}
+
+
+@pytest.mark.parametrize(
+    ("given", "plural", "kind"),
+    [
+        ("brand", "brands", "Brand"),
+        ("brands", "brands", "Brand"),
+        ("policy", "policies", "Policy"),
+        ("day", "days", "Day"),
+    ],
+)
+def test_a_resource_outside_the_table_is_named_as_kubernetes_guesses(
+    given: str, plural: str, kind: str
+) -> None:
+    from adapter.rules import resources
+
+    info = resources.guess(given, "cheese.io")
+    assert (info.plural, info.kind, info.group, info.namespaced) == (
+        plural,
+        kind,
+        "cheese.io",
+        True,
+    )
+    doc = " ".join((Path(__file__).parents[2] / "docs" / "configuration.md").read_text().split())
+    assert "`brand` → `brands.cheese.io`, kind `Brand`, version `v1`, namespaced" in doc
