@@ -13,12 +13,15 @@ import json
 import logging
 import os
 import re
+import shutil
+import textwrap
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
+import typer.core
 
 from adapter import __version__
 from adapter.domain.errors import AdapterError
@@ -66,6 +69,108 @@ _GMP_AND_NAMES = (
 )
 
 
+_HELP_MAX_WIDTH = 100
+
+
+def _reflow(text: str, width: int, indent: str = "") -> list[str]:
+    """``text``'s paragraphs (blank-line separated) wrapped to ``width``; long words are split,
+    never cut."""
+    lines: list[str] = []
+    for paragraph in textwrap.dedent(text).strip().split("\n\n"):
+        if lines:
+            lines.append("")
+        lines += textwrap.wrap(
+            " ".join(paragraph.split()),
+            width,
+            initial_indent=indent,
+            subsequent_indent=indent,
+            break_on_hyphens=False,
+        ) or [indent]
+    return lines
+
+
+_TYPE_LABELS = {"str": "TEXT", "text": "TEXT", "int": "INTEGER", "float": "FLOAT"}
+
+
+def _type_label(param: Any, ctx: Any) -> str:
+    """The value's type in one word: ``TEXT``, ``FLOAT``, ``INTEGER``, ``PATH``."""
+    name = getattr(getattr(param, "type", None), "name", None)
+    if name is None and hasattr(param, "display_type_rich"):
+        name = str(param.display_type_rich(ctx=ctx) or "").strip("<>")
+    name = str(name or "text").lower()
+    if name.startswith("list[") and name.endswith("]"):  # a repeatable flag: one value each
+        name = name[5:-1]
+    return _TYPE_LABELS.get(name, name.upper())
+
+
+def _param_entry(param: Any, ctx: Any, width: int) -> list[str]:
+    """A parameter's lines: its names and value type, then its help, environment variable
+    and default, indented."""
+    is_argument = param.param_type_name == "argument"
+    is_flag = bool(getattr(param, "is_flag", False))
+    if is_argument:
+        head = str(param.name).upper()
+    else:
+        names = " / ".join(", ".join(opts) for opts in (param.opts, param.secondary_opts) if opts)
+        head = names if is_flag else f"{names} {_type_label(param, ctx)}"
+    notes: list[str] = []
+    envvar = getattr(param, "envvar", None)
+    if isinstance(envvar, str):
+        notes.append(f"env: {envvar}")
+    default = param.default
+    if param.required:
+        notes.append("required")
+    elif is_flag:
+        if default is True:
+            notes.append("default: on")
+    elif default not in (None, "", (), []) and not callable(default):
+        notes.append(f"default: {default}")
+    text = getattr(param, "help", None) or ""
+    if notes:
+        text += f" [{'; '.join(notes)}]"
+    return [*_reflow(head, width), *_reflow(text, width, indent="    ")]
+
+
+def _panel(title: str, lines: list[str], width: int) -> list[str]:
+    """``lines`` in a box of ``width`` columns titled ``title``."""
+    inner = width - 4
+    top = f"╭─ {title} " + "─" * max(0, width - len(title) - 5) + "╮"
+    body = [f"│ {line.ljust(inner)} │" for line in lines]
+    return [top, *body, "╰" + "─" * (width - 2) + "╯"]
+
+
+def render_command_help(command: Any, ctx: Any, width: int) -> str:
+    """The ``--help`` of ``command`` (a click command) at ``width`` columns: usage,
+    description, then its parameters in titled panels (arguments, the command's own options,
+    then one panel per settings group). Every flag name is shown whole, whatever the width:
+    a line too long is wrapped, never cut."""
+    width = max(width, 40)
+    inner = width - 4
+    params = [p for p in command.get_params(ctx) if not getattr(p, "hidden", False)]
+    arguments = [str(p.name).upper() for p in params if p.param_type_name == "argument"]
+    usage = " ".join([ctx.command_path, "[OPTIONS]", *arguments])
+    out = ["", *_reflow(f"Usage: {usage}", width - 1, indent=" "), ""]
+    if command.help:
+        out += [*_reflow(command.help, width - 1, indent=" "), ""]
+    panels: dict[str, list[str]] = {}
+    for param in params:
+        default_panel = "Arguments" if param.param_type_name == "argument" else "Options"
+        title = getattr(param, "rich_help_panel", None) or default_panel
+        panels.setdefault(title, []).extend(_param_entry(param, ctx, inner))
+    for title in sorted(panels, key=lambda t: (t != "Arguments", t != "Options")):
+        out += _panel(title, panels[title], width)
+    return "\n".join(out) + "\n"
+
+
+class _HelpCommand(typer.core.TyperCommand):
+    """A command whose ``--help`` is :func:`render_command_help`: readable at 80 columns
+    (typer's table shrinks its columns until flag names are cut)."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        columns = shutil.get_terminal_size((80, 24)).columns
+        formatter.write(render_command_help(self, ctx, min(columns, _HELP_MAX_WIDTH)))
+
+
 def _fail(message: str, code: int) -> NoReturn:
     typer.echo(message, err=True)
     raise typer.Exit(code)
@@ -93,8 +198,7 @@ def _parameter(option: Option, default: Any) -> inspect.Parameter:
     info = typer.Option(
         *declared,
         envvar=option.env,
-        # Every flag reads LMA_<FLAG> (the command's help says so once): listing each variable
-        # in the table would widen it past 80 columns and cut flag names.
+        # render_command_help lists the variable under the flag (typer's own table is not used).
         show_envvar=False,
         help=option.help,
         rich_help_panel=option.panel,
@@ -170,7 +274,7 @@ def _context(
     )
 
 
-@app.command()
+@app.command(cls=_HelpCommand)
 @_with_settings()
 def serve(settings: Settings) -> None:
     """Serve the custom and external metrics APIs.
@@ -248,7 +352,7 @@ def request_time_problems(rule: Rule, settings: Settings) -> list[str]:
     return problems
 
 
-@app.command("check-config")
+@app.command("check-config", cls=_HelpCommand)
 @_with_settings("presets", "cluster", "all_clusters", "gmp_project", defaults={"presets": False})
 def check_config(
     settings: Settings, file: Annotated[Path, typer.Argument(help="Rules file to validate.")]
@@ -305,7 +409,7 @@ async def answer_path(settings: Settings, path: str, *, explain: bool) -> dict[s
     return {"answer": answer.body, "explain": trace_document(trace, now=time.time(), cache_ttl=0)}
 
 
-@app.command()
+@app.command(cls=_HelpCommand)
 @_with_settings(*_BACKEND_AND_RULES, *_GMP_AND_NAMES, standalone=True)
 def query(
     settings: Settings,
@@ -366,7 +470,7 @@ async def explain_target(
         )
 
 
-@app.command()
+@app.command(cls=_HelpCommand)
 @_with_settings("kubeconfig", "context", *_BACKEND_AND_RULES, *_GMP_AND_NAMES)
 def explain(
     settings: Settings,
@@ -408,7 +512,7 @@ def explain(
         render_explanation(doc)
 
 
-@app.command()
+@app.command(cls=_HelpCommand)
 def version() -> None:
     """Print the version."""
     typer.echo(__version__)
