@@ -352,6 +352,19 @@ def request_time_problems(rule: Rule, settings: Settings) -> list[str]:
     return problems
 
 
+def scrape_source(rule: Rule) -> str:
+    """Where ``rule``'s values come from with ``--scrape-pods``, and why."""
+    from adapter.promql.evaluate import unsupported_reason
+
+    if rule.backend != "promql":
+        return "backend (not a PromQL rule)"
+    text = getattr(rule, "query", None)
+    if not isinstance(text, str):
+        return "the pods when the rendered query is in the local evaluator's subset (per metric)"
+    reason = unsupported_reason(text)
+    return "the pods" if reason is None else f"backend ({reason})"
+
+
 @app.command("check-config", cls=_HelpCommand)
 @_with_settings("presets", "cluster", "all_clusters", "gmp_project", defaults={"presets": False})
 def check_config(
@@ -383,6 +396,7 @@ def check_config(
         typer.echo(f"- {rule.id} ({rule.kind}, {rule.source})")
         for line in rule.describe().splitlines():
             typer.echo(f"    {line}")
+        typer.echo(f"    with --scrape-pods: {scrape_source(rule)}")
         for problem in request_time_problems(rule, settings):
             problems += 1
             typer.echo(f"    will fail: {problem}")

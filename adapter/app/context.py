@@ -23,6 +23,7 @@ from adapter.core.history import SeriesRecorder
 from adapter.core.provider import MetricsProvider, ObjectSource, series_stamps
 from adapter.core.registry import MetricRegistry
 from adapter.core.resilience import BreakerPolicy
+from adapter.domain.errors import ConfigError
 from adapter.domain.models import QueryResult
 from adapter.hpa.explain import HpaReader
 from adapter.observability.telemetry import Telemetry
@@ -142,6 +143,39 @@ class AppContext:
         await self.aclose()
 
 
+def _scrape_first(settings: Settings, backend: Backend, telemetry: Telemetry) -> Backend:
+    """``backend`` behind the pod-scrape source (``--scrape-pods``). Raises ConfigError."""
+    from adapter.core.sources import ScrapeFirst
+    from adapter.scrape.source import PodScraper
+    from adapter.scrape.targets import load_targets
+
+    scrape = settings.scrape
+    if not scrape.targets:
+        raise ConfigError(
+            "--scrape-pods needs --scrape-targets (the pods to scrape); targets from"
+            " PodMonitorings in the cluster are not read yet"
+        )
+    if settings.scope.cluster is None:
+        raise ConfigError("--scrape-pods needs --cluster: scraped samples are labelled with it")
+    if scrape.fallback not in ("omit", "backend"):
+        raise ConfigError(f"--scrape-fallback must be omit or backend, not {scrape.fallback!r}")
+    scraper = PodScraper(
+        load_targets(scrape.targets),
+        cluster=settings.scope.cluster,
+        cluster_label=settings.scope.cluster_label,
+        min_interval=scrape.min_interval,
+        timeout=scrape.timeout,
+        on_failure="omit" if scrape.fallback == "omit" else "backend",
+    )
+
+    def count(result: str, seconds: float) -> None:
+        telemetry.scrapes.labels(result).inc()
+        telemetry.scrape_seconds.observe(seconds)
+
+    scraper.stats.on_scrape = count
+    return ScrapeFirst(backend, scraper)
+
+
 def build_context(
     settings: Settings,
     *,
@@ -163,6 +197,8 @@ def build_context(
 
         backends = {"cloud-monitoring": build_cloud_monitoring_backend(settings)}
     telemetry = Telemetry()
+    if settings.scrape.pods:
+        backend = _scrape_first(settings, backend, telemetry)
     scope = QueryScope(cluster=settings.scope.cluster, cluster_label=settings.scope.cluster_label)
     timeout = settings.backend.query_timeout
     registry = MetricRegistry(

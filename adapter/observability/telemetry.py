@@ -50,6 +50,7 @@ class Telemetry:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self._scrape_instruments(r)
         self.cache = Counter(
             "llm_metrics_adapter_cache_requests_total",
             "Result cache lookups: hit, miss, shared (joined an in-flight query), disabled.",
@@ -118,5 +119,21 @@ class Telemetry:
             "Authentication and authorization decisions: allowed, denied, unauthenticated or error, by"
             " authenticator (front-proxy, client-cert, token, anonymous, ...).",
             ["result", "authenticator"],
+            registry=r,
+        )
+
+    def _scrape_instruments(self, r: CollectorRegistry) -> None:
+        """The pod-scrape path's (``--scrape-pods``)."""
+        self.scrapes = Counter(
+            "llm_metrics_adapter_scrapes_total",
+            "Pod scrapes (--scrape-pods) by result: ok, timeout, unreachable, http_4xx, http_5xx,"
+            " too_large, invalid.",
+            ["result"],
+            registry=r,
+        )
+        self.scrape_seconds = Histogram(
+            "llm_metrics_adapter_scrape_duration_seconds",
+            "Pod scrape round trip, seconds.",
+            buckets=_LATENCY_BUCKETS,
             registry=r,
         )

@@ -292,6 +292,35 @@ class CacheSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ScrapeSettings:
+    """The pod-scrape path: values read from the serving pods themselves (docs/scrape.md)."""
+
+    pods: bool = setting(
+        False,
+        "Serve the rules the local evaluator supports from the pods, scraped when a request"
+        " asks for them, instead of the backend (which keeps the other rules).",
+        option="scrape_pods",
+    )
+    targets: str | None = setting(
+        None,
+        "YAML list of {namespace, pod, url, labels} to scrape (required with --scrape-pods).",
+        option="scrape_targets",
+    )
+    min_interval: float = setting(
+        1.0, "Seconds: no pod is scraped more often than this.", option="scrape_min_interval"
+    )
+    timeout: float = setting(
+        1.0, "Seconds one scrape may take (at most 1).", option="scrape_timeout"
+    )
+    fallback: str = setting(
+        "omit",
+        "A pod that cannot be scraped: omit (left out, so the HPA's missing-pod rule applies) or"
+        " backend (the whole query is answered by the backend).",
+        option="scrape_fallback",
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class ResilienceSettings:
     """What happens when a backend fails."""
 
@@ -347,6 +376,7 @@ class Settings:
     resilience: ResilienceSettings = field(
         default_factory=ResilienceSettings, metadata=_panel("Failure policy")
     )
+    scrape: ScrapeSettings = field(default_factory=ScrapeSettings, metadata=_panel("Pod scraping"))
     logging: LoggingSettings = field(default_factory=LoggingSettings, metadata=_panel("Logging"))
 
     def __post_init__(self) -> None:

@@ -292,3 +292,22 @@ externalRules:
     assert "pins cluster='lab', but this adapter serves cluster 'prod'" in asked.output
     assert "not served under --gmp-project: GMP matches metric names exactly" in asked.output
     assert "request-time problem(s)" in asked.output
+
+
+def test_check_config_says_which_source_each_rule_uses_with_scrape_pods(tmp_path: Any) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "metrics:\n"
+        "- name: backlog\n"
+        "  type: external\n"
+        "  query: sum(jetstream_prefill_backlog_size)\n"
+        "- name: busiest\n"
+        "  type: external\n"
+        "  query: sum(topk(1, jetstream_prefill_backlog_size))\n"
+    )
+    result = CliRunner().invoke(cli.app, ["check-config", str(rules)])
+    assert result.exit_code == 0, result.output
+    lines = [line.strip() for line in result.output.splitlines() if "--scrape-pods" in line]
+    assert lines[0] == "with --scrape-pods: the pods"
+    assert lines[1].startswith("with --scrape-pods: backend (outside the local evaluator's subset")
+    assert "topk" in lines[1]
