@@ -7,7 +7,7 @@ from typing import Protocol, runtime_checkable
 
 from adapter.domain.models import QueryResult
 
-__all__ = ["Backend"]
+__all__ = ["Backend", "DelegatingBackend"]
 
 
 @runtime_checkable
@@ -44,3 +44,28 @@ class Backend(Protocol):
     async def aclose(self) -> None:
         """Release connections. Idempotent."""
         ...
+
+
+class DelegatingBackend:
+    """A :class:`Backend` in front of another: everything goes to ``backend`` unless a subclass
+    overrides it (the circuit breaker and the pod-scrape source override ``query``). Its
+    ``name`` is the backend's, so discovery and the cache treat it as that backend."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.name = backend.name
+
+    async def query(self, query: str, *, timeout: float) -> QueryResult:
+        return await self.backend.query(query, timeout=timeout)
+
+    async def metric_names(self, match: Sequence[str], *, timeout: float) -> list[str]:
+        return await self.backend.metric_names(match, timeout=timeout)
+
+    async def label_names(self, match: Sequence[str], *, timeout: float) -> list[str]:
+        return await self.backend.label_names(match, timeout=timeout)
+
+    async def ping(self, *, timeout: float) -> None:
+        await self.backend.ping(timeout=timeout)
+
+    async def aclose(self) -> None:
+        await self.backend.aclose()

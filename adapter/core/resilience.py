@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
-from adapter.backends.base import Backend
+from adapter.backends.base import Backend, DelegatingBackend
 from adapter.core.translate import format_timestamp
 from adapter.domain.errors import BackendError, BackendTimeoutError, BackendUnavailableError
 from adapter.domain.models import QueryResult
@@ -244,7 +244,7 @@ class CircuitBreaker:
         return result
 
 
-class GuardedBackend:
+class GuardedBackend(DelegatingBackend):
     """A :class:`Backend` behind its :class:`CircuitBreaker`, its queries counted and timed.
 
     What the provider queries: the breaker fails fast while open (without touching the
@@ -254,10 +254,9 @@ class GuardedBackend:
     """
 
     def __init__(self, backend: Backend, breaker: CircuitBreaker, telemetry: Telemetry) -> None:
-        self.backend = backend
+        super().__init__(backend)
         self.breaker = breaker
         self.telemetry = telemetry
-        self.name = backend.name
 
     async def query(self, query: str, *, timeout: float) -> QueryResult:
         return await self.breaker.call(lambda: self._counted(query, timeout))
@@ -272,15 +271,3 @@ class GuardedBackend:
         self.telemetry.backend_queries.labels(self.name, "ok").inc()
         self.telemetry.backend_seconds.labels(self.name).observe(time.perf_counter() - started)
         return result
-
-    async def metric_names(self, match: Sequence[str], *, timeout: float) -> list[str]:
-        return await self.backend.metric_names(match, timeout=timeout)
-
-    async def label_names(self, match: Sequence[str], *, timeout: float) -> list[str]:
-        return await self.backend.label_names(match, timeout=timeout)
-
-    async def ping(self, *, timeout: float) -> None:
-        await self.backend.ping(timeout=timeout)
-
-    async def aclose(self) -> None:
-        await self.backend.aclose()

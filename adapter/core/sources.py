@@ -10,22 +10,19 @@ backend's name), which ``/debug/query`` shows.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from adapter.backends.base import Backend
+from adapter.backends.base import Backend, DelegatingBackend
 from adapter.domain.models import QueryResult
 from adapter.scrape.source import PodScraper
 
 __all__ = ["ScrapeFirst"]
 
 
-class ScrapeFirst:
+class ScrapeFirst(DelegatingBackend):
     """``backend``'s queries, answered by ``scraper`` where it can."""
 
     def __init__(self, backend: Backend, scraper: PodScraper) -> None:
-        self.backend = backend
+        super().__init__(backend)
         self.scraper = scraper
-        self.name = backend.name
 
     def source_of(self, query: str) -> tuple[str, str | None]:
         """``("scrape", None)`` or (the backend's name, why the pods cannot answer)."""
@@ -39,15 +36,6 @@ class ScrapeFirst:
                 return answer
         return await self.backend.query(query, timeout=timeout)
 
-    async def metric_names(self, match: Sequence[str], *, timeout: float) -> list[str]:
-        return await self.backend.metric_names(match, timeout=timeout)
-
-    async def label_names(self, match: Sequence[str], *, timeout: float) -> list[str]:
-        return await self.backend.label_names(match, timeout=timeout)
-
-    async def ping(self, *, timeout: float) -> None:
-        await self.backend.ping(timeout=timeout)
-
     async def aclose(self) -> None:
         await self.scraper.aclose()
-        await self.backend.aclose()
+        await super().aclose()

@@ -890,3 +890,17 @@ def test_unwatched_resources_are_listable_as_the_docs_say() -> None:
     assert "rbac.extraResourceRules" in doc
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert values["rbac"]["extraResourceRules"] == []
+
+
+def test_chart_extra_resource_rules_reach_the_resource_reader_role() -> None:
+    crd_rule = {"apiGroups": ["cheese.io"], "resources": ["brands"], "verbs": ["list"]}
+    rendered = helm_template({"rbac": {"extraResourceRules": [crd_rule]}})
+    assert isinstance(rendered, list)
+    [role] = [
+        o
+        for o in rendered
+        if o["kind"] == "ClusterRole" and o["metadata"]["name"].endswith("-resource-reader")
+    ]
+    assert role["rules"][-1] == crd_rule
+    base_rules = _single(BASE / "clusterrole-resource-reader.yaml")["rules"]
+    assert role["rules"][:-1] == base_rules  # the chart grants what deploy/ grants, plus the CRD
