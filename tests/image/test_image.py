@@ -160,6 +160,30 @@ def override_backend(run: PodRun) -> None:
 # --------------------------------------------------------------------------- the tests
 
 
+def test_every_module_of_the_adapter_imports_in_the_image(image: BuiltImage) -> None:
+    """Native libraries the wheels link against are in the image: an import that fails only on
+    one backend's path (grpcio needs libstdc++ for Cloud Monitoring) would crash-loop the pod."""
+    probe = (
+        "import importlib, json, pkgutil, adapter\n"
+        "names = [m.name for m in pkgutil.walk_packages(adapter.__path__, 'adapter.')\n"
+        "         if m.name != 'adapter.__main__']  # runs the command line\n"
+        "failed = {}\n"
+        "for name in names:\n"
+        "    try:\n"
+        "        importlib.import_module(name)\n"
+        "    except Exception as exc:\n"
+        "        failed[name] = f'{type(exc).__name__}: {exc}'\n"
+        "print(json.dumps({'modules': len(names), 'failed': failed}))\n"
+    )
+    result = image.podman(
+        "run", "--rm", "--pull=never", "--read-only", "--entrypoint", "python3", image.ref,
+        "-c", probe,
+    )  # fmt: skip
+    found = json.loads(result.stdout)
+    assert found["failed"] == {}, found["failed"]
+    assert found["modules"] > 10, found
+
+
 def test_the_image_runs_as_65532_without_pip_or_compilers(image: BuiltImage) -> None:
     config = json.loads(image.podman("image", "inspect", image.ref).stdout)[0]["Config"]
     assert config["User"] == "65532:65532"
