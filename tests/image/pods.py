@@ -49,6 +49,7 @@ __all__ = [
     "pod_network",
     "pod_run",
     "print_report",
+    "quantity",
     "unverified",
     "verifying",
     "wait_ready",
@@ -152,6 +153,10 @@ def print_report(config: pytest.Config) -> None:
         f"hack/build-image.sh (make image) in this run: {REPORT.get('build_s')} s, "
         f"then again with nothing changed: {REPORT.get('cached_build_s')} s"
     )
+    gke = REPORT.get("gke") or {}
+    if gke.get("restart"):
+        lines.append(f"GKE e2e: added to the rendered pod: {gke.get('added to the rendered pod')}")
+        lines += [f"GKE e2e restart: {key}: {value}" for key, value in gke["restart"].items()]
     for variant in ("base", "chart"):
         run = REPORT.get(variant)
         if run:
@@ -269,7 +274,7 @@ _QUANTITY = re.compile(r"^([0-9.]+)(m|k|M|G|Ki|Mi|Gi)?$")
 _SCALE = {None: 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
 
 
-def _quantity(text: str | int) -> float:
+def quantity(text: str | int) -> float:
     match = _QUANTITY.match(str(text))
     assert match, f"unsupported quantity {text!r}"
     return float(match.group(1)) * _SCALE[match.group(2)]
@@ -330,9 +335,9 @@ def pod_run(objects: Sequence[Obj], cluster: Cluster, files: Path) -> PodRun:
         run.args += ["--sysctl", f"{sysctl['name']}={sysctl['value']}"]
     limits = (container.get("resources") or {}).get("limits") or {}
     if "memory" in limits:
-        run.args += ["--memory", str(int(_quantity(limits["memory"])))]
+        run.args += ["--memory", str(int(quantity(limits["memory"])))]
     if "cpu" in limits:
-        run.args += ["--cpus", f"{_quantity(limits['cpu']):g}"]
+        run.args += ["--cpus", f"{quantity(limits['cpu']):g}"]
     run.grace_s = float(pod.get("terminationGracePeriodSeconds", 30))
 
     # Volumes.
@@ -344,7 +349,7 @@ def pod_run(objects: Sequence[Obj], cluster: Cluster, files: Path) -> PodRun:
             size = volume["emptyDir"].get("sizeLimit")
             options = [f"type=tmpfs,destination={target},tmpfs-mode=1777"]
             if size:
-                options.append(f"tmpfs-size={int(_quantity(size))}")
+                options.append(f"tmpfs-size={int(quantity(size))}")
             run.args += ["--mount", ",".join(options)]
             continue
         if "configMap" in volume:
