@@ -81,6 +81,7 @@ from tests.support import REPO
 from tests.support.cm_seed import gauge, target
 from tests.support.cm_server import CMServer, serve_cm
 from tests.support.controlplane import ControlPlane
+from tests.support.forwarder import pump
 from tests.support.gmp import GmpProxy, TokenServer
 from tests.support.guide import heredoc
 from tests.support.manifests import Obj, kustomize_build
@@ -229,13 +230,6 @@ class EndpointProxy:
                 asyncio.open_connection("127.0.0.1", picked[1]), timeout=5
             )
             up_writer = upstream
-
-            async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-                with contextlib.suppress(ConnectionError, OSError):
-                    while chunk := await src.read(65536):
-                        dst.write(chunk)
-                        await dst.drain()
-                dst.close()
 
             await asyncio.gather(pump(reader, upstream), pump(up_reader, writer))
         writer.close()
