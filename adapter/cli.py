@@ -61,6 +61,7 @@ _BACKEND_AND_RULES = (
 _GMP_AND_NAMES = (
     "gmp_project",
     "gmp_credentials_file",
+    "google_endpoints",
     "stackdriver_names",
     "cloud_monitoring_project",
     "cloud_monitoring_location",

@@ -9,7 +9,7 @@
 #              project's wheel is removed again after the build.
 #   2. base    LMA_IMAGE_BASE if set; else python:3.11-slim-bookworm if it is in local storage or
 #              can be pulled (a failed pull is not tried again for a day); else a minimal bookworm root filesystem with python3.11,
-#              ca-certificates and tzdata (no compilers, no pip, no apt, no docs), bootstrapped with
+#              ca-certificates, tzdata and libstdc++6 (no compilers, no pip, no apt, no docs), bootstrapped with
 #              Debian's mmdebstrap from the host's apt sources and imported as
 #              localhost/lma-base:bookworm-py3.11. Its tarball is cached, keyed by a hash of the
 #              recipe below. LMA_IMAGE_BASE=local always uses that base.
@@ -46,7 +46,8 @@ PACKAGES=(buildah:buildah podman:podman runc:runc mmdebstrap:mmdebstrap ip:iprou
 # ----------------------------------------------------------------------------- the local base
 # Everything that decides the local base's content; its hash names the cached tarball.
 BASE_SUITE=bookworm
-BASE_INCLUDE=python3.11-minimal,libpython3.11-stdlib,ca-certificates,tzdata
+# libstdc++6: grpcio (Cloud Monitoring) links against it; python:3.11-slim-bookworm has it too.
+BASE_INCLUDE=python3.11-minimal,libpython3.11-stdlib,ca-certificates,tzdata,libstdc++6
 # Essential packages nothing runs in the image (only dpkg's maintainer scripts did), and the perl
 # that usrmerge pulled in. Left: libc, python3.11 and its libraries, coreutils, dash (the build's
 # RUN steps), grep/sed, dpkg and its database (what image scanners read).

@@ -6,17 +6,22 @@ Two PromQL modes:
 - ``gmp_project``: GMP's own query API for that project, authenticated with Google credentials
   (:mod:`adapter.backends.google_auth`); the backend is then named ``gmp``, which also turns on
   GMP's exact-metric-name rule in discovery (:mod:`adapter.core.registry`).
+
+``gmp.endpoints`` (``--google-endpoints``, tests only) points GMP, the token endpoint, the
+metadata server and Cloud Monitoring at local stand-ins.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Literal
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import httpx
 
 from adapter.backends.base import Backend
 from adapter.backends.google_auth import (
+    GMP_BASE_URL,
     GoogleAuth,
     HttpxTokenRequest,
     adc_loader,
@@ -62,7 +67,13 @@ def check_backend_settings(settings: Settings) -> None:
             "--prometheus-bearer-token-file does not apply with --gmp-project: GMP is "
             "queried with Google credentials"
         )
-    gmp_query_url(settings.gmp.project, base_url=settings.gmp.base_url)
+    _gmp_url(settings)
+
+
+def _gmp_url(settings: Settings) -> str:
+    return gmp_query_url(
+        settings.gmp.project or "", base_url=settings.gmp.endpoints.gmp or GMP_BASE_URL
+    )
 
 
 def _refuse_gmp_url(url: str) -> None:
@@ -94,7 +105,11 @@ def build_gmp_auth(settings: Settings) -> GoogleAuth:
     return GoogleAuth(
         loader,
         refresh_margin=settings.gmp.token_refresh_margin,
-        request=HttpxTokenRequest(timeout=settings.backend.query_timeout),
+        request=HttpxTokenRequest(
+            timeout=settings.backend.query_timeout,
+            token_base=settings.gmp.endpoints.token,
+            metadata_base=settings.gmp.endpoints.metadata,
+        ),
         backend=GMP_BACKEND_NAME,
     )
 
@@ -123,7 +138,7 @@ def build_backend(
         # GMP directly: Google credentials instead of a token file, the project's query URL.
         gmp = replace(
             plain,
-            url=gmp_query_url(settings.gmp.project, base_url=settings.gmp.base_url),
+            url=_gmp_url(settings),
             bearer_token_file=None,
             name=GMP_BACKEND_NAME,
         )
@@ -134,20 +149,40 @@ def build_backend(
 def build_cloud_monitoring_backend(settings: Settings) -> Backend:
     """The Cloud Monitoring backend for Stackdriver-style names (gRPC, Application Default
     Credentials). Raises :class:`ConfigError` without a project or usable credentials; does no
-    network I/O (the channel connects at the first call)."""
-    import google.auth.exceptions
-    from google.cloud import monitoring_v3
+    network I/O (the channel connects at the first call).
 
+    With a ``cloud-monitoring`` endpoint in ``--google-endpoints`` (tests): ``http://host:port``
+    is a plaintext channel without credentials, ``https://host:port`` Google's client on that
+    address."""
     from adapter.backends.cloud_monitoring import CloudMonitoringBackend
 
     project = settings.cloud_monitoring.project or settings.gmp.project
     if not project:
         raise ConfigError("Cloud Monitoring needs --cloud-monitoring-project or --gmp-project")
+    client = _cloud_monitoring_client(settings.gmp.endpoints.cloud_monitoring)
+    return CloudMonitoringBackend(client, project=project)
+
+
+def _cloud_monitoring_client(endpoint_url: str | None) -> Any:
+    import google.auth.exceptions
+    from google.cloud import monitoring_v3
+
+    endpoint = urlsplit(endpoint_url or "")
+    if endpoint.scheme == "http":
+        import grpc
+        from google.cloud.monitoring_v3.services.metric_service.transports import (
+            MetricServiceGrpcAsyncIOTransport,
+        )
+
+        channel = grpc.aio.insecure_channel(endpoint.netloc)
+        transport = MetricServiceGrpcAsyncIOTransport(channel=channel)
+        return monitoring_v3.MetricServiceAsyncClient(transport=transport)
+    # GAPIC clients take a dict as ClientOptions (their annotation names only the class).
+    options: Any = {"api_endpoint": endpoint.netloc} if endpoint.netloc else None
     try:
-        client = monitoring_v3.MetricServiceAsyncClient()
+        return monitoring_v3.MetricServiceAsyncClient(client_options=options)
     except google.auth.exceptions.DefaultCredentialsError as exc:
         raise ConfigError(
             "no Google credentials for Cloud Monitoring (Workload Identity or "
             "GOOGLE_APPLICATION_CREDENTIALS)"
         ) from exc
-    return CloudMonitoringBackend(client, project=project)

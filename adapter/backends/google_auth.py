@@ -30,6 +30,7 @@ import ssl
 import time
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping, Sequence
 from typing import Any, Final
+from urllib.parse import urlsplit, urlunsplit
 
 import google.auth
 import google.auth.exceptions
@@ -42,6 +43,7 @@ __all__ = [
     "DEFAULT_REFRESH_MARGIN",
     "GMP_BASE_URL",
     "GMP_SCOPE",
+    "METADATA_BASE_URL",
     "GoogleAuth",
     "HttpxTokenRequest",
     "adc_loader",
@@ -57,6 +59,12 @@ GMP_SCOPE: Final = "https://www.googleapis.com/auth/monitoring.read"
 
 GMP_BASE_URL: Final = "https://monitoring.googleapis.com"
 """Where GMP's query API lives; tests point it at a local proxy instead."""
+
+METADATA_BASE_URL: Final = "http://metadata.google.internal"
+"""The GCE / GKE metadata server."""
+
+_TOKEN_HOSTS: Final = frozenset({"oauth2.googleapis.com", "accounts.google.com"})
+_METADATA_HOSTS: Final = frozenset({"metadata.google.internal", "169.254.169.254"})
 
 DEFAULT_REFRESH_MARGIN: Final = 300.0
 """Seconds before a token's expiry at which it is replaced."""
@@ -136,11 +144,34 @@ class HttpxTokenRequest(google.auth.transport.Request):
     One short-lived client per call: tokens are fetched about once an hour, and nothing is
     left open between refreshes. ``timeout`` (seconds) caps each call unless google-auth passes
     its own. Environment proxies are ignored, as for the query client.
+
+    ``token_base`` and ``metadata_base`` (tests: ``--google-endpoints``) replace the scheme and
+    host of requests to Google's token endpoint and to the metadata server.
     """
 
-    def __init__(self, *, timeout: float = 10.0, verify: ssl.SSLContext | bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        timeout: float = 10.0,
+        verify: ssl.SSLContext | bool = True,
+        token_base: str | None = None,
+        metadata_base: str | None = None,
+    ) -> None:
         self._timeout = timeout
         self._verify = verify
+        self._bases = {
+            **dict.fromkeys(_TOKEN_HOSTS, token_base),
+            **dict.fromkeys(_METADATA_HOSTS, metadata_base),
+        }
+
+    def target(self, url: str) -> str:
+        """Where a request google-auth makes to ``url`` is sent."""
+        parts = urlsplit(url)
+        base = self._bases.get((parts.hostname or "").lower())
+        if base is None:
+            return url
+        new = urlsplit(base)
+        return urlunsplit((new.scheme, new.netloc, parts.path, parts.query, parts.fragment))
 
     def __call__(
         self,
@@ -157,7 +188,7 @@ class HttpxTokenRequest(google.auth.transport.Request):
             ) as client:
                 response = client.request(
                     method,
-                    url,
+                    self.target(url),
                     content=body,
                     headers=dict(headers or {}),
                     timeout=timeout if timeout is not None else self._timeout,

@@ -348,6 +348,7 @@ async def resolve_cluster(settings: Settings) -> Settings:
     logged way to read them all.
     """
     from adapter.backends.gke_metadata import cluster_attributes
+    from adapter.backends.google_auth import METADATA_BASE_URL
 
     scope = settings.scope
     if scope.all_clusters:
@@ -361,7 +362,7 @@ async def resolve_cluster(settings: Settings) -> Settings:
     if scope.cluster:
         log.info("queries are scoped to %s=%r (--cluster)", scope.cluster_label, scope.cluster)
         return settings
-    found = await cluster_attributes(scope.gke_metadata_url)
+    found = await cluster_attributes(settings.gmp.endpoints.metadata or METADATA_BASE_URL)
     if found is None:
         raise ConfigError(
             "no cluster name: pass --cluster=NAME (the value of the cluster label on this"

@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from adapter.settings.endpoints import GoogleEndpoints, parse_google_endpoints
+
 __all__ = [
     "GMP_DEFAULT_MAX_SAMPLE_AGE",
     "AuthSettings",
@@ -147,8 +149,19 @@ class GmpSettings:
     ``GOOGLE_APPLICATION_CREDENTIALS``)."""
     token_refresh_margin: float = setting(300.0, option="gmp_token_refresh_margin")
     """Seconds before an access token expires at which it is replaced."""
-    base_url: str = setting("https://monitoring.googleapis.com", option="gmp_base_url")
-    """For tests only: where GMP's API is reached (a local proxy). Users never change it."""
+    endpoints: GoogleEndpoints = field(
+        default_factory=GoogleEndpoints,
+        metadata=describe(
+            "For tests: reach Google's endpoints at local stand-ins, as gmp=URL,token=URL,"
+            "metadata=URL,cloud-monitoring=URL (any of them). Never set in production.",
+            option="google_endpoints",
+            flag_default=None,
+            flag_type=str | None,
+            parse=parse_google_endpoints,
+        ),
+    )
+    """GMP's query API, the token endpoint, the metadata server, Cloud Monitoring: Google's own
+    unless a test points them at stand-ins (:mod:`adapter.settings.endpoints`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,10 +179,6 @@ class ScopeSettings:
         False,
         "Read every cluster's series: no cluster= scope (only for an adapter that serves"
         " several clusters on purpose).",
-    )
-    gke_metadata_url: str = setting(
-        "http://metadata.google.internal",
-        "Where the GKE metadata server is reached (for tests; users never change it).",
     )
 
 

@@ -261,7 +261,8 @@ class PodFleet(MirrorThread):
     ``spec.nodeName`` unset nothing else writes pod status); each live pod without a SimServer
     gets one (``pod``/``id`` labels = its name) with the current :class:`Load` plus a TPU chip on
     ``tpu``; pods gone (or being deleted) lose both; Prometheus' targets are rewritten when the
-    set changes. Errors in the thread are kept and re-raised by :meth:`check`.
+    set changes (``extra_targets`` are always scraped too). Errors in the thread are kept and
+    re-raised by :meth:`check`.
     """
 
     def __init__(
@@ -274,8 +275,10 @@ class PodFleet(MirrorThread):
         selector: Mapping[str, str] = APP_LABELS,
         cluster: str = CLUSTER,
         poll_s: float = _FLEET_POLL_S,
+        extra_targets: Sequence[str] = (),
     ) -> None:
         super().__init__(plane, poll_s=poll_s)
+        self._extra_targets = list(extra_targets)
         self._prometheus = prometheus
         self._tpu = tpu
         self.namespace = namespace
@@ -362,7 +365,8 @@ class PodFleet(MirrorThread):
                 self._apply(name, server, self._load)
                 changed = True
             if changed:
-                targets = [self._tpu.target] + [s.target for s in self._servers.values()]
+                targets = [self._tpu.target, *self._extra_targets]
+                targets += [s.target for s in self._servers.values()]
                 self._prometheus.set_targets(targets)
 
     def _drop(self, name: str) -> None:

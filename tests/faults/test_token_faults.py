@@ -75,7 +75,7 @@ async def app(prometheus: LocalPrometheus, tmp_path: Path) -> AsyncIterator[App]
             settings = Settings.from_options(
                 gmp_project=PROJECT,
                 gmp_credentials_file=str(account.path),
-                gmp_base_url=proxy.base_url,
+                google_endpoints=f"gmp={proxy.base_url}",
                 prometheus_ca_file=str(proxy.ca_file),
                 query_timeout=QUERY_TIMEOUT,
                 cluster="c1",

@@ -13,12 +13,9 @@ from typing import Any
 
 import grpc
 import pytest
-from google.cloud import monitoring_v3
-from google.cloud.monitoring_v3.services.metric_service.transports import (
-    MetricServiceGrpcAsyncIOTransport,
-)
 
 from adapter.backends.cloud_monitoring import CloudMonitoringBackend
+from adapter.backends.factory import build_cloud_monitoring_backend
 from adapter.domain.errors import BackendError, BackendResponseError, NotFoundError
 from adapter.domain.models import GroupResource
 from adapter.rules.base import MetricRequest, QueryScope
@@ -49,11 +46,12 @@ async def cm() -> AsyncIterator[CMServer]:
 
 @pytest.fixture
 async def backend(cm: CMServer) -> AsyncIterator[CloudMonitoringBackend]:
-    channel = grpc.aio.insecure_channel(cm.address)
-    client = monitoring_v3.MetricServiceAsyncClient(
-        transport=MetricServiceGrpcAsyncIOTransport(channel=channel)
+    # Reached as a test reaches any Google endpoint: through --google-endpoints.
+    settings = Settings.from_options(
+        cloud_monitoring_project=PROJECT, google_endpoints=f"cloud-monitoring=http://{cm.address}"
     )
-    b = CloudMonitoringBackend(client, project=PROJECT)
+    b = build_cloud_monitoring_backend(settings)
+    assert isinstance(b, CloudMonitoringBackend)
     yield b
     await b.aclose()
 

@@ -5,13 +5,17 @@ metric names, no ``match[]`` in POST bodies) in front of the real Prometheus of 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
+from adapter import cli
 from adapter.backends.base import Backend
 from adapter.backends.factory import build_backend
 from adapter.core.quantity import format_quantity
@@ -23,6 +27,7 @@ from adapter.settings import Settings
 from sim.prometheus import LocalPrometheus
 from tests.support.fleet import Fleet
 from tests.support.gmp import GmpProxy, ServiceAccount, TokenServer, write_service_account
+from tests.support.metadata import MetadataServer
 
 PROJECT = "llm-serving-test"
 COUNT = "count(jetstream_prefill_backlog_size)"
@@ -40,7 +45,7 @@ class Gmp:
         values: dict[str, object] = {
             "gmp_project": PROJECT,
             "gmp_credentials_file": str(self.account.path),
-            "gmp_base_url": self.proxy.base_url,
+            "google_endpoints": f"gmp={self.proxy.base_url}",
             "prometheus_ca_file": str(self.proxy.ca_file),
             "query_timeout": 10.0,
         }
@@ -240,3 +245,75 @@ externalRules:
     assert {r.method for r in gmp.proxy.records} == {"GET"}
     assert all(r.status == 200 for r in gmp.proxy.records)
     assert not any("__name__" in str(v) for r in gmp.proxy.records for _, v in r.params)
+
+
+# -- Google's endpoints at stand-ins through the one setting, from the CLI ----------------------
+
+BACKLOG = "/apis/external.metrics.k8s.io/v1beta1/namespaces/team-a/jetstream_prefill_backlog_size"
+
+
+def _backlog(fleet: Fleet) -> str:
+    pods = fleet.pods_in(cluster="c1", namespace="team-a")
+    return format_quantity(sum(p.values.prefill_backlog for p in pods))
+
+
+def _query_cli(gmp: Gmp, *extra: str) -> Any:
+    return CliRunner().invoke(
+        cli.app,
+        [
+            "query",
+            BACKLOG,
+            "--gmp-project",
+            PROJECT,
+            "--prometheus-ca-file",
+            str(gmp.proxy.ca_file),
+            "--cluster",
+            "c1",
+            # Stackdriver-style names stay on PromQL: no Cloud Monitoring client to build.
+            "--stackdriver-names",
+            "promql",
+            *extra,
+        ],
+    )
+
+
+def test_a_google_key_file_gets_its_token_from_the_token_stand_in(
+    gmp: Gmp, fleet: Fleet, tmp_path: Path
+) -> None:
+    # A key file as Google issues it: its token_uri is Google's own token endpoint.
+    (tmp_path / "google").mkdir()
+    account = write_service_account(
+        tmp_path / "google", token_uri="https://oauth2.googleapis.com/token", project=PROJECT
+    )
+    gmp.tokens.trust(account)
+    token_base = gmp.tokens.url.removesuffix("/token")
+    result = _query_cli(
+        gmp,
+        "--gmp-credentials-file",
+        str(account.path),
+        "--google-endpoints",
+        f"gmp={gmp.proxy.base_url},token={token_base}",
+    )
+    assert result.exit_code == 0, result.output
+    assert [i["value"] for i in json.loads(result.stdout)["items"]] == [_backlog(fleet)]
+    assert gmp.tokens.requests == 1, gmp.tokens.rejected
+    assert gmp.proxy.records
+    assert all(r.token in gmp.tokens.minted and r.status == 200 for r in gmp.proxy.records)
+
+
+def test_on_gke_application_default_credentials_come_from_the_metadata_server(
+    gmp: Gmp, fleet: Fleet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Nothing but the metadata server to find credentials with, as in a GKE pod.
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "no-gcloud"))
+    with MetadataServer(mint=gmp.tokens.mint) as metadata:
+        result = _query_cli(
+            gmp, "--google-endpoints", f"gmp={gmp.proxy.base_url},metadata={metadata.url}"
+        )
+    assert result.exit_code == 0, result.output
+    assert [i["value"] for i in json.loads(result.stdout)["items"]] == [_backlog(fleet)]
+    assert gmp.tokens.minted  # the metadata server's tokens, accepted by "GMP"
+    assert gmp.proxy.records
+    assert all(r.token in gmp.tokens.minted and r.status == 200 for r in gmp.proxy.records)
+    assert any(p.endswith("/token") for p in metadata.requests)

@@ -375,12 +375,14 @@ class ControlPlane(Service):
         binaries: Binaries | None = None,
         controllers: Sequence[str] = DEFAULT_CONTROLLERS,
         hpa_sync_period_s: int = 1,
+        downscale_stabilization_s: int | None = 0,
         extra_apiserver_args: Sequence[str] = (),
         extra_controller_manager_args: Sequence[str] = (),
     ) -> None:
         self._binaries = binaries
         self._controllers = tuple(controllers)
         self._hpa_sync_period_s = hpa_sync_period_s
+        self._downscale_stabilization_s = downscale_stabilization_s
         self._extra_apiserver_args = tuple(extra_apiserver_args)
         self._extra_kcm_args = tuple(extra_controller_manager_args)
         self._processes: dict[str, _Process] = {}
@@ -682,7 +684,11 @@ class ControlPlane(Service):
                 f"--authorization-kubeconfig={kubeconfig}",
                 f"--controllers={','.join(self._controllers)}",
                 f"--horizontal-pod-autoscaler-sync-period={self._hpa_sync_period_s}s",
-                "--horizontal-pod-autoscaler-downscale-stabilization=0s",
+                *(
+                    [f"--horizontal-pod-autoscaler-downscale-stabilization={stabilization}s"]
+                    if (stabilization := self._downscale_stabilization_s) is not None
+                    else []
+                ),
                 "--leader-elect=false",
                 "--use-service-account-credentials=true",
                 f"--service-account-private-key-file={pki / 'sa.key'}",

@@ -10,9 +10,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-__all__ = ["Forwarder"]
+__all__ = ["Forwarder", "pump"]
 
 _MAX_HANG = 10.0  # seconds: no injected delay outlives a test by more than this
+
+
+async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+    """Copy ``src`` to ``dst`` until either side ends, then close ``dst``."""
+    with contextlib.suppress(ConnectionError, OSError):
+        while chunk := await src.read(65536):
+            dst.write(chunk)
+            await dst.drain()
+    dst.close()
 
 
 class Forwarder:
@@ -67,13 +76,6 @@ class Forwarder:
             asyncio.open_connection("127.0.0.1", self.upstream_port), timeout=5
         )
         self._writers.add(up_writer)
-
-        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(ConnectionError, OSError):
-                while chunk := await src.read(65536):
-                    dst.write(chunk)
-                    await dst.drain()
-            dst.close()
 
         try:
             # One direction ending (either side closed) ends the connection.

@@ -202,11 +202,16 @@ class TokenServer:
             return 400, {"error": "invalid_scope", "error_description": "monitoring.read missing"}
         if not float(claims.get("exp", 0)) > time.time():
             return 400, {"error": "invalid_grant", "error_description": "assertion expired"}
+        token = self.mint()
+        return 200, {"access_token": token, "expires_in": self.expires_in, "token_type": "Bearer"}
+
+    def mint(self) -> str:
+        """A new live token, lasting ``expires_in`` seconds (a metadata server hands these out)."""
         token = "tok-" + secrets.token_urlsafe(24)
         with self._lock:
             self._live[token] = time.monotonic() + self.expires_in
             self.minted.append(token)
-        return 200, {"access_token": token, "expires_in": self.expires_in, "token_type": "Bearer"}
+        return token
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         outer = self
@@ -248,8 +253,8 @@ class ProxyRecord:
 class GmpProxy:
     """HTTPS stand-in for ``monitoring.googleapis.com`` for one project.
 
-    ``base_url`` is the host part (give it as the ``gmp_base_url`` setting); ``ca_file`` is the
-    PEM of the CA that signed its certificate. ``records`` lists every request received.
+    ``base_url`` is the host part (give it as ``--google-endpoints gmp=<base_url>``); ``ca_file``
+    is the PEM of the CA that signed its certificate. ``records`` lists every request received.
     """
 
     def __init__(

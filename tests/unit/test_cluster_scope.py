@@ -3,13 +3,9 @@ GKE metadata server (a local stand-in here), or an explicit --all-clusters."""
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -17,43 +13,13 @@ import pytest
 from adapter.domain.errors import ConfigError
 from adapter.serving.server import resolve_cluster
 from adapter.settings import Settings
+from tests.support.metadata import MetadataServer
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@contextlib.contextmanager
-def metadata_server(attributes: dict[str, str]) -> Iterator[tuple[str, list[str]]]:
-    """A GKE metadata-server stand-in on 127.0.0.1: answers instance attributes, only to
-    requests carrying ``Metadata-Flavor: Google``; yields its URL and the paths asked."""
-    asked: list[str] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            asked.append(self.path)
-            prefix = "/computeMetadata/v1/instance/attributes/"
-            name = self.path.removeprefix(prefix)
-            flavored = self.headers.get("Metadata-Flavor") == "Google"
-            if not flavored or not self.path.startswith(prefix) or name not in attributes:
-                self.send_response(403 if not flavored else 404)
-                self.end_headers()
-                return
-            body = attributes[name].encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", asked
-    finally:
-        server.shutdown()
-        server.server_close()
+def _at(metadata_url: str) -> str:
+    return f"metadata={metadata_url}"
 
 
 def _refused_url() -> str:
@@ -63,33 +29,33 @@ def _refused_url() -> str:
 
 
 async def test_the_cluster_flag_wins_and_the_metadata_server_is_not_asked() -> None:
-    with metadata_server({"cluster-name": "from-metadata"}) as (url, asked):
-        settings = Settings.from_options(cluster="c1", gke_metadata_url=url)
+    with MetadataServer(cluster="from-metadata") as metadata:
+        settings = Settings.from_options(cluster="c1", google_endpoints=_at(metadata.url))
         assert (await resolve_cluster(settings)).scope.cluster == "c1"
-    assert asked == []
+    assert metadata.requests == []
 
 
 async def test_on_gke_the_cluster_name_comes_from_the_metadata_server() -> None:
-    attributes = {"cluster-name": "serving-1", "cluster-location": "us-central2"}
-    with metadata_server(attributes) as (url, asked):
-        resolved = await resolve_cluster(Settings.from_options(gke_metadata_url=url))
+    with MetadataServer(cluster="serving-1", location="us-central2") as metadata:
+        settings = Settings.from_options(google_endpoints=_at(metadata.url))
+        resolved = await resolve_cluster(settings)
     assert resolved.scope.cluster == "serving-1"
-    assert "/computeMetadata/v1/instance/attributes/cluster-name" in asked
+    assert "/computeMetadata/v1/instance/attributes/cluster-name" in metadata.requests
 
 
 async def test_no_cluster_name_anywhere_refuses_to_serve() -> None:
     with (
-        metadata_server({}) as (url, _),
+        MetadataServer(cluster=None, location=None) as metadata,
         pytest.raises(ConfigError, match=r"pass --cluster=NAME .* or --all-clusters"),
     ):
-        await resolve_cluster(Settings.from_options(gke_metadata_url=url))
+        await resolve_cluster(Settings.from_options(google_endpoints=_at(metadata.url)))
     with pytest.raises(ConfigError, match="no cluster name"):
-        await resolve_cluster(Settings.from_options(gke_metadata_url=_refused_url()))
+        await resolve_cluster(Settings.from_options(google_endpoints=_at(_refused_url())))
 
 
 async def test_all_clusters_is_explicit_and_exclusive_with_a_cluster() -> None:
     resolved = await resolve_cluster(
-        Settings.from_options(all_clusters=True, gke_metadata_url=_refused_url())
+        Settings.from_options(all_clusters=True, google_endpoints=_at(_refused_url()))
     )
     assert resolved.scope.cluster is None and resolved.scope.all_clusters
     with pytest.raises(ConfigError, match="not both"):
@@ -105,7 +71,7 @@ def test_serve_in_a_cluster_without_a_cluster_name_refuses_to_start() -> None:
             "adapter",
             "serve",
             "--prometheus-url=http://127.0.0.1:9",
-            f"--gke-metadata-url={_refused_url()}",
+            f"--google-endpoints={_at(_refused_url())}",
             "--log-format=text",
         ],
         cwd=ROOT,
