@@ -439,7 +439,7 @@ async def test_any_resource_is_listed_with_the_apiservers_selector_semantics(
         for name, labels in nodes.items():
             core.create_node({"metadata": {"name": name, "labels": labels}})
 
-    cache = ObjectCache(kube, ready_wait=5, list_ttl=0.0)
+    cache = ObjectCache(kube, ready_wait=5)
     job_resource = GroupResource("jobs", "batch")
     assert await cache.names(job_resource, NS, ()) == tuple(sorted(jobs))
     assert await cache.names(job_resource, NS, parse_selector("pool=a")) == ("train-a",)
@@ -482,6 +482,20 @@ async def test_any_resource_is_listed_with_the_apiservers_selector_semantics(
             return True
 
         await _eventually(create_brand, "the CRD to be served")
-    cache._lister._discovery.clear()  # as the discovery refresh would, within a minute
+    # Discovery is read again (at most every 5 s) when a request names an unknown resource.
+    await _eventually(
+        lambda: _names_or_none(cache, brands, parse_selector("age=old")),
+        "the CRD in the cluster's discovery",
+    )
     assert await cache.names(brands, NS, parse_selector("age=old")) == ("gouda",)
     assert await cache.names(brands, NS, parse_selector("age=new")) == ()
+    cache.stop()
+
+
+async def _names_or_none(
+    cache: ObjectCache, resource: GroupResource, selector: Any
+) -> tuple[str, ...] | None:
+    try:
+        return await cache.names(resource, NS, selector)
+    except NotFoundError:
+        return None
