@@ -102,11 +102,15 @@ def _from_aggregated(groups: Iterable[Mapping[str, Any]]) -> list[ResourceInfo]:
 
 class RestMapper:
     """The cluster's resources from discovery; :attr:`table` is ``None`` until the first
-    discovery succeeds. ``min_interval``: seconds between two discoveries asked on demand."""
+    discovery succeeds. ``min_interval``: seconds between two discoveries asked on demand;
+    ``aggregated``: ask for aggregated discovery first (``False``: the legacy documents only)."""
 
-    def __init__(self, client: Connection, *, min_interval: float = 5.0) -> None:
+    def __init__(
+        self, client: Connection, *, min_interval: float = 5.0, aggregated: bool = True
+    ) -> None:
         self._client = client
         self.min_interval = min_interval
+        self._accept = _AGGREGATED if aggregated else "application/json"
         self.table: ResourceTable | None = None
         self.refreshed_at: float | None = None
         """Unix seconds of the last successful discovery."""
@@ -160,9 +164,9 @@ class RestMapper:
         return out
 
     async def _discover(self) -> list[ResourceInfo]:
-        apis = await self._get("discovering the API groups", "/apis", _AGGREGATED)
+        apis = await self._get("discovering the API groups", "/apis", self._accept)
         if apis.get("kind") == "APIGroupDiscoveryList":
-            core = await self._get("discovering the core API", "/api", _AGGREGATED)
+            core = await self._get("discovering the core API", "/api", self._accept)
             self.aggregated = True
             return _from_aggregated([*(core.get("items") or []), *(apis.get("items") or [])])
         self.aggregated = False

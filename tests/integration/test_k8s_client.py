@@ -25,7 +25,7 @@ from adapter.auth.user import UserInfo
 from adapter.core.selectors import parse_selector
 from adapter.domain.errors import NotFoundError
 from adapter.domain.models import GroupResource
-from adapter.kube import KubeClient, KubernetesError, ObjectCache, selector_matches
+from adapter.kube import KubeClient, KubernetesError, ObjectCache, RestMapper, selector_matches
 from tests.support.controlplane import ControlPlane, mark_pod_ready, role_binding, untyped
 from tests.support.plane import running
 
@@ -499,3 +499,40 @@ async def _names_or_none(
         return await cache.names(resource, NS, selector)
     except NotFoundError:
         return None
+
+
+async def test_the_rest_mapper_reads_the_same_resources_from_both_discovery_forms(
+    kube: KubeClient,
+) -> None:
+    """Aggregated discovery (one document) and the legacy documents (one per group version)
+    give the same table, with the kinds, versions and scopes the apiserver serves."""
+    aggregated = RestMapper(kube)
+    legacy = RestMapper(kube, aggregated=False)
+    table = await aggregated.refresh()
+    legacy_table = await legacy.refresh()
+    assert table is not None and legacy_table is not None
+    assert (aggregated.aggregated, legacy.aggregated) == (True, False)
+    assert (aggregated.error, legacy.error) == (None, None)
+    assert sorted(map(repr, table.entries)) == sorted(map(repr, legacy_table.entries))
+    assert table.lookup("lease") == legacy_table.lookup("leases.coordination.k8s.io")
+    lease = table.lookup("Lease")
+    assert lease is not None
+    assert (lease.group, lease.version, lease.kind, lease.namespaced) == (
+        "coordination.k8s.io",
+        "v1",
+        "Lease",
+        True,
+    )
+    node = table.lookup("node")
+    assert node is not None and (node.plural, node.namespaced, node.api_version) == (
+        "nodes",
+        False,
+        "v1",
+    )
+    # Bare names prefer the core group, as the RESTMapper does: events, not events.k8s.io.
+    assert table.lookup("events") == table.exact(GroupResource("events"))
+    assert table.exact(GroupResource("events", "events.k8s.io")) is not None
+    # Subresources and the metrics groups are not objects.
+    assert all("/" not in info.plural for info in table.entries)
+    assert not any(info.group.endswith("metrics.k8s.io") for info in table.entries)
+    assert aggregated.status()["resources"] == len(table)
