@@ -22,27 +22,15 @@ from adapter.rules.loader import load_rules_text
 from adapter.settings import Settings
 from sim.fake_backend import FakeBackend
 from tests.support.app import client_for, fleet_context
+from tests.support.cheese import override_rule, template_rule
 
 C2 = "/apis/custom.metrics.k8s.io/v1beta2"
 BRAND = ResourceInfo("brands", "brand", "cheese.io", "Brand", namespaced=True, version="v1beta2")
 RULES = yaml.safe_dump(
     {
         "rules": [
-            {
-                "seriesQuery": '{__name__="cheddar_sold",namespace!="",brand!=""}',
-                "resources": {
-                    "overrides": {
-                        "namespace": {"resource": "namespace"},
-                        "brand": {"group": "cheese.io", "resource": "brand"},
-                    }
-                },
-                "metricsQuery": "sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)",
-            },
-            {
-                "seriesQuery": '{__name__="cheddar_stock",namespace!="",pod!=""}',
-                "resources": {"template": "<<.Resource>>"},
-                "metricsQuery": "sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)",
-            },
+            override_rule("cheddar_sold", "brand", "brand", "cheese.io"),
+            template_rule("cheddar_stock", "namespace", "pod"),
         ]
     }
 )

@@ -12,7 +12,6 @@ nodes and a CRD that does not exist when the adapter starts.
 
 from __future__ import annotations
 
-import copy
 import urllib.parse
 from collections.abc import Iterator
 from typing import Any
@@ -26,6 +25,7 @@ from prometheus_client import CollectorRegistry, Gauge, start_http_server
 from sim.prometheus import LocalPrometheus
 from tests.e2e.auth_adapter import Adapter, Answer, until
 from tests.e2e.scenario import ADAPTER_USER, apply_base_rbac
+from tests.support.cheese import brands_crd, override_rule, template_rule
 from tests.support.controlplane import ControlPlane, role_binding, untyped
 from tests.support.waiting import wait_until
 
@@ -33,62 +33,14 @@ NS = "anyres-e2e"
 C2 = "/apis/custom.metrics.k8s.io/v1beta2"
 RULES = {
     "rules": [
-        {
-            "seriesQuery": '{__name__="cheddar_sold",namespace!="",brand!=""}',
-            "resources": {
-                "overrides": {
-                    "namespace": {"resource": "namespace"},
-                    "brand": {"group": "cheese.io", "resource": "brand"},
-                }
-            },
-            "metricsQuery": "sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)",
-        },
-        {
-            "seriesQuery": '{__name__="train_step_seconds",namespace!="",job_name!=""}',
-            "resources": {
-                "overrides": {
-                    "namespace": {"resource": "namespace"},
-                    "job_name": {"group": "batch", "resource": "job"},
-                }
-            },
-            "metricsQuery": "sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)",
-        },
-        {
-            "seriesQuery": '{__name__="node_memory_used",node!=""}',
-            "resources": {"template": "<<.Resource>>"},
-            "metricsQuery": "sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)",
-        },
+        override_rule("cheddar_sold", "brand", "brand", "cheese.io"),
+        override_rule("train_step_seconds", "job_name", "job", "batch"),
+        template_rule("node_memory_used", "node"),
     ]
 }
 JOBS = {"train-a": {"pool": "a"}, "train-b": {"pool": "b"}}
 NODES = {"anyres-a1": {"pool": "a"}, "anyres-a2": {"pool": "a"}, "anyres-b1": {"pool": "b"}}
 BRANDS = {"gouda": {"age": "old"}, "brie": {"age": "young"}}
-BRANDS_CRD: dict[str, Any] = {
-    "metadata": {"name": "brands.cheese.io"},
-    "spec": {
-        "group": "cheese.io",
-        "scope": "Namespaced",
-        "names": {
-            "plural": "brands",
-            "singular": "brand",
-            "kind": "Brand",
-            "listKind": "BrandList",
-        },
-        "versions": [
-            {
-                "name": "v1alpha1",
-                "served": True,
-                "storage": True,
-                "schema": {
-                    "openAPIV3Schema": {
-                        "type": "object",
-                        "x-kubernetes-preserve-unknown-fields": True,
-                    }
-                },
-            }
-        ],
-    },
-}
 BRANDS_READER = "llm-metrics-adapter-brands-reader"
 
 
@@ -128,7 +80,7 @@ def _delete_objects(api: k8s.ApiClient) -> None:
     deletions += [
         (
             untyped(k8s.ApiextensionsV1Api(api)).delete_custom_resource_definition,
-            BRANDS_CRD["metadata"]["name"],
+            "brands.cheese.io",
         ),
         (rbac.delete_cluster_role, BRANDS_READER),
         (rbac.delete_cluster_role_binding, BRANDS_READER),
@@ -234,7 +186,7 @@ def test_a_crd_created_after_the_adapter_started_is_served(adapter: Adapter) -> 
     plane = adapter.plane
     with plane.admin_client() as api:
         untyped(k8s.ApiextensionsV1Api(api)).create_custom_resource_definition(
-            copy.deepcopy(BRANDS_CRD)
+            brands_crd("v1alpha1")
         )
         custom = untyped(k8s.CustomObjectsApi(api))
 

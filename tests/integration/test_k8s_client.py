@@ -26,6 +26,7 @@ from adapter.core.selectors import parse_selector
 from adapter.domain.errors import NotFoundError
 from adapter.domain.models import GroupResource
 from adapter.kube import KubeClient, KubernetesError, ObjectCache, RestMapper, selector_matches
+from tests.support.cheese import brands_crd
 from tests.support.controlplane import ControlPlane, mark_pod_ready, role_binding, untyped
 from tests.support.plane import running
 
@@ -394,34 +395,6 @@ def _job(name: str, labels: dict[str, str]) -> dict[str, Any]:
     }
 
 
-BRANDS_CRD = {
-    "metadata": {"name": "brands.cheese.io"},
-    "spec": {
-        "group": "cheese.io",
-        "scope": "Namespaced",
-        "names": {
-            "plural": "brands",
-            "singular": "brand",
-            "kind": "Brand",
-            "listKind": "BrandList",
-        },
-        "versions": [
-            {
-                "name": "v1",
-                "served": True,
-                "storage": True,
-                "schema": {
-                    "openAPIV3Schema": {
-                        "type": "object",
-                        "x-kubernetes-preserve-unknown-fields": True,
-                    }
-                },
-            }
-        ],
-    },
-}
-
-
 async def test_any_resource_is_listed_with_the_apiservers_selector_semantics(
     plane: ControlPlane, kube: KubeClient
 ) -> None:
@@ -459,7 +432,7 @@ async def test_any_resource_is_listed_with_the_apiservers_selector_semantics(
     with pytest.raises(NotFoundError):
         await cache.names(brands, NS, ())
     with plane.admin_client() as api:
-        untyped(k8s.ApiextensionsV1Api(api)).create_custom_resource_definition(BRANDS_CRD)
+        untyped(k8s.ApiextensionsV1Api(api)).create_custom_resource_definition(brands_crd())
         custom = untyped(k8s.CustomObjectsApi(api))
 
         def create_brand() -> bool:

@@ -14,6 +14,7 @@ from adapter.domain.models import GroupResource, Requirement
 from adapter.domain.resources import ResourceInfo, ResourceTable
 from adapter.rules import MetricRequest, QueryScope, ServedMetric, load_rules, load_rules_text
 from adapter.rules.prometheus_adapter import PrometheusAdapterRule, go_expand
+from tests.support.cheese import override_rule, template_rule
 
 FIXTURES = Path(__file__).parent / "fixtures" / "rules"
 PODS = GroupResource("pods")
@@ -527,27 +528,11 @@ def test_odd_series_names_are_selectable_but_not_served() -> None:
 
 
 def _cheese_rules() -> str:
-    return yaml.safe_dump(
-        {
-            "rules": [
-                {
-                    "seriesQuery": '{__name__="cheddar_sold_total",namespace!="",brand!=""}',
-                    "resources": {
-                        "overrides": {
-                            "namespace": {"resource": "namespace"},
-                            "brand": {"group": "cheese.io", "resource": "brand"},
-                        }
-                    },
-                    "metricsQuery": "sum(rate(<<.Series>>{<<.LabelMatchers>>}[2m])) by (<<.GroupBy>>)",
-                },
-                {
-                    "seriesQuery": '{__name__="jetstream_slots_used_percentage",namespace!="",pod!=""}',
-                    "resources": {"template": "<<.Resource>>"},
-                    "metricsQuery": "avg(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)",
-                },
-            ]
-        }
-    )
+    rules = [
+        override_rule("cheddar_sold_total", "brand", "brand", "cheese.io"),
+        template_rule("jetstream_slots_used_percentage", "namespace", "pod"),
+    ]
+    return yaml.safe_dump({"rules": rules})
 
 
 def test_an_override_naming_a_crd_loads_with_a_warning_and_maps_its_label() -> None:
@@ -635,11 +620,7 @@ def test_a_template_maps_any_resource_the_cluster_serves() -> None:
     """``<<.Resource>>`` maps a label to whatever the cluster serves under that name (singular,
     plural or kind), as prometheus-adapter's RESTMapper does; the built-in table does not know
     ``brand``."""
-    entry = {
-        "seriesQuery": '{__name__="cheddar_sold_total"}',
-        "resources": {"template": "<<.Resource>>"},
-        "metricsQuery": "sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)",
-    }
+    entry = template_rule("cheddar_sold_total")
     [rule] = load_rules_text(
         yaml.safe_dump({"rules": [entry]}), filename="r.yaml", presets=False
     ).rules
