@@ -171,8 +171,8 @@ class ObjectCache:
 
     Pods are watched from :meth:`start`; any other resource from the first :meth:`names` that
     asks for it (a rule serves a metric on it), as metadata, with its version and scope from
-    :attr:`mapper`. ``ready_wait``: seconds :meth:`names` waits for a first list before
-    answering ``None``.
+    :attr:`mapper`. ``ready_wait``: seconds :meth:`names` waits for the first list of pods before
+    answering ``None`` (for another resource, at least the connection's timeout before failing).
     """
 
     def __init__(self, client: Connection, *, ready_wait: float = 2.0) -> None:
@@ -217,6 +217,8 @@ class ObjectCache:
         if store is not None:
             return store
         info = await self.mapper.resolve(resource)
+        if info is None and self.mapper.table is None:
+            raise KubernetesError(f"cannot map {resource}: {self.mapper.error}")
         if info is None:
             raise NotFoundError(f"the cluster does not serve the resource {resource}")
         with self._lock:
@@ -291,13 +293,21 @@ class ObjectCache:
     ) -> tuple[str, ...] | None:
         """Names of existing, active objects of ``resource`` in ``namespace`` matching
         ``selector``, sorted (every namespace for a cluster-scoped resource); ``None`` while the
-        first list is not in. :class:`NotFoundError` for a resource the cluster does not serve;
+        first list of pods is not in. :class:`NotFoundError` for a resource the cluster does not serve;
         :class:`KubernetesError` when its first list failed (RBAC: the message says which)."""
         store = await self._metadata_store(resource)
-        deadline = time.monotonic() + self._ready_wait
+        # A resource watched on demand waits for its first list as long as one call may take:
+        # answering without it would ignore the labelSelector.
+        on_demand = resource not in WATCHED_RESOURCES
+        wait = max(self._ready_wait, self._client.timeout) if on_demand else self._ready_wait
+        deadline = time.monotonic() + wait
         while not store.ready.is_set():
+            if on_demand:
+                _raise_list_failure(resource, store.error)
             if time.monotonic() >= deadline:
                 _raise_list_failure(resource, store.error)
+                if on_demand:
+                    raise KubernetesError(f"the first list of {resource} took over {wait:g} s")
                 return None
             await asyncio.sleep(0.05)
         with store.lock:
