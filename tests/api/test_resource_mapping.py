@@ -151,3 +151,34 @@ async def test_a_resource_the_cluster_does_not_serve_is_reported_then_served() -
         ]
         assert items[0]["describedObject"]["kind"] == "Brand"
         assert items[0]["describedObject"]["apiVersion"] == "cheese.io/v1beta2"
+
+
+async def test_a_native_rule_on_a_crd_describes_objects_as_discovery_says() -> None:
+    """A native object rule naming a CRD (group-qualified plural): the described objects' kind
+    and apiVersion come from the cluster's resources (here v1beta2), not a guess."""
+    native = {
+        "metrics": [
+            {
+                "name": "cheddar_sold",
+                "type": "object",
+                "resource": "brands.cheese.io",
+                "objectLabels": ["brand"],
+                "query": "sum by (brand) (cheddar_sold)",
+            }
+        ]
+    }
+    rules = load_rules_text(yaml.safe_dump(native), filename="native.yaml", presets=False)
+    settings = Settings.from_options(cluster="c1", cache_ttl=0.0)
+    cluster = _Cluster(BRAND)
+    ctx = build_context(settings, backend=_backend(), rules=rules, objects=cluster)
+    ctx.backend_ready = True
+    await ctx.registry.refresh()
+    async with await client_for(ctx) as c:
+        r = await c.get(f"{C2}/namespaces/shop/brands.cheese.io/gouda/cheddar_sold")
+    assert r.status_code == 200, r.text
+    assert r.json()["items"][0]["describedObject"] == {
+        "kind": "Brand",
+        "namespace": "shop",
+        "name": "gouda",
+        "apiVersion": "cheese.io/v1beta2",
+    }
