@@ -20,6 +20,7 @@ from adapter.api.deps import context, json_response
 from adapter.api.status import status_body
 from adapter.app.context import WatchedObjects
 from adapter.core.provider import Trace
+from adapter.core.registry import MetricRegistry
 from adapter.core.request import parse_path_string
 from adapter.core.selectors import selector_to_string
 from adapter.core.translate import format_timestamp
@@ -110,6 +111,17 @@ def _object_cache_status(objects: WatchedObjects | None) -> Any:
     return _jsonable(dict(objects.status())) if objects is not None else None
 
 
+def _resource_mapping(registry: MetricRegistry) -> dict[str, Any]:
+    """How label names map to resources: the table in use (``source``: the cluster's discovery,
+    or the built-in table of common resources standalone or before the first discovery), its
+    size, and the cluster's discovery status when there is a cluster."""
+    table = registry.resource_table
+    doc: dict[str, Any] = {"source": table.source, "resources": len(table)}
+    if registry.resources is not None:
+        doc["discovery"] = _jsonable(dict(registry.resources.status()))
+    return doc
+
+
 @router.get("/debug/metrics")
 async def debug_metrics(request: Request) -> Response:
     ctx = context(request)
@@ -132,6 +144,8 @@ async def debug_metrics(request: Request) -> Response:
             "staleIfErrorSeconds": ctx.provider.stale_if_error,
             "lastDiscovery": format_timestamp(snap.refreshed_at) if snap.refreshed_at else None,
             "discoveryErrors": dict(snap.errors),
+            "resourceMapping": _resource_mapping(ctx.registry),
+            "missingResources": {rule: list(lines) for rule, lines in snap.missing.items()},
             "cluster": ctx.settings.scope.cluster,
             "allClusters": ctx.settings.scope.all_clusters,
             "standalone": ctx.settings.serving.standalone,

@@ -15,13 +15,13 @@ import contextlib
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from adapter.backends.base import Backend
 from adapter.core.cache import SingleFlightCache
 from adapter.core.history import SeriesRecorder
 from adapter.core.provider import MetricsProvider, ObjectSource, series_stamps
-from adapter.core.registry import MetricRegistry
+from adapter.core.registry import MetricRegistry, ResourceSource
 from adapter.core.resilience import BreakerPolicy
 from adapter.domain.errors import ConfigError
 from adapter.domain.models import QueryResult
@@ -33,6 +33,7 @@ from adapter.settings import Settings
 
 __all__ = [
     "AppContext",
+    "MappedObjects",
     "ReloadState",
     "RulesReloader",
     "WatchedObjects",
@@ -49,6 +50,15 @@ class WatchedObjects(ObjectSource, Protocol):
         """Per resource: ``ready``, ``objects``, ``age`` (seconds since the last event or list)
         and the last watch ``error``."""
         ...
+
+
+@runtime_checkable
+class MappedObjects(Protocol):
+    """An object source that also knows the cluster's resources (the Kubernetes object cache):
+    the registry maps label names to resources with them."""
+
+    @property
+    def resource_mapper(self) -> ResourceSource: ...
 
 
 class ReloadState(Protocol):
@@ -208,6 +218,7 @@ def build_context(
         interval=settings.cache.discovery_interval,
         timeout=timeout,
         telemetry=telemetry,
+        resources=objects.resource_mapper if isinstance(objects, MappedObjects) else None,
     )
     cache = settings.cache
     resilience = settings.resilience

@@ -279,6 +279,7 @@ class MetricsProvider:
                 window=built.window,
                 now=now,
                 max_age=self.max_sample_age,
+                described=served.described or self.registry.resource_table.exact(request.resource),
             )
             self._observe(values, trace.dropped, now)
         else:

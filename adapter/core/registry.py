@@ -10,6 +10,13 @@ GMP (a backend named ``gmp``) matches metric names exactly: a ``{__name__=~"..."
 fails there. Under GMP, a rule whose discovery selector does not name its metric exactly is
 reported when the rules are set (a warning in the log) and skipped by every refresh, with the
 reason in :attr:`Snapshot.errors` (shown by ``/debug/metrics``); no such selector is ever sent.
+
+Label names map to resources with a :class:`~adapter.domain.resources.ResourceTable`: the
+cluster's, from its discovery (a :class:`ResourceSource`, refreshed before each discovery), or
+standalone the built-in table of common resources. What a rule names that the cluster does not
+serve (an override's CRD not created yet) is listed in :attr:`Snapshot.missing` and never stops
+the other rules; while something is missing, the cluster's resources are asked again every
+``resource_poll`` seconds, and the metrics are discovered as soon as the resource appears.
 """
 
 from __future__ import annotations
@@ -19,16 +26,37 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from adapter import promql
 from adapter.backends.base import Backend
 from adapter.backends.factory import GMP_BACKEND_NAME
 from adapter.domain.errors import AdapterError, QueryError
 from adapter.domain.models import GroupResource, Matcher
+from adapter.domain.resources import ResourceTable
 from adapter.observability.telemetry import Telemetry
 from adapter.rules.base import MetricKind, QueryScope, Rule, ServedMetric
+from adapter.rules.resources import BUILT_IN
 
-__all__ = ["MetricRegistry", "Snapshot", "gmp_name_problem"]
+__all__ = ["MetricRegistry", "ResourceSource", "Snapshot", "gmp_name_problem"]
+
+
+class ResourceSource(Protocol):
+    """The cluster's resources (:class:`adapter.kube.mapper.RestMapper`)."""
+
+    @property
+    def table(self) -> ResourceTable | None:
+        """The last table read; ``None`` before the first successful read."""
+        ...
+
+    async def refresh(self, *, min_age: float = 0.0) -> ResourceTable | None:
+        """Read the cluster's resources again; keep the last table when that fails."""
+        ...
+
+    def status(self) -> Mapping[str, Any]:
+        """For ``/debug/metrics``: when the table was read, its size, the last error."""
+        ...
+
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +100,8 @@ class Snapshot:
     refreshed_at: float | None = None
     errors: Mapping[str, str] = field(default_factory=dict)
     """Rule id → the last discovery error for that rule."""
+    missing: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Rule id → what the rule names that the cluster does not serve (yet)."""
 
 
 def _index(metrics: Sequence[ServedMetric]) -> Snapshot:
@@ -98,10 +128,17 @@ class MetricRegistry:
         timeout: float = 30.0,
         telemetry: Telemetry | None = None,
         exact_metric_names: bool | None = None,
+        resources: ResourceSource | None = None,
+        resource_poll: float = 10.0,
     ) -> None:
         """``exact_metric_names``: refuse discovery selectors that do not name their metric
-        exactly (GMP's rule); ``None`` turns it on when the backend is named ``gmp``."""
+        exactly (GMP's rule); ``None`` turns it on when the backend is named ``gmp``.
+        ``resources``: the cluster's resources (``None``: the built-in table);
+        ``resource_poll``: seconds between two reads of them while a rule waits for one."""
         self._backend = backend
+        self.resources = resources
+        self.resource_poll = resource_poll
+        self._missing: dict[str, tuple[str, ...]] = {}
         self.exact_metric_names = (
             backend.name == GMP_BACKEND_NAME if exact_metric_names is None else exact_metric_names
         )
@@ -126,6 +163,7 @@ class MetricRegistry:
         self._rules = tuple(rules)
         ids = {r.id for r in self._rules}
         self._discovered = {k: v for k, v in self._discovered.items() if k in ids}
+        self._missing = {r.id: r.missing_resources(self.resource_table) for r in self._rules}
         self._name_problems = {}
         if self.exact_metric_names:
             for rule in self._rules:
@@ -146,10 +184,18 @@ class MetricRegistry:
             external=snap.external,
             refreshed_at=refreshed_at,
             errors=dict(errors),
+            missing={k: v for k, v in self._missing.items() if v},
         )
         if self._telemetry is not None:
             self._telemetry.served_metrics.labels("custom").set(len(snap.custom))
             self._telemetry.served_metrics.labels("external").set(len(snap.external))
+
+    @property
+    def resource_table(self) -> ResourceTable:
+        """What label names map to resources with: the cluster's resources once read, else the
+        built-in table of common resources."""
+        table = self.resources.table if self.resources is not None else None
+        return table if table is not None else BUILT_IN
 
     def find_custom(self, resource: GroupResource, metric: str) -> ServedMetric | None:
         found = self._snapshot.custom.get((resource, metric))
@@ -186,11 +232,16 @@ class MetricRegistry:
         for name in sorted(names):
             selector = self._scoped(rule.series_selector_for(name))
             labels[name] = await self._backend.label_names([selector], timeout=self.timeout)
-        return rule.discovered_metrics(labels)
+        return rule.discovered_metrics(labels, self.resource_table)
 
     async def refresh(self) -> Snapshot:
-        """Run discovery for every rule that needs it; keep old results for rules that fail."""
+        """Read the cluster's resources, then run discovery for every rule that needs it; keep
+        old results for rules that fail."""
         errors: dict[str, str] = dict(self._name_problems)
+        if self.resources is not None:
+            await self.resources.refresh()
+        table = self.resource_table
+        self._missing = {rule.id: rule.missing_resources(table) for rule in self._rules}
         for rule in self._rules:
             if not rule.discovery_selectors():
                 continue
@@ -210,6 +261,30 @@ class MetricRegistry:
                 self._telemetry.discovery_success.set(now)
         return self._snapshot
 
+    async def _resources_appeared(self) -> bool:
+        """Whether a resource some rule waits for is now served (the cluster's resources read
+        again, at most every ``resource_poll`` seconds)."""
+        if self.resources is None:
+            return False
+        table = await self.resources.refresh(min_age=self.resource_poll)
+        if table is None:
+            return False
+        return any(
+            len(rule.missing_resources(table)) < len(self._missing.get(rule.id, ()))
+            for rule in self._rules
+        )
+
+    async def _until_next(self) -> None:
+        """Wait ``interval`` seconds, or less when a resource a rule waits for appears."""
+        deadline = time.monotonic() + self.interval
+        while (left := deadline - time.monotonic()) > 0:
+            if not any(self._missing.values()):
+                await asyncio.sleep(left)
+                return
+            await asyncio.sleep(min(left, self.resource_poll))
+            if await self._resources_appeared():
+                return
+
     async def run(self) -> None:
         """Refresh forever, every ``interval`` seconds. Cancel the task to stop."""
         while True:
@@ -217,4 +292,8 @@ class MetricRegistry:
                 await self.refresh()
             except Exception:  # a bug in one refresh must not end discovery for good
                 log.exception("discovery refresh failed")
-            await asyncio.sleep(self.interval)
+            try:
+                await self._until_next()
+            except Exception:
+                log.exception("reading the cluster's resources failed")
+                await asyncio.sleep(self.interval)

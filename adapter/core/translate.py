@@ -23,6 +23,7 @@ from adapter.domain.models import (
     Requirement,
     Sample,
 )
+from adapter.domain.resources import ResourceInfo
 from adapter.promql import FRESHNESS_LABEL
 from adapter.rules import resources
 
@@ -139,13 +140,17 @@ def samples_to_custom(
     window: int | None,
     now: float,
     max_age: float | None = None,
+    described: ResourceInfo | None = None,
 ) -> tuple[list[MetricValue], list[Dropped]]:
     """One value per described object, keyed by the first non-empty ``object_labels`` label.
 
     Objects outside ``object_names`` (when given) are dropped. Two series naming the same object
-    are both dropped (``duplicate``): serving either would be a guess.
+    are both dropped (``duplicate``): serving either would be a guess. ``described``: the
+    resource as the rule's mapping found it (kind and version; else :func:`kind_for`).
     """
-    kind, api_version = kind_for(resource)
+    kind, api_version = (
+        (described.kind, described.api_version) if described is not None else kind_for(resource)
+    )
     wanted = set(object_names) if object_names is not None else None
     by_name: dict[str, MetricValue] = {}
     dropped: list[Dropped] = []

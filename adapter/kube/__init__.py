@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from adapter.kube.client import KubeClient
 from adapter.kube.connection import KubernetesError, KubernetesForbiddenError, load_api_client
+from adapter.kube.mapper import RestMapper
 from adapter.kube.objects import WATCHED_RESOURCES, ObjectCache, selector_matches
 from adapter.kube.watch import WATCH_SECONDS
 
@@ -19,6 +20,7 @@ __all__ = [
     "KubernetesError",
     "KubernetesForbiddenError",
     "ObjectCache",
+    "RestMapper",
     "load_api_client",
     "selector_matches",
 ]

@@ -1,12 +1,13 @@
-"""Which objects exist: pods, services, deployments and statefulsets, kept by list-then-watch;
-any other resource the apiserver serves, listed on demand as metadata.
+"""Which objects exist: pods, kept by list-then-watch from the start; any other resource the
+apiserver serves, watched as metadata from the first request that names it.
 
 :class:`ObjectCache` implements :class:`adapter.core.provider.ObjectSource`, so Pods metrics answer
 only for pods that exist, are not terminating or finished, and match the HPA's selector, and
 ``<resource>/*`` with a ``labelSelector`` answers for the objects that exist and match, for any
-resource (jobs.batch, nodes, a CRD): :class:`_MetadataLister` finds the resource's version and
-scope in the apiserver's discovery and lists ``PartialObjectMetadata`` (names, labels, deletion),
-never whole objects.
+resource (jobs.batch, nodes, leases, a CRD): the resource's version and scope come from the
+apiserver's discovery (:class:`~adapter.kube.mapper.RestMapper`), and its objects are listed and
+watched as ``PartialObjectMetadata`` (names, labels, deletion), never whole objects. A resource is
+watched only once a request asks for a metric some rule serves on it.
 """
 
 from __future__ import annotations
@@ -23,16 +24,15 @@ from kubernetes.client.exceptions import ApiException
 
 from adapter.domain.errors import NotFoundError
 from adapter.domain.models import GroupResource, Requirement
-from adapter.kube.connection import Connection
+from adapter.domain.resources import ResourceInfo
+from adapter.kube.connection import Connection, KubernetesError, KubernetesForbiddenError
+from adapter.kube.mapper import RestMapper
 from adapter.kube.watch import ListWatch
 
 __all__ = ["WATCHED_RESOURCES", "ObjectCache", "selector_matches"]
 
 _METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
-_DISCOVERY_TTL = 60.0
-"""Seconds a group's discovery (preferred version, resources and their scope) is reused."""
-LIST_TTL = 2.0
-"""Seconds one metadata list of a resource in a namespace is reused (an HPA asks every 15 s)."""
+_METADATA_WATCH = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
 
 
 def selector_matches(labels: Mapping[str, str], selector: Sequence[Requirement]) -> bool:
@@ -76,6 +76,7 @@ class _Store:
     lock: threading.Lock = field(default_factory=threading.Lock)
     last_event: float | None = None
     error: str | None = None
+    namespaced: bool = True
 
 
 def _to_object(resource: GroupResource, obj: Mapping[str, Any]) -> tuple[tuple[str, str], _Object]:
@@ -106,140 +107,134 @@ def _matching(
     )
 
 
-WATCHED_RESOURCES: tuple[GroupResource, ...] = (
-    GroupResource("pods"),
-    GroupResource("services"),
-    GroupResource("deployments", "apps"),
-    GroupResource("statefulsets", "apps"),
-)
-"""Resources :class:`ObjectCache` watches; any other is listed when asked for."""
+WATCHED_RESOURCES: tuple[GroupResource, ...] = (GroupResource("pods"),)
+"""Resources :class:`ObjectCache` watches from the start, as whole objects (a pod's phase says
+whether it still runs); any other is watched as metadata from the first request that names it."""
+_MAX_METADATA_WATCHES = 256
+"""Resources watched as metadata at most (each is a resource some rule serves a metric on)."""
 
 
-class _MetadataLister:
-    """Objects of any resource, listed as ``PartialObjectMetadataList`` when asked for (briefly
-    reused), with the resource's version and scope from the apiserver's discovery."""
+def _metadata_lister(client: Connection, info: ResourceInfo) -> Callable[..., Any]:
+    """A list function for :class:`ListWatch`: lists (and with ``watch=True``, watches) every
+    object of ``info``'s resource as ``PartialObjectMetadata``: names, labels, deletion, never
+    specs or statuses, so memory follows the number of objects, not their size. The path comes
+    from discovery, never from a request."""
+    base = f"/apis/{info.group}/{info.version}" if info.group else f"/api/{info.version}"
+    path = f"{base}/{info.plural}"
 
-    def __init__(self, client: Connection, *, list_ttl: float = LIST_TTL) -> None:
-        self._client = client
-        self._list_ttl = list_ttl
-        # group -> (monotonic time, "v1" or "group/version", {plural: namespaced})
-        self._discovery: dict[str, tuple[float, str, dict[str, bool]]] = {}
-        self._lists: dict[
-            tuple[GroupResource, str | None], tuple[float, dict[tuple[str, str], _Object]]
-        ] = {}
-
-    async def _call(self, what: str, path: str, accept: str = "application/json") -> Any:
-        return await self._client.call(what, self._get, path, accept)
-
-    def _get(self, path: str, accept: str, **options: Any) -> Any:
-        """A GET of ``path`` (fixed by the caller, never from a request) with the adapter's
-        credentials; an :class:`ApiException` for an error status, as generated calls raise."""
-        api = self._client.api
+    def list_metadata(*, watch: bool = False, **kwargs: Any) -> Any:
+        query = [
+            (key, str(value).lower() if isinstance(value, bool) else str(value))
+            for key, value in (
+                ("watch", watch),
+                ("resourceVersion", kwargs.get("resource_version")),
+                ("timeoutSeconds", kwargs.get("timeout_seconds")),
+                ("allowWatchBookmarks", kwargs.get("allow_watch_bookmarks")),
+            )
+            if value not in (None, False, "")
+        ]
+        api = client.api
         method, url, headers, body, post = api.param_serialize(
-            "GET", path, header_params={"Accept": accept}, auth_settings=["BearerToken"]
+            "GET",
+            path,
+            query_params=query,
+            header_params={"Accept": _METADATA_WATCH if watch else _METADATA_LIST},
+            auth_settings=["BearerToken"],
         )
         response = api.call_api(
             method, url, header_params=headers, body=body, post_params=post,
-            _request_timeout=options.get("_request_timeout"),
+            _request_timeout=kwargs.get("_request_timeout"),
         )  # fmt: skip
-        response.read()
         if response.status >= 400:
+            response.read()
             raise ApiException(status=response.status, reason=response.reason)
-        return response
+        return response.response
 
-    async def _served(self, group: str) -> tuple[str, dict[str, bool]]:
-        """The group's preferred version and its resources (plural -> namespaced)."""
-        cached = self._discovery.get(group)
-        if cached is not None and time.monotonic() - cached[0] < _DISCOVERY_TTL:
-            return cached[1], cached[2]
-        if group:
-            info = await self._call(f"discovering API group {group}", f"/apis/{group}")
-            version = str((info.get("preferredVersion") or {}).get("groupVersion") or "")
-            if not version:
-                raise NotFoundError(f"the API group {group} has no served version")
-            listing = await self._call(f"discovering {version}", f"/apis/{version}")
-        else:
-            version = "v1"
-            listing = await self._call("discovering the core API", "/api/v1")
-        served = {
-            str(r.get("name")): bool(r.get("namespaced"))
-            for r in listing.get("resources") or []
-            if "/" not in str(r.get("name")) and "list" in (r.get("verbs") or [])
-        }
-        self._discovery[group] = (time.monotonic(), version, served)
-        return version, served
+    return list_metadata
 
-    async def objects(
-        self, resource: GroupResource, namespace: str | None
-    ) -> dict[tuple[str, str], _Object]:
-        """Objects of ``resource`` in ``namespace`` (all of them for a cluster-scoped resource);
-        :class:`NotFoundError` when the cluster does not serve the resource."""
-        key = (resource, namespace)
-        cached = self._lists.get(key)
-        if cached is not None and time.monotonic() - cached[0] < self._list_ttl:
-            return cached[1]
-        version, served = await self._served(resource.group)
-        if resource.resource not in served:
-            raise NotFoundError(f"the cluster does not serve the resource {resource}")
-        base = f"/apis/{version}" if resource.group else "/api/v1"
-        scoped = served[resource.resource] and namespace is not None
-        path = (
-            f"{base}/namespaces/{namespace}/{resource.resource}"
-            if scoped
-            else f"{base}/{resource.resource}"
+
+def _raise_list_failure(resource: GroupResource, error: str | None) -> None:
+    """The first list of ``resource`` failed: say why (a 403 names the missing permission)."""
+    if error is None:
+        return
+    if "HTTP 403" in error:
+        raise KubernetesForbiddenError(
+            f"cannot list {resource}: the adapter's own identity lacks the RBAC permission to"
+            f" list and watch {resource} (add it to the adapter's ClusterRole; the chart:"
+            " rbac.extraResourceRules)"
         )
-        listing = await self._call(f"listing {resource}", path, _METADATA_LIST)
-        objects = dict(_to_object(resource, item) for item in listing.get("items") or [])
-        self._lists[key] = (time.monotonic(), objects)
-        if len(self._lists) > 1024:
-            del self._lists[next(iter(self._lists))]
-        return objects
+    raise KubernetesError(f"cannot list {resource}: {error}")
 
 
 class ObjectCache:
     """Which objects exist, from list-then-watch threads; implements ``ObjectSource``.
 
-    ``ready_wait``: seconds :meth:`names` waits for the initial list before answering ``None``;
-    ``list_ttl``: seconds a metadata list of an unwatched resource is reused.
+    Pods are watched from :meth:`start`; any other resource from the first :meth:`names` that
+    asks for it (a rule serves a metric on it), as metadata, with its version and scope from
+    :attr:`mapper`. ``ready_wait``: seconds :meth:`names` waits for the first list of pods before
+    answering ``None`` (for another resource, at least the connection's timeout before failing).
     """
 
-    def __init__(
-        self, client: Connection, *, ready_wait: float = 2.0, list_ttl: float = LIST_TTL
-    ) -> None:
+    def __init__(self, client: Connection, *, ready_wait: float = 2.0) -> None:
         self._client = client
         self._ready_wait = ready_wait
         self._stores = {resource: _Store() for resource in WATCHED_RESOURCES}
-        self._lister = _MetadataLister(client, list_ttl=list_ttl)
+        self._lock = threading.Lock()
+        self.mapper = RestMapper(client)
+        """The cluster's resources, from discovery (also the rules' resource mapping)."""
         self._stop = threading.Event()
         self._started = False
 
-    def _list_function(self, resource: GroupResource) -> Callable[..., Any]:
-        core = k8s_client.CoreV1Api(self._client.api)
-        apps = k8s_client.AppsV1Api(self._client.api)
-        functions: dict[GroupResource, Callable[..., Any]] = {
-            GroupResource("pods"): core.list_pod_for_all_namespaces,
-            GroupResource("services"): core.list_service_for_all_namespaces,
-            GroupResource("deployments", "apps"): apps.list_deployment_for_all_namespaces,
-            GroupResource("statefulsets", "apps"): apps.list_stateful_set_for_all_namespaces,
-        }
-        return functions[resource]
+    @property
+    def resource_mapper(self) -> RestMapper:
+        return self.mapper
 
     def start(self) -> None:
-        """Start one watch thread per resource (idempotent)."""
+        """Start watching pods (idempotent)."""
         if self._started:
             return
         self._started = True
-        for resource, store in self._stores.items():
-            ListWatch(
-                name=f"watch-{resource}",
-                list_fn=self._list_function(resource),
-                kwargs={},
-                on_replace=self._replacer(resource, store),
-                on_event=self._updater(resource, store),
-                stop=self._stop,
-                request_timeout=self._client.timeout,
-                on_error=self._error_recorder(store),
-            ).start()
+        core = k8s_client.CoreV1Api(self._client.api)
+        self._watch(GroupResource("pods"), core.list_pod_for_all_namespaces)
+
+    def _watch(self, resource: GroupResource, list_fn: Callable[..., Any]) -> None:
+        store = self._stores[resource]
+        ListWatch(
+            name=f"watch-{resource}",
+            list_fn=list_fn,
+            kwargs={},
+            on_replace=self._replacer(resource, store),
+            on_event=self._updater(resource, store),
+            stop=self._stop,
+            request_timeout=self._client.timeout,
+            on_error=self._error_recorder(store),
+        ).start()
+
+    async def _metadata_store(self, resource: GroupResource) -> _Store:
+        """The store of ``resource``, its metadata watch started on first use;
+        :class:`NotFoundError` when the cluster does not serve it."""
+        store = self._stores.get(resource)
+        if store is not None:
+            return store
+        info = await self.mapper.resolve(resource)
+        if info is None and self.mapper.table is None:
+            raise KubernetesError(f"cannot map {resource}: {self.mapper.error}")
+        if info is None:
+            raise NotFoundError(f"the cluster does not serve the resource {resource}")
+        with self._lock:
+            store = self._stores.get(resource)
+            if store is not None:
+                return store
+            if len(self._stores) >= _MAX_METADATA_WATCHES:
+                raise KubernetesError(
+                    f"not watching {resource}: {_MAX_METADATA_WATCHES} resources are watched"
+                    " already"
+                )
+            store = self._stores[resource] = _Store()
+            store.namespaced = info.namespaced
+        if not self._stop.is_set():
+            self._watch(resource, _metadata_lister(self._client, info))
+        return store
 
     def stop(self) -> None:
         self._stop.set()
@@ -284,7 +279,7 @@ class ObjectCache:
     async def wait_ready(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for every initial list; ``True`` if all are in."""
         deadline = time.monotonic() + timeout
-        while not all(s.ready.is_set() for s in self._stores.values()):
+        while not all(s.ready.is_set() for s in list(self._stores.values())):
             if time.monotonic() >= deadline:
                 return False
             await asyncio.sleep(0.05)
@@ -297,25 +292,33 @@ class ObjectCache:
         selector: Sequence[Requirement],
     ) -> tuple[str, ...] | None:
         """Names of existing, active objects of ``resource`` in ``namespace`` matching
-        ``selector``, sorted; ``None`` for a resource not watched or not listed yet."""
-        store = self._stores.get(resource)
-        if store is None:
-            objects = await self._lister.objects(resource, namespace)
-            return _matching(objects, None, selector)
-        deadline = time.monotonic() + self._ready_wait
+        ``selector``, sorted (every namespace for a cluster-scoped resource); ``None`` while the
+        first list of pods is not in. :class:`NotFoundError` for a resource the cluster does not serve;
+        :class:`KubernetesError` when its first list failed (RBAC: the message says which)."""
+        store = await self._metadata_store(resource)
+        # A resource watched on demand waits for its first list as long as one call may take:
+        # answering without it would ignore the labelSelector.
+        on_demand = resource not in WATCHED_RESOURCES
+        wait = max(self._ready_wait, self._client.timeout) if on_demand else self._ready_wait
+        deadline = time.monotonic() + wait
         while not store.ready.is_set():
+            if on_demand:
+                _raise_list_failure(resource, store.error)
             if time.monotonic() >= deadline:
+                _raise_list_failure(resource, store.error)
+                if on_demand:
+                    raise KubernetesError(f"the first list of {resource} took over {wait:g} s")
                 return None
             await asyncio.sleep(0.05)
         with store.lock:
-            return _matching(store.objects, namespace, selector)
+            return _matching(store.objects, namespace if store.namespaced else None, selector)
 
     def status(self) -> dict[str, Any]:
-        """For ``/debug``: per resource, ``ready``, object count, ``age`` (seconds since the last
-        event or list, ``None`` before the first) and the last watch error."""
+        """For ``/debug``: per resource watched, ``ready``, object count, ``age`` (seconds since
+        the last event or list, ``None`` before the first) and the last watch error."""
         now = time.monotonic()
         out: dict[str, Any] = {}
-        for resource, store in self._stores.items():
+        for resource, store in list(self._stores.items()):
             with store.lock:
                 out[str(resource)] = {
                     "ready": store.ready.is_set(),

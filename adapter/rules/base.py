@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from adapter.domain.models import BackendKind, GroupResource, Requirement
+from adapter.domain.resources import ResourceInfo, ResourceTable
 
 __all__ = [
     "BuiltQuery",
@@ -75,6 +76,9 @@ class ServedMetric:
     ``namespaced``: custom — whether the resource is namespaced; external — whether the rule is
     scoped to the request's namespace (``False`` only for rules explicitly marked cluster-scoped).
     ``series`` is the underlying series name (prometheus-adapter's ``<<.Series>>``), or "".
+    ``described``: the resource as the mapping found it (kind and version of the described
+    objects), when the rule knows it; ``object_label``: the series label naming the described
+    object, when the rule found it at discovery.
     """
 
     name: str
@@ -83,6 +87,8 @@ class ServedMetric:
     resource: GroupResource | None = None
     namespaced: bool = True
     series: str = ""
+    described: ResourceInfo | None = field(default=None, compare=False, repr=False)
+    object_label: str | None = field(default=None, compare=False, repr=False)
 
 
 class Rule(Protocol):
@@ -132,11 +138,19 @@ class Rule(Protocol):
         """The selector that lists the label names of series called ``name`` for this rule."""
         ...
 
-    def discovered_metrics(self, labels_by_name: Mapping[str, Sequence[str]]) -> list[ServedMetric]:
+    def discovered_metrics(
+        self, labels_by_name: Mapping[str, Sequence[str]], table: ResourceTable | None = None
+    ) -> list[ServedMetric]:
         """Metrics served given discovered series names and the label names each carries.
 
-        Applies ``seriesFilters``, ``name.matches``/``name.as`` and the resource mapping.
+        Applies ``seriesFilters``, ``name.matches``/``name.as`` and the resource mapping, with
+        ``table`` (the cluster's resources; ``None``: the built-in table).
         """
+        ...
+
+    def missing_resources(self, table: ResourceTable) -> tuple[str, ...]:
+        """What the rule names that ``table`` lacks (an override's CRD not created yet), one
+        line each: its metrics on those resources are served once the table has them."""
         ...
 
     def build_query(
@@ -177,5 +191,10 @@ class RuleDefaults:
         # Rules without discovery: the metric name itself is the only sensible answer.
         return name
 
-    def discovered_metrics(self, labels_by_name: Mapping[str, Sequence[str]]) -> list[ServedMetric]:
+    def discovered_metrics(
+        self, labels_by_name: Mapping[str, Sequence[str]], table: ResourceTable | None = None
+    ) -> list[ServedMetric]:
         return []
+
+    def missing_resources(self, table: ResourceTable) -> tuple[str, ...]:
+        return ()

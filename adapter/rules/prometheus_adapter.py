@@ -126,19 +126,48 @@ def go_expand(template: str, match: re.Match[str]) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class _Override:
+    """One ``resources.overrides`` entry: ``label`` names objects of ``resource`` in ``group``;
+    ``built_in`` is that resource in the built-in table, or as Kubernetes would guess it."""
+
+    label: str
+    resource: str
+    group: str
+    built_in: resources.ResourceInfo
+
+    def resolve(self, table: resources.ResourceTable) -> resources.ResourceInfo | None:
+        """The resource in ``table``; ``None`` when ``table`` lists every served resource and not
+        this one (its CRD does not exist yet)."""
+        found = table.lookup(self.resource, self.group)
+        if found is not None or table.complete:
+            return found
+        return self.built_in
+
+    def missing(self) -> str:
+        group = f" in group {self.group}" if self.group else ""
+        return (
+            f"resources.overrides.{self.label}: the cluster serves no resource"
+            f" {self.resource!r}{group}; its metrics are served once it does"
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class _ResourceMapper:
-    """Label ↔ resource mapping of one rule (pkg/naming/resource_converter.go)."""
+    """Label ↔ resource mapping of one rule (pkg/naming/resource_converter.go), resolved with
+    a :class:`~adapter.rules.resources.ResourceTable`: the cluster's, or the built-in one."""
 
     template: Template | None
     extractor: re.Pattern[str] | None
-    overrides: tuple[tuple[str, resources.ResourceInfo], ...]
+    overrides: tuple[_Override, ...]
     warnings: tuple[str, ...] = ()
-    """Overrides resolved by :func:`resources.guess`, said at load."""
+    """Overrides outside the built-in table, said at load."""
 
     def label_for(self, gr: GroupResource) -> str | None:
-        for label, info in self.overrides:
-            if info.group_resource == gr:
-                return label
+        """The label naming ``gr``'s objects (by the built-in table, for what a rule is asked
+        before discovery: its namespace label, its example)."""
+        for override in self.overrides:
+            if override.built_in.group_resource == gr:
+                return override.label
         if self.template is None:
             return None
         known = resources.lookup(gr.resource, gr.group)
@@ -148,12 +177,16 @@ class _ResourceMapper:
         )
         return label or None
 
-    def resources_for(self, labels: Sequence[str]) -> list[tuple[str, resources.ResourceInfo]]:
+    def resources_for(
+        self, labels: Sequence[str], table: resources.ResourceTable
+    ) -> list[tuple[str, resources.ResourceInfo]]:
         out: list[tuple[str, resources.ResourceInfo]] = []
-        overrides = dict(self.overrides)
+        overrides = {o.label: o for o in self.overrides}
         for label in labels:
             if label in overrides:
-                out.append((label, overrides[label]))
+                info = overrides[label].resolve(table)
+                if info is not None:
+                    out.append((label, info))
                 continue
             if self.extractor is None:
                 continue
@@ -161,10 +194,13 @@ class _ResourceMapper:
             if m is None:
                 continue
             group = m.groupdict().get("group") or ""
-            info = resources.lookup(m.group("resource"), group)
-            if info is not None:
-                out.append((label, info))
+            found = table.lookup(m.group("resource"), group)
+            if found is not None:
+                out.append((label, found))
         return out
+
+    def missing(self, table: resources.ResourceTable) -> tuple[str, ...]:
+        return tuple(o.missing() for o in self.overrides if o.resolve(table) is None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,39 +265,52 @@ class PrometheusAdapterRule(base.RuleDefaults):
         return name if _SERVED_NAME_RE.match(name) else None
 
     def discovered_metrics(
-        self, labels_by_name: Mapping[str, Sequence[str]]
+        self,
+        labels_by_name: Mapping[str, Sequence[str]],
+        table: resources.ResourceTable | None = None,
     ) -> list[base.ServedMetric]:
         out: dict[tuple[str, GroupResource | None], base.ServedMetric] = {}
         for series in sorted(labels_by_name):
             name = self.served_name(series)
             if name is None:
                 continue
-            for metric in self._series_metrics(name, series, labels_by_name[series]):
+            found = self._series_metrics(
+                name, series, labels_by_name[series], table or resources.BUILT_IN
+            )
+            for metric in found:
                 out.setdefault((metric.name, metric.resource), metric)
         return list(out.values())
 
+    def missing_resources(self, table: resources.ResourceTable) -> tuple[str, ...]:
+        return tuple(f"{self.id}: {line}" for line in self._mapper.missing(table))
+
     def _series_metrics(
-        self, name: str, series: str, labels: Sequence[str]
+        self, name: str, series: str, labels: Sequence[str], table: resources.ResourceTable
     ) -> list[base.ServedMetric]:
         """What one discovered series serves as ``name``: the external metric, or a custom metric
         on each resource its labels map to."""
         if self.kind == "external":
             return [self._served(name, series, None)]
-        found = self._mapper.resources_for(list(labels))
-        series_namespaced = any(info is resources.NAMESPACES for _, info in found)
+        found = self._mapper.resources_for(list(labels), table)
+        namespaces = resources.NAMESPACES.group_resource
+        series_namespaced = any(info.group_resource == namespaces for _, info in found)
         # A namespaced resource on a series with no namespace label: prometheus-adapter would list
         # it as a cluster-scoped metric that no namespaced request (the HPA's) can reach; skip it.
         return [
-            self._served(name, series, info)
-            for _, info in found
+            self._served(name, series, info, label)
+            for label, info in found
             if series_namespaced or not info.namespaced
         ]
 
     def _served(
-        self, name: str, series: str, info: resources.ResourceInfo | None
+        self,
+        name: str,
+        series: str,
+        info: resources.ResourceInfo | None,
+        label: str | None = None,
     ) -> base.ServedMetric:
         """``name`` served from ``series``: external when ``info`` is ``None``, else custom on
-        ``info``'s resource."""
+        ``info``'s resource, its objects named by ``label``."""
         if info is None:
             return base.ServedMetric(
                 name=name,
@@ -277,6 +326,8 @@ class PrometheusAdapterRule(base.RuleDefaults):
             resource=info.group_resource,
             namespaced=info.namespaced,
             series=series,
+            described=info,
+            object_label=label,
         )
 
     def _render(self, *, series: str, label_matchers: str, group_by: Sequence[str]) -> str:
@@ -290,7 +341,7 @@ class PrometheusAdapterRule(base.RuleDefaults):
         if metric.resource is None:
             raise QueryError(f"custom metric {metric.name} names no resource")
         is_namespaces = metric.resource == resources.NAMESPACES.group_resource
-        res_label = self._mapper.label_for(metric.resource)
+        res_label = metric.object_label or self._mapper.label_for(metric.resource)
         if res_label is None:
             raise QueryError(f"rule {self.id} maps no label to {metric.resource}")
         matchers = selector_matchers(request.metric_selector)
@@ -364,7 +415,12 @@ class PrometheusAdapterRule(base.RuleDefaults):
             return self._served(name, series, None)
         target = resources.PODS
         if self._mapper.label_for(target.group_resource) is None and self._mapper.overrides:
-            candidates = [i for _, i in self._mapper.overrides if i is not resources.NAMESPACES]
+            namespaces = resources.NAMESPACES.group_resource
+            candidates = [
+                o.built_in
+                for o in self._mapper.overrides
+                if o.built_in.group_resource != namespaces
+            ]
             target = candidates[0] if candidates else resources.NAMESPACES
         return self._served(name, series, target)
 
@@ -478,25 +534,28 @@ def _label_template(text: str, at: RuleLocation) -> tuple[Template | None, re.Pa
 
 def _overrides(
     overrides: Mapping[str, GroupResourceSpec], at: RuleLocation
-) -> tuple[tuple[tuple[str, resources.ResourceInfo], ...], tuple[str, ...]]:
-    """Resource: ``resources.overrides``, each a label name mapped to a resource of the table,
-    or, for one the table lacks (a CRD), to :func:`resources.guess` with a warning; the warnings."""
-    out: list[tuple[str, resources.ResourceInfo]] = []
+) -> tuple[tuple[_Override, ...], tuple[str, ...]]:
+    """Resource: ``resources.overrides``, each a label name mapped to a resource, resolved at
+    discovery with the cluster's resources; one the built-in table lacks (a CRD) is said in a
+    warning, with how it is served without a cluster (:func:`resources.guess`)."""
+    out: list[_Override] = []
     warnings: list[str] = []
     for label, gr in overrides.items():
         where = f"resources.overrides.{label}"
         at.label_name(label, where)
+        if not gr.resource.strip():
+            raise at.error("an override must name a resource", where)
         info = resources.lookup(gr.resource, gr.group)
         if info is None:
-            if not gr.resource.strip():
-                raise at.error("an override must name a resource", where)
             info = resources.guess(gr.resource, gr.group)
             warnings.append(
-                f"{where}: {gr.resource!r} (group {gr.group!r}) is not in the"
-                f" built-in resource table: served as {info.group_resource} (kind {info.kind},"
-                f" version {info.version}, namespaced); name it plural to be exact"
+                f"{where}: {gr.resource!r} (group {gr.group!r}) is not in the built-in table of"
+                " common resources: in Kubernetes mode it is served once the cluster's"
+                " discovery lists it (until then /debug/metrics lists it under"
+                f" missingResources); standalone it is served as {info.group_resource} (kind"
+                f" {info.kind}, version {info.version}, namespaced)"
             )
-        out.append((label, info))
+        out.append(_Override(label, gr.resource, gr.group, info))
     return tuple(out), tuple(warnings)
 
 

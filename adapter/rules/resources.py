@@ -1,48 +1,31 @@
-"""A static table of the common Kubernetes resources: plural, singular, group, kind, scope.
+"""The built-in table of the common Kubernetes resources: plural, singular, group, kind, scope.
 
 prometheus-adapter asks the API server's RESTMapper to turn ``pod`` into ``pods`` or
-``deployment`` into ``deployments.apps``. Rules are compiled without an API server here, so
-the mapping is this table; a resource missing from it must be written group-qualified and plural
-(``inferencepools.inference.networking.x-k8s.io``) and is then assumed namespaced.
+``deployment`` into ``deployments.apps``. In Kubernetes mode this adapter does the same: the
+table comes from the apiserver's discovery (:mod:`adapter.kube.mapper`), refreshed in the
+background, so any built-in or custom resource maps. Standalone, and in ``check-config``, which
+ask no cluster, this table is the mapping; an override naming a resource missing from it (a CRD)
+is then guessed as Kubernetes guesses (:func:`guess`), and ``/debug/metrics`` says which table is
+in use.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from adapter.domain.models import GroupResource
+from adapter.domain.resources import ResourceInfo, ResourceTable, sanitize_group
 
 __all__ = [
+    "BUILT_IN",
     "NAMESPACES",
     "PODS",
     "ResourceInfo",
+    "ResourceTable",
     "exact",
     "guess",
     "known_resources",
     "lookup",
     "sanitize_group",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class ResourceInfo:
-    """One Kubernetes resource: ``plural`` and ``group`` name it, ``namespaced`` is its scope,
-    ``version`` the version a described object's ``apiVersion`` names."""
-
-    plural: str
-    singular: str
-    group: str
-    kind: str
-    namespaced: bool
-    version: str = "v1"
-
-    @property
-    def group_resource(self) -> GroupResource:
-        return GroupResource(resource=self.plural, group=self.group)
-
-    @property
-    def api_version(self) -> str:
-        return f"{self.group}/{self.version}" if self.group else self.version
 
 
 def _r(plural: str, group: str, kind: str, *, version: str = "v1") -> ResourceInfo:
@@ -97,44 +80,23 @@ NAMESPACES = _TABLE[9]
 """The ``namespaces`` resource: the one a rule's namespace label is mapped to."""
 
 
-def sanitize_group(group: str) -> str:
-    """prometheus-adapter's ``<<.Group>>`` form: dots and dashes become underscores."""
-    return group.replace(".", "_").replace("-", "_")
-
-
 def known_resources() -> tuple[ResourceInfo, ...]:
     """Every resource in the table, core group first."""
     return _TABLE
 
 
+BUILT_IN = ResourceTable.of(_TABLE, source="built-in table of common resources")
+"""The table standalone mode and ``check-config`` map labels with."""
+
+
 def exact(resource: GroupResource) -> ResourceInfo | None:
-    """The entry for exactly this plural and group, or ``None``."""
-    return _BY_GROUP_RESOURCE.get(resource)
-
-
-_BY_GROUP_RESOURCE = {info.group_resource: info for info in _TABLE}
+    """The built-in entry for exactly this plural and group, or ``None``."""
+    return BUILT_IN.exact(resource)
 
 
 def lookup(resource: str, group: str | None = None) -> ResourceInfo | None:
-    """Find a resource by plural, singular or kind (case-insensitive), optionally group-qualified.
-
-    ``resource`` may carry its group after the first dot (``deployments.apps``) when ``group`` is
-    ``None``. ``group`` ``None`` or ``""`` with a bare name searches every group, core first, as
-    the RESTMapper does; a group is also matched in its sanitized form (``networking_k8s_io``),
-    which is what a ``<<.Group>>`` label template yields. Returns ``None`` when unknown.
-    """
-    name = resource.strip().lower()
-    if group is None:
-        name, _, rest = name.partition(".")
-        group = rest
-    group = group.strip().lower()
-    for info in _TABLE:
-        if name not in (info.plural, info.singular, info.kind.lower()):
-            continue
-        if group and group not in (info.group, sanitize_group(info.group)):
-            continue
-        return info
-    return None
+    """:meth:`ResourceTable.lookup` in the built-in table."""
+    return BUILT_IN.lookup(resource, group)
 
 
 def guess(resource: str, group: str) -> ResourceInfo:

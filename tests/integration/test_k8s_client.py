@@ -25,7 +25,8 @@ from adapter.auth.user import UserInfo
 from adapter.core.selectors import parse_selector
 from adapter.domain.errors import NotFoundError
 from adapter.domain.models import GroupResource
-from adapter.kube import KubeClient, KubernetesError, ObjectCache, selector_matches
+from adapter.kube import KubeClient, KubernetesError, ObjectCache, RestMapper, selector_matches
+from tests.support.cheese import brands_crd
 from tests.support.controlplane import ControlPlane, mark_pod_ready, role_binding, untyped
 from tests.support.plane import running
 
@@ -394,34 +395,6 @@ def _job(name: str, labels: dict[str, str]) -> dict[str, Any]:
     }
 
 
-BRANDS_CRD = {
-    "metadata": {"name": "brands.cheese.io"},
-    "spec": {
-        "group": "cheese.io",
-        "scope": "Namespaced",
-        "names": {
-            "plural": "brands",
-            "singular": "brand",
-            "kind": "Brand",
-            "listKind": "BrandList",
-        },
-        "versions": [
-            {
-                "name": "v1",
-                "served": True,
-                "storage": True,
-                "schema": {
-                    "openAPIV3Schema": {
-                        "type": "object",
-                        "x-kubernetes-preserve-unknown-fields": True,
-                    }
-                },
-            }
-        ],
-    },
-}
-
-
 async def test_any_resource_is_listed_with_the_apiservers_selector_semantics(
     plane: ControlPlane, kube: KubeClient
 ) -> None:
@@ -439,7 +412,7 @@ async def test_any_resource_is_listed_with_the_apiservers_selector_semantics(
         for name, labels in nodes.items():
             core.create_node({"metadata": {"name": name, "labels": labels}})
 
-    cache = ObjectCache(kube, ready_wait=5, list_ttl=0.0)
+    cache = ObjectCache(kube, ready_wait=5)
     job_resource = GroupResource("jobs", "batch")
     assert await cache.names(job_resource, NS, ()) == tuple(sorted(jobs))
     assert await cache.names(job_resource, NS, parse_selector("pool=a")) == ("train-a",)
@@ -459,7 +432,7 @@ async def test_any_resource_is_listed_with_the_apiservers_selector_semantics(
     with pytest.raises(NotFoundError):
         await cache.names(brands, NS, ())
     with plane.admin_client() as api:
-        untyped(k8s.ApiextensionsV1Api(api)).create_custom_resource_definition(BRANDS_CRD)
+        untyped(k8s.ApiextensionsV1Api(api)).create_custom_resource_definition(brands_crd())
         custom = untyped(k8s.CustomObjectsApi(api))
 
         def create_brand() -> bool:
@@ -482,6 +455,57 @@ async def test_any_resource_is_listed_with_the_apiservers_selector_semantics(
             return True
 
         await _eventually(create_brand, "the CRD to be served")
-    cache._lister._discovery.clear()  # as the discovery refresh would, within a minute
+    # Discovery is read again (at most every 5 s) when a request names an unknown resource.
+    await _eventually(
+        lambda: _names_or_none(cache, brands, parse_selector("age=old")),
+        "the CRD in the cluster's discovery",
+    )
     assert await cache.names(brands, NS, parse_selector("age=old")) == ("gouda",)
     assert await cache.names(brands, NS, parse_selector("age=new")) == ()
+    cache.stop()
+
+
+async def _names_or_none(
+    cache: ObjectCache, resource: GroupResource, selector: Any
+) -> tuple[str, ...] | None:
+    try:
+        return await cache.names(resource, NS, selector)
+    except NotFoundError:
+        return None
+
+
+async def test_the_rest_mapper_reads_the_same_resources_from_both_discovery_forms(
+    kube: KubeClient,
+) -> None:
+    """Aggregated discovery (one document) and the legacy documents (one per group version)
+    give the same table, with the kinds, versions and scopes the apiserver serves."""
+    aggregated = RestMapper(kube)
+    legacy = RestMapper(kube, aggregated=False)
+    table = await aggregated.refresh()
+    legacy_table = await legacy.refresh()
+    assert table is not None and legacy_table is not None
+    assert (aggregated.aggregated, legacy.aggregated) == (True, False)
+    assert (aggregated.error, legacy.error) == (None, None)
+    assert sorted(map(repr, table.entries)) == sorted(map(repr, legacy_table.entries))
+    assert table.lookup("lease") == legacy_table.lookup("leases.coordination.k8s.io")
+    lease = table.lookup("Lease")
+    assert lease is not None
+    assert (lease.group, lease.version, lease.kind, lease.namespaced) == (
+        "coordination.k8s.io",
+        "v1",
+        "Lease",
+        True,
+    )
+    node = table.lookup("node")
+    assert node is not None and (node.plural, node.namespaced, node.api_version) == (
+        "nodes",
+        False,
+        "v1",
+    )
+    # Bare names prefer the core group, as the RESTMapper does: events, not events.k8s.io.
+    assert table.lookup("events") == table.exact(GroupResource("events"))
+    assert table.exact(GroupResource("events", "events.k8s.io")) is not None
+    # Subresources and the metrics groups are not objects.
+    assert all("/" not in info.plural for info in table.entries)
+    assert not any(info.group.endswith("metrics.k8s.io") for info in table.entries)
+    assert aggregated.status()["resources"] == len(table)

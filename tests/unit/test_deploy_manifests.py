@@ -868,25 +868,38 @@ def test_chart_tls_from_cert_manager() -> None:
     assert "issuerRef.name is required" in str(failure)
 
 
-def test_unwatched_resources_are_listable_as_the_docs_say() -> None:
-    from adapter.kube.objects import LIST_TTL
-
+def test_resources_are_watchable_as_the_docs_say() -> None:
+    """Every resource the docs say the ClusterRole covers is granted list and watch (the object
+    cache lists then watches it), in deploy/ and in the chart."""
     doc = " ".join((ROOT / "docs" / "configuration.md").read_text().split())
-    assert f"its list reused for {LIST_TTL:g} s" in doc
-    rules = _single(BASE / "clusterrole-resource-reader.yaml")["rules"]
-    listable = {
-        (group, resource)
-        for rule in rules
-        if "list" in rule["verbs"]
-        for group in rule["apiGroups"]
-        for resource in rule["resources"]
+    named = re.search(
+        r"grants `list` and `watch` on what the default rules and the presets"
+        r" name: ([^.]+)\.",
+        doc,
+    )
+    assert named is not None
+    plural = {
+        "Jobs": ("batch", "jobs"),
+        "LeaderWorkerSets": ("leaderworkerset.x-k8s.io", "leaderworkersets"),
     }
-    for named in [
-        ("", "nodes"),
-        ("batch", "jobs"),
-        ("leaderworkerset.x-k8s.io", "leaderworkersets"),
-    ]:
-        assert named in listable, named
+    groups = {"deployments": "apps", "statefulsets": "apps", "replicasets": "apps"}
+    wanted = {
+        plural.get(word, (groups.get(word, ""), word))
+        for word in re.split(r", | and ", named.group(1).replace(", and ", ", "))
+    }
+    chart = _by_kind(helm_objects(), "ClusterRole")
+    for rules in (
+        _single(BASE / "clusterrole-resource-reader.yaml")["rules"],
+        [r for o in chart if o["metadata"]["name"].endswith("resource-reader") for r in o["rules"]],
+    ):
+        watchable = {
+            (group, resource)
+            for rule in rules
+            if {"list", "watch"} <= set(rule["verbs"])
+            for group in rule["apiGroups"]
+            for resource in rule["resources"]
+        }
+        assert wanted <= watchable, wanted - watchable
     assert "rbac.extraResourceRules" in doc
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert values["rbac"]["extraResourceRules"] == []

@@ -87,3 +87,19 @@ def test_documented_default_and_variable_are_the_settings_description(
     option = DESCRIBED[flag]
     assert _same_default(default, option.flag_default), (flag, default, option.flag_default)
     assert env == option.env, flag
+
+
+def test_the_resource_mapping_timings_are_the_code_defaults() -> None:
+    """docs/configuration.md states when the cluster's resources are read again: on a miss at
+    most every ``RestMapper.min_interval`` seconds, and every ``MetricRegistry.resource_poll``
+    seconds while a rule waits for a resource."""
+    import inspect
+
+    from adapter.core.registry import MetricRegistry
+    from adapter.kube.mapper import RestMapper
+
+    doc = " ".join((ROOT / "docs" / "configuration.md").read_text().split())
+    min_interval = inspect.signature(RestMapper).parameters["min_interval"].default
+    poll = inspect.signature(MetricRegistry).parameters["resource_poll"].default
+    assert f"(at most every {min_interval:g} s)" in doc
+    assert f"read again every {poll:g} s while a rule waits" in doc

@@ -11,8 +11,10 @@ import yaml
 
 from adapter.domain.errors import BadRequestError, NotFoundError, QueryError, RuleError
 from adapter.domain.models import GroupResource, Requirement
+from adapter.domain.resources import ResourceInfo, ResourceTable
 from adapter.rules import MetricRequest, QueryScope, ServedMetric, load_rules, load_rules_text
 from adapter.rules.prometheus_adapter import PrometheusAdapterRule, go_expand
+from tests.support.cheese import override_rule, template_rule
 
 FIXTURES = Path(__file__).parent / "fixtures" / "rules"
 PODS = GroupResource("pods")
@@ -525,33 +527,20 @@ def test_odd_series_names_are_selectable_but_not_served() -> None:
     assert rule.discovered_metrics({"queue.lag": ["namespace"]}) == []
 
 
+def _cheese_rules() -> str:
+    rules = [
+        override_rule("cheddar_sold_total", "brand", "brand", "cheese.io"),
+        template_rule("jetstream_slots_used_percentage", "namespace", "pod"),
+    ]
+    return yaml.safe_dump({"rules": rules})
+
+
 def test_an_override_naming_a_crd_loads_with_a_warning_and_maps_its_label() -> None:
     """prometheus-adapter's documented override (``brand: {group: cheese.io, resource: brand}``):
     the resource is not in the built-in table; the file loads, the other rules with it."""
-    text = yaml.safe_dump(
-        {
-            "rules": [
-                {
-                    "seriesQuery": '{__name__="cheddar_sold_total",namespace!="",brand!=""}',
-                    "resources": {
-                        "overrides": {
-                            "namespace": {"resource": "namespace"},
-                            "brand": {"group": "cheese.io", "resource": "brand"},
-                        }
-                    },
-                    "metricsQuery": "sum(rate(<<.Series>>{<<.LabelMatchers>>}[2m])) by (<<.GroupBy>>)",
-                },
-                {
-                    "seriesQuery": '{__name__="jetstream_slots_used_percentage",namespace!="",pod!=""}',
-                    "resources": {"template": "<<.Resource>>"},
-                    "metricsQuery": "avg(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)",
-                },
-            ]
-        }
-    )
-    loaded = load_rules_text(text, filename="cheese.yaml", presets=False)
+    loaded = load_rules_text(_cheese_rules(), filename="cheese.yaml", presets=False)
     assert len(loaded.rules) == 2
-    [warning] = [w for w in loaded.warnings if "not in the built-in resource table" in w]
+    [warning] = [w for w in loaded.warnings if "not in the built-in table" in w]
     assert "resources.overrides.brand" in warning and "brands.cheese.io" in warning
     rule = loaded.rules[0]
     assert isinstance(rule, PrometheusAdapterRule)
@@ -582,3 +571,67 @@ def test_a_resource_outside_the_table_is_named_as_kubernetes_guesses(
     )
     doc = " ".join((Path(__file__).parents[2] / "docs" / "configuration.md").read_text().split())
     assert "`brand` → `brands.cheese.io`, kind `Brand`, version `v1`, namespaced" in doc
+
+
+def _cluster_table(*extra: ResourceInfo) -> ResourceTable:
+    from adapter.rules import resources
+
+    return ResourceTable.of(
+        [*resources.known_resources(), *extra], source="the cluster's discovery", complete=True
+    )
+
+
+BRAND = ResourceInfo("brands", "brand", "cheese.io", "Brand", namespaced=True, version="v1beta2")
+
+
+def test_an_override_the_cluster_does_not_serve_waits_and_never_stops_the_other_rules() -> None:
+    """In Kubernetes mode the override is resolved with the cluster's discovery: while the CRD
+    does not exist its metrics are not served and the rule says what it waits for; once the
+    cluster serves it, the metric is served with the kind and version discovery gives."""
+    loaded = load_rules_text(_cheese_rules(), filename="cheese.yaml", presets=False)
+    brands, other = loaded.rules
+    assert isinstance(brands, PrometheusAdapterRule) and isinstance(other, PrometheusAdapterRule)
+    labels = {"cheddar_sold_total": ["namespace", "brand"]}
+    without = _cluster_table()
+    [missing] = brands.missing_resources(without)
+    assert "resources.overrides.brand" in missing and "cheese.io" in missing
+    served = brands.discovered_metrics(labels, without)
+    assert GroupResource("brands", "cheese.io") not in {m.resource for m in served}
+    assert other.missing_resources(without) == ()
+    assert other.discovered_metrics(
+        {"jetstream_slots_used_percentage": ["namespace", "pod"]}, without
+    )
+
+    with_brands = _cluster_table(BRAND)
+    assert brands.missing_resources(with_brands) == ()
+    [metric] = [
+        m
+        for m in brands.discovered_metrics(labels, with_brands)
+        if m.resource == GroupResource("brands", "cheese.io")
+    ]
+    assert metric.described == BRAND and metric.object_label == "brand"
+    query = brands.build_query(
+        metric, MetricRequest(namespace="shop", object_names=("gouda",)), QueryScope()
+    ).query
+    assert 'brand="gouda"' in query and 'namespace="shop"' in query
+
+
+def test_a_template_maps_any_resource_the_cluster_serves() -> None:
+    """``<<.Resource>>`` maps a label to whatever the cluster serves under that name (singular,
+    plural or kind), as prometheus-adapter's RESTMapper does; the built-in table does not know
+    ``brand``."""
+    entry = template_rule("cheddar_sold_total")
+    [rule] = load_rules_text(
+        yaml.safe_dump({"rules": [entry]}), filename="r.yaml", presets=False
+    ).rules
+    assert isinstance(rule, PrometheusAdapterRule)
+    labels = {"cheddar_sold_total": ["namespace", "brand", "lease"]}
+    assert {m.resource for m in rule.discovered_metrics(labels)} == {GroupResource("namespaces")}
+    lease = ResourceInfo("leases", "lease", "coordination.k8s.io", "Lease", namespaced=True)
+    served = {m.resource: m for m in rule.discovered_metrics(labels, _cluster_table(BRAND, lease))}
+    assert set(served) == {
+        GroupResource("namespaces"),
+        GroupResource("brands", "cheese.io"),
+        GroupResource("leases", "coordination.k8s.io"),
+    }
+    assert served[GroupResource("leases", "coordination.k8s.io")].object_label == "lease"
