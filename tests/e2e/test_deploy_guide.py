@@ -18,7 +18,8 @@ the image tier's build runs) and ``docker build`` (the Dockerfile and its base a
 defaults the guide states (chart values, tool versions, APIService priorities) are compared with
 the files that set them.
 
-kubectl, helm or the control plane missing: the test FAILS naming the fix.
+kubectl (built with the control plane, the same release), helm or the control plane missing: the test
+FAILS naming the fix.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ import json
 import os
 import re
 import shlex
-import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,7 +39,7 @@ import yaml
 
 from adapter.core.request import parse_path_string
 from tests.support import REPO
-from tests.support.controlplane import ControlPlane
+from tests.support.controlplane import BinariesNotFoundError, ControlPlane, find_binaries
 from tests.support.guide import DEPLOY_GUIDE, shell_blocks
 from tests.support.manifests import CHART, kustomize_build, tool
 from tests.support.plane import running
@@ -84,9 +84,10 @@ class Shell:
 
 @pytest.fixture(scope="module")
 def shell(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shell]:
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.fail("kubectl not found on PATH: docs/deploy.md's steps need it", pytrace=False)
+    try:
+        kubectl = find_binaries().kubectl
+    except BinariesNotFoundError as exc:
+        pytest.fail(f"docs/deploy.md's steps need kubectl: {exc}", pytrace=False)
     helm = tool("helm")
     work = tmp_path_factory.mktemp("guide")
     (work / "deploy").symlink_to(REPO / "deploy")
@@ -94,7 +95,7 @@ def shell(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shell]:
     home.mkdir()
     with running(ControlPlane()) as plane:
         env = {
-            "PATH": os.pathsep.join([str(helm.parent), str(Path(kubectl).parent), os.defpath]),
+            "PATH": os.pathsep.join([str(helm.parent), str(kubectl.parent), os.defpath]),
             "HOME": str(home),
             "KUBECONFIG": str(plane.kubeconfig_path),
             "LANG": "C.UTF-8",

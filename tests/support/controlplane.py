@@ -75,7 +75,7 @@ ETCD_VERSION = "v3.6.16"
 COLD_BUILD_MINUTES = 20
 """Rough cold build time of the control plane on 2 cores (measured: 17 min), for error messages."""
 
-COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager")
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl")
 
 DEFAULT_CONTROLLERS = (
     "horizontal-pod-autoscaler-controller",
@@ -117,11 +117,12 @@ class BinariesNotFoundError(ControlPlaneError):
 
 @dataclass(frozen=True)
 class Binaries:
-    """Paths of the three control plane executables."""
+    """Paths of the control plane executables, and the kubectl of the same release."""
 
     etcd: Path
     kube_apiserver: Path
     kube_controller_manager: Path
+    kubectl: Path
 
 
 def cache_dir() -> Path:
@@ -144,6 +145,7 @@ def find_binaries(directory: Path | None = None) -> Binaries:
         etcd=where / "etcd",
         kube_apiserver=where / "kube-apiserver",
         kube_controller_manager=where / "kube-controller-manager",
+        kubectl=where / "kubectl",
     )
 
 
