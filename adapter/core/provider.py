@@ -4,6 +4,7 @@ translate. The HTTP layer, ``/debug/query`` and the ``query`` command all call :
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -191,13 +192,18 @@ class MetricsProvider:
         trace.cache, trace.result, trace.fetched_at = state, entry.value, entry.fetched_at
         return entry.value
 
-    def _observe(
-        self, values: Sequence[MetricValue], dropped: Sequence[Dropped], now: float
-    ) -> None:
+    def _translated(
+        self, trace: Trace, translate: Callable[..., tuple[list[MetricValue], list[Dropped]]]
+    ) -> list[MetricValue]:
+        """``translate(now=…, max_age=…)``'s values, its dropped samples kept on ``trace``; the
+        values' ages and the drop reasons observed."""
+        now = time.time()
+        values, trace.dropped = translate(now=now, max_age=self.max_sample_age)
         for v in values:
             self.telemetry.value_age.observe(max(0.0, now - v.timestamp))
-        for d in dropped:
+        for d in trace.dropped:
             self.telemetry.dropped.labels(d.reason).inc()
+        return values
 
     def _build(self, served: ServedMetric, request: MetricRequest) -> BuiltQuery:
         try:
@@ -268,20 +274,21 @@ class MetricsProvider:
         values: list[MetricValue] = []
         if names != ():
             built, result = await self._evaluate(served, metric_request, trace)
-            now = time.time()
-            values, trace.dropped = samples_to_custom(
-                result.samples,
-                metric=request.metric,
-                resource=request.resource,
-                namespace=request.namespace,
-                object_labels=built.object_labels,
-                object_names=names,
-                window=built.window,
-                now=now,
-                max_age=self.max_sample_age,
-                described=served.described or self.registry.resource_table.exact(request.resource),
+            values = self._translated(
+                trace,
+                functools.partial(
+                    samples_to_custom,
+                    result.samples,
+                    metric=request.metric,
+                    resource=request.resource,
+                    namespace=request.namespace,
+                    object_labels=built.object_labels,
+                    object_names=names,
+                    window=built.window,
+                    described=served.described
+                    or self.registry.resource_table.exact(request.resource),
+                ),
             )
-            self._observe(values, trace.dropped, now)
         else:
             # As prometheus-adapter answers: no object matches, so no metric either.
             selector = ",".join(_requirement_text(r) for r in request.label_selector)
@@ -301,15 +308,12 @@ class MetricsProvider:
             namespace=request.namespace, metric_selector=request.metric_selector
         )
         built, result = await self._evaluate(served, metric_request, trace)
-        now = time.time()
-        values, trace.dropped = samples_to_external(
-            result.samples,
-            metric=request.metric,
-            window=built.window,
-            now=now,
-            max_age=self.max_sample_age,
+        values = self._translated(
+            trace,
+            functools.partial(
+                samples_to_external, result.samples, metric=request.metric, window=built.window
+            ),
         )
-        self._observe(values, trace.dropped, now)
         return Answer(body=external_list(values), values=values, trace=trace)
 
 

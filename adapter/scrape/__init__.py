@@ -11,22 +11,7 @@ pure :mod:`adapter.promql` below it, and its client will do I/O, which ``adapter
 
 from __future__ import annotations
 
-from adapter.scrape.exposition import (
-    DEFAULT_MAX_BYTES,
-    DEFAULT_MAX_SAMPLES,
-    Exposition,
-    ExpositionError,
-    ScrapedSample,
-    exposition_format,
-    parse_exposition,
-)
+from adapter.scrape import exposition
+from adapter.scrape.exposition import *  # noqa: F403  (the parser, re-exported: exposition.__all__)
 
-__all__ = [
-    "DEFAULT_MAX_BYTES",
-    "DEFAULT_MAX_SAMPLES",
-    "Exposition",
-    "ExpositionError",
-    "ScrapedSample",
-    "exposition_format",
-    "parse_exposition",
-]
+__all__ = list(exposition.__all__)

@@ -464,23 +464,32 @@ def apply_base_rbac(api: k8s.ApiClient) -> list[str]:
     return [f"{obj['kind']}/{obj['metadata']['name']}" for obj in objects]
 
 
-def deployment_manifest(replicas: int = 1) -> dict[str, Any]:
-    """The seed's JetStream Deployment, reduced: no kubelet runs, so the image is never pulled."""
+def deployment_manifest(
+    replicas: int = 1,
+    *,
+    name: str = DEPLOYMENT,
+    namespace: str = NAMESPACE,
+    labels: Mapping[str, str] = APP_LABELS,
+    container: str = "jetstream-http",
+    port: tuple[int, str] = (9988, "metrics"),
+) -> dict[str, Any]:
+    """The seed's JetStream Deployment, reduced (or another engine's, by its name, labels, container
+    and port): no kubelet runs, so the image is never pulled."""
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": DEPLOYMENT, "namespace": NAMESPACE},
+        "metadata": {"name": name, "namespace": namespace},
         "spec": {
             "replicas": replicas,
-            "selector": {"matchLabels": dict(APP_LABELS)},
+            "selector": {"matchLabels": dict(labels)},
             "template": {
-                "metadata": {"labels": dict(APP_LABELS)},
+                "metadata": {"labels": dict(labels)},
                 "spec": {
                     "containers": [
                         {
-                            "name": "jetstream-http",
-                            "image": "example.invalid/jetstream-http:e2e",
-                            "ports": [{"containerPort": 9988, "name": "metrics"}],
+                            "name": container,
+                            "image": f"example.invalid/{container}:e2e",
+                            "ports": [{"containerPort": port[0], "name": port[1]}],
                         }
                     ]
                 },

@@ -52,6 +52,7 @@ from tests.e2e.scenario import (
     ScenarioError,
     apply_base_rbac,
     apply_manifest,
+    deployment_manifest,
     example_hpa,
     pods_average_replicas,
     start_adapter,
@@ -193,32 +194,6 @@ class _DeploymentView:
         return self._fleet.workloads[self._deployment].load
 
 
-def deployment_manifest(name: str, replicas: int = 1) -> dict[str, Any]:
-    """A vLLM-style Deployment; no kubelet runs, so the image is never pulled."""
-    labels = {"app": name}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "namespace": NAMESPACE},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "containers": [
-                        {
-                            "name": "vllm",
-                            "image": "example.invalid/vllm-openai:e2e",
-                            "ports": [{"containerPort": 8000, "name": "http"}],
-                        }
-                    ]
-                },
-            },
-        },
-    }
-
-
 # --------------------------------------------------------------------------- the scenario
 
 
@@ -281,7 +256,16 @@ def engines(
         }
         stack.callback(lambda: _delete_workloads(api, scenarios))
         for name in (QUEUE, LATENCY):
-            apply_manifest(api, deployment_manifest(name))
+            apply_manifest(
+                api,
+                deployment_manifest(
+                    name=name,
+                    namespace=NAMESPACE,
+                    labels={"app": name},
+                    container="vllm",
+                    port=(8000, "http"),
+                ),
+            )
         fleet.start()
         stack.callback(fleet.stop)
         for scenario in scenarios.values():

@@ -80,20 +80,28 @@ async def test_concurrent_callers_share_one_fetch() -> None:
     assert [r[1] for r in results].count("shared") == 199
 
 
+class _Counting:
+    """A fetch that counts its calls, takes 10 ms, and returns the call count (or raises)."""
+
+    def __init__(self, error: Exception | None = None) -> None:
+        self.calls = 0
+        self.error = error
+
+    async def __call__(self) -> int:
+        self.calls += 1
+        await asyncio.sleep(0.01)
+        if self.error is not None:
+            raise self.error
+        return self.calls
+
+
 async def test_errors_are_shared_but_not_cached() -> None:
     cache: SingleFlightCache[str, int] = SingleFlightCache(ttl=10)
-    calls = 0
-
-    async def failing() -> int:
-        nonlocal calls
-        calls += 1
-        await asyncio.sleep(0.01)
-        raise BackendUnavailableError("down", backend="prometheus")
-
+    failing = _Counting(BackendUnavailableError("down", backend="prometheus"))
     results = await asyncio.gather(
         *(cache.get("q", failing) for _ in range(5)), return_exceptions=True
     )
-    assert calls == 1
+    assert failing.calls == 1
     assert all(isinstance(r, BackendUnavailableError) for r in results)
 
     async def ok() -> int:
@@ -123,16 +131,9 @@ async def test_a_cancelled_caller_does_not_cancel_the_shared_fetch() -> None:
 
 async def test_ttl_zero_disables_caching_but_keeps_single_flight() -> None:
     cache: SingleFlightCache[str, int] = SingleFlightCache(ttl=0)
-    calls = 0
-
-    async def fetch() -> int:
-        nonlocal calls
-        calls += 1
-        await asyncio.sleep(0.01)
-        return calls
-
+    fetch = _Counting()
     results = await asyncio.gather(*(cache.get("q", fetch) for _ in range(3)))
-    assert calls == 1
+    assert fetch.calls == 1
     assert [r[1] for r in results].count("disabled") == 1
     entry, _ = await cache.get("q", fetch)
     assert entry.value == 2
