@@ -260,7 +260,7 @@ class MetricsProvider:
         where = f"{request.resource} {request.name or '*'}" + (
             f" in namespace {request.namespace}" if request.namespaced else ""
         )
-        served = self.registry.find_custom(request.resource, request.metric)
+        served = await self.registry.find("custom", request.resource, request.metric)
         if served is None:
             raise NotFoundError.metric(request.metric, where)
         trace.metric = served
@@ -301,7 +301,7 @@ class MetricsProvider:
         return Answer(body=body, values=values, trace=trace)
 
     async def _external(self, request: ApiRequest, trace: Trace) -> Answer:
-        served = self.registry.find_external(request.metric)
+        served = await self.registry.find("external", None, request.metric)
         if served is None:
             raise NotFoundError.metric(request.metric, f"namespace {request.namespace}")
         metric_request = MetricRequest(

@@ -17,6 +17,11 @@ standalone the built-in table of common resources. What a rule names that the cl
 serve (an override's CRD not created yet) is listed in :attr:`Snapshot.missing` and never stops
 the other rules; while something is missing, the cluster's resources are asked again every
 ``resource_poll`` seconds, and the metrics are discovered as soon as the resource appears.
+
+A request for a metric the snapshot does not list, while some rule discovers its metrics, runs
+discovery once more before the answer (:meth:`MetricRegistry.find`): a metric whose series
+appeared since the last refresh is answered at once instead of 404 until the next refresh. Such
+refreshes are shared by concurrent requests and happen at most every ``miss_refresh`` seconds.
 """
 
 from __future__ import annotations
@@ -130,11 +135,13 @@ class MetricRegistry:
         exact_metric_names: bool | None = None,
         resources: ResourceSource | None = None,
         resource_poll: float = 10.0,
+        miss_refresh: float = 15.0,
     ) -> None:
         """``exact_metric_names``: refuse discovery selectors that do not name their metric
         exactly (GMP's rule); ``None`` turns it on when the backend is named ``gmp``.
         ``resources``: the cluster's resources (``None``: the built-in table);
-        ``resource_poll``: seconds between two reads of them while a rule waits for one."""
+        ``resource_poll``: seconds between two reads of them while a rule waits for one;
+        ``miss_refresh``: least seconds between two refreshes caused by unlisted metrics."""
         self._backend = backend
         self.resources = resources
         self.resource_poll = resource_poll
@@ -148,6 +155,9 @@ class MetricRegistry:
         self.timeout = timeout
         self._telemetry = telemetry
         self._discovered: dict[str, list[ServedMetric]] = {}
+        self.miss_refresh = miss_refresh
+        self._miss_refresh: asyncio.Task[Snapshot] | None = None
+        self._miss_refreshed_at = float("-inf")
         self.set_rules(rules)
 
     @property
@@ -204,6 +214,46 @@ class MetricRegistry:
     def find_external(self, metric: str) -> ServedMetric | None:
         found = self._snapshot.external.get(metric)
         return found if found is not None else self._resolve("external", None, metric)
+
+    async def find(
+        self, kind: MetricKind, resource: GroupResource | None, metric: str
+    ) -> ServedMetric | None:
+        """:meth:`find_custom` or :meth:`find_external`; when neither lists ``metric``, after
+        one more discovery (see the module docstring)."""
+        found = self._find(kind, resource, metric)
+        if found is None and await self._refreshed_for_a_miss():
+            found = self._find(kind, resource, metric)
+        return found
+
+    def _find(
+        self, kind: MetricKind, resource: GroupResource | None, metric: str
+    ) -> ServedMetric | None:
+        if kind == "external":
+            return self.find_external(metric)
+        assert resource is not None
+        return self.find_custom(resource, metric)
+
+    async def _refreshed_for_a_miss(self) -> bool:
+        """Run (or join) a refresh unless one ran within ``miss_refresh`` seconds or no rule
+        discovers; whether one ran."""
+        if not any(rule.discovery_selectors() for rule in self._rules):
+            return False
+        task = self._miss_refresh
+        if task is None:
+            now = time.monotonic()
+            last = self._snapshot.refreshed_at
+            recent = last is not None and time.time() - last < self.miss_refresh
+            if recent or now - self._miss_refreshed_at < self.miss_refresh:
+                return False
+            self._miss_refreshed_at = now
+            task = self._miss_refresh = asyncio.ensure_future(self.refresh())
+            task.add_done_callback(lambda _: setattr(self, "_miss_refresh", None))
+        try:
+            await asyncio.shield(task)
+        except Exception:
+            log.exception("discovery refresh for an unlisted metric failed")
+            return False
+        return True
 
     def _resolve(
         self, kind: MetricKind, resource: GroupResource | None, metric: str
