@@ -47,6 +47,8 @@ BASE = DEPLOY / "base"
 MONITORING = DEPLOY / "monitoring"
 EXAMPLES = DEPLOY / "examples"
 CHART = DEPLOY / "chart" / "llm-metrics-adapter"
+GKE_GUIDE_VALUES = REPO / "tests" / "fixtures" / "gke-guide-values.yaml"
+"""The prometheus-adapter values file of the GKE guide to autoscaling JetStream, as it gives it."""
 
 # Seconds: rendering takes well under one; a hung tool must not hang the suite.
 _TOOL_TIMEOUT_S = 60
@@ -109,17 +111,21 @@ def helm_template(
     values: Mapping[str, Any] | None = None,
     *,
     set_values: Sequence[str] = (),
+    set_strings: Sequence[str] = (),
     expect_failure: bool = False,
     namespace: str = "custom-metrics",
 ) -> list[Obj] | str:
     """Objects of ``helm template`` of the chart; with ``expect_failure`` its error text instead.
 
-    ``values`` is written to a values file (merged over the chart's defaults).
+    ``values`` is written to a values file (merged over the chart's defaults); ``set_values`` and
+    ``set_strings`` are given as ``--set`` and ``--set-string``.
     """
     argv: list[str | Path] = [tool("helm"), "template", "llm-metrics-adapter", CHART]
     argv += ["--namespace", namespace]
     for item in set_values:
         argv += ["--set", item]
+    for item in set_strings:
+        argv += ["--set-string", item]
     values_file: Path | None = None
     if values is not None:
         import tempfile

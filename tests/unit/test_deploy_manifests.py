@@ -24,6 +24,7 @@ from tests.support.manifests import (
     CHART,
     DEPLOY,
     EXAMPLES,
+    GKE_GUIDE_VALUES,
     MONITORING,
     ROOT,
     Obj,
@@ -787,7 +788,7 @@ def test_chart_takes_the_gke_guides_prometheus_adapter_values_file_unchanged(
     # The values file the GKE guide gives prometheus-adapter's chart: rules.default/external.
     from adapter.rules.loader import load_rules
 
-    values = yaml.safe_load((ROOT / "tests" / "fixtures" / "gke-guide-values.yaml").read_text())
+    values = yaml.safe_load(GKE_GUIDE_VALUES.read_text())
     objects, deployment = _chart_deployment(values)
     path = tmp_path / "rules.yaml"
     path.write_text(_one(objects, "ConfigMap", "llm-metrics-adapter-rules")["data"]["rules.yaml"])
