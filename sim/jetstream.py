@@ -85,17 +85,21 @@ def values_for_load(level: float, *, engines: int) -> JetStreamValues:
 class _Exporter(Service):
     """One registry behind one loopback HTTP server."""
 
-    def __init__(self, *, port: int) -> None:
+    def __init__(self, *, port: int, host: str = "127.0.0.1") -> None:
+        if not host.startswith("127."):
+            raise ValueError(f"exporters bind loopback only, not {host}")
         self.registry = CollectorRegistry(auto_describe=True)
         self._port = port
+        self.host = host
+        """The loopback address served (any of 127.0.0.0/8: a pod IP of its own)."""
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
 
     def start(self) -> Self:
-        """Bind 127.0.0.1 and serve ``/metrics`` (any path) from a daemon thread."""
+        """Bind ``host`` and serve ``/metrics`` (any path) from a daemon thread."""
         if self._server is None:
             self._server, self._thread = start_http_server(
-                self._port, addr="127.0.0.1", registry=self.registry
+                self._port, addr=self.host, registry=self.registry
             )
             self._port = self._server.server_port
             self._on_started()
@@ -122,8 +126,8 @@ class _Exporter(Service):
 
     @property
     def target(self) -> str:
-        """``127.0.0.1:<port>``: what a scrape config lists."""
-        return f"127.0.0.1:{self.port}"
+        """``<host>:<port>``: what a scrape config lists."""
+        return f"{self.host}:{self.port}"
 
     @property
     def url(self) -> str:
@@ -149,12 +153,13 @@ class SimServer(_Exporter):
         cluster: str,
         engines: int = 2,
         port: int = 0,
+        host: str = "127.0.0.1",
         job: str = "jetstream",
         model_name: str | None = None,
     ) -> None:
         if engines < 1:
             raise ValueError("engines must be >= 1")
-        super().__init__(port=port)
+        super().__init__(port=port, host=host)
         self.pod = pod
         self.namespace = namespace
         self.cluster = cluster
@@ -390,10 +395,11 @@ class SimTpuExporter(_Exporter):
         *,
         cluster: str,
         port: int = 0,
+        host: str = "127.0.0.1",
         plugin_pod: str = "tpu-device-plugin-0",
         job: str = "tpu-device-plugin",
     ) -> None:
-        super().__init__(port=port)
+        super().__init__(port=port, host=host)
         self.cluster = cluster
         self.plugin_pod = plugin_pod
         self.job = job

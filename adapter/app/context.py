@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from adapter.backends.base import Backend
 from adapter.core.cache import SingleFlightCache
@@ -25,11 +25,15 @@ from adapter.core.registry import MetricRegistry, ResourceSource
 from adapter.core.resilience import BreakerPolicy
 from adapter.domain.errors import ConfigError
 from adapter.domain.models import QueryResult
+from adapter.domain.pods import Monitoring, PodInfo
 from adapter.hpa.explain import HpaReader
 from adapter.observability.telemetry import Telemetry
 from adapter.rules.base import QueryScope
 from adapter.rules.loader import RuleSet
 from adapter.settings import Settings
+
+if TYPE_CHECKING:
+    from adapter.scrape.targets import ScrapeTarget
 
 __all__ = [
     "AppContext",
@@ -59,6 +63,16 @@ class MappedObjects(Protocol):
 
     @property
     def resource_mapper(self) -> ResourceSource: ...
+
+
+@runtime_checkable
+class ScrapeView(Protocol):
+    """An object source that also knows the pods' scrape details and the monitoring objects
+    (the Kubernetes object cache): the pod-scrape path takes its targets from it."""
+
+    def watch_monitorings(self) -> None: ...
+
+    def scrape_view(self) -> tuple[Sequence[PodInfo], Sequence[Monitoring]]: ...
 
 
 class ReloadState(Protocol):
@@ -153,24 +167,40 @@ class AppContext:
         await self.aclose()
 
 
-def _scrape_first(settings: Settings, backend: Backend, telemetry: Telemetry) -> Backend:
+def _scrape_targets(
+    settings: Settings, objects: WatchedObjects | None
+) -> Sequence[ScrapeTarget] | Callable[[], Sequence[ScrapeTarget]]:
+    """The ``--scrape-targets`` file's targets, else the cluster's (pods and PodMonitorings)."""
+    from adapter.scrape.targets import load_targets, pod_targets
+
+    if settings.scrape.targets:
+        return load_targets(settings.scrape.targets)
+    view: object = objects
+    if not isinstance(view, ScrapeView):
+        raise ConfigError(
+            "--scrape-pods needs the pods to scrape: --scrape-targets (a file), or Kubernetes"
+            " mode (the cluster's pods and their PodMonitorings)"
+        )
+    view.watch_monitorings()
+    cluster = view
+    return lambda: pod_targets(*cluster.scrape_view())
+
+
+def _scrape_first(
+    settings: Settings, backend: Backend, telemetry: Telemetry, objects: WatchedObjects | None
+) -> Backend:
     """``backend`` behind the pod-scrape source (``--scrape-pods``). Raises ConfigError."""
     from adapter.core.sources import ScrapeFirst
     from adapter.scrape.source import PodScraper
-    from adapter.scrape.targets import load_targets
 
     scrape = settings.scrape
-    if not scrape.targets:
-        raise ConfigError(
-            "--scrape-pods needs --scrape-targets (the pods to scrape); targets from"
-            " PodMonitorings in the cluster are not read yet"
-        )
+    targets = _scrape_targets(settings, objects)
     if settings.scope.cluster is None:
         raise ConfigError("--scrape-pods needs --cluster: scraped samples are labelled with it")
     if scrape.fallback not in ("omit", "backend"):
         raise ConfigError(f"--scrape-fallback must be omit or backend, not {scrape.fallback!r}")
     scraper = PodScraper(
-        load_targets(scrape.targets),
+        targets,
         cluster=settings.scope.cluster,
         cluster_label=settings.scope.cluster_label,
         min_interval=scrape.min_interval,
@@ -208,7 +238,7 @@ def build_context(
         backends = {"cloud-monitoring": build_cloud_monitoring_backend(settings)}
     telemetry = Telemetry()
     if settings.scrape.pods:
-        backend = _scrape_first(settings, backend, telemetry)
+        backend = _scrape_first(settings, backend, telemetry, objects)
     scope = QueryScope(cluster=settings.scope.cluster, cluster_label=settings.scope.cluster_label)
     timeout = settings.backend.query_timeout
     registry = MetricRegistry(

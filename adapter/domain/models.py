@@ -5,6 +5,7 @@ All are frozen dataclasses so they can key caches and cross task boundaries safe
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -19,6 +20,7 @@ __all__ = [
     "Requirement",
     "RequirementOp",
     "Sample",
+    "selector_matches",
 ]
 
 BackendKind = Literal["promql", "cloud-monitoring"]
@@ -60,6 +62,34 @@ class Requirement:
     key: str
     op: RequirementOp
     values: tuple[str, ...] = ()
+
+
+def selector_matches(labels: Mapping[str, str], selector: Sequence[Requirement]) -> bool:
+    """Kubernetes label-selector semantics (``k8s.io/apimachinery/pkg/labels``)."""
+    for req in selector:
+        present = req.key in labels
+        value = labels.get(req.key, "")
+        if req.op == "=":
+            ok = present and value == req.values[0]
+        elif req.op == "!=":
+            ok = not present or value != req.values[0]
+        elif req.op == "in":
+            ok = present and value in req.values
+        elif req.op == "notin":
+            ok = not present or value not in req.values
+        elif req.op == "exists":
+            ok = present
+        elif req.op == "!":
+            ok = not present
+        else:  # gt, lt: both sides must be integers
+            try:
+                have, want = int(value), int(req.values[0])
+            except (ValueError, IndexError):
+                return False
+            ok = present and (have > want if req.op == "gt" else have < want)
+        if not ok:
+            return False
+    return True
 
 
 @dataclass(frozen=True, slots=True)

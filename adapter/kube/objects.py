@@ -13,6 +13,8 @@ watched only once a request asks for a metric some rule serves on it.
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -22,8 +24,16 @@ from typing import Any
 from kubernetes import client as k8s_client
 from kubernetes.client.exceptions import ApiException
 
-from adapter.domain.errors import NotFoundError
-from adapter.domain.models import GroupResource, Requirement
+from adapter.domain.errors import ConfigError, NotFoundError
+from adapter.domain.models import GroupResource, Requirement, selector_matches
+from adapter.domain.pods import (
+    MONITORING_GROUP,
+    MONITORING_RESOURCES,
+    Monitoring,
+    PodInfo,
+    monitoring_from,
+    pod_from,
+)
 from adapter.domain.resources import ResourceInfo
 from adapter.kube.connection import Connection, KubernetesError, KubernetesForbiddenError
 from adapter.kube.mapper import RestMapper
@@ -31,42 +41,18 @@ from adapter.kube.watch import ListWatch
 
 __all__ = ["WATCHED_RESOURCES", "ObjectCache", "selector_matches"]
 
+log = logging.getLogger(__name__)
+
 _METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
 _METADATA_WATCH = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
-
-
-def selector_matches(labels: Mapping[str, str], selector: Sequence[Requirement]) -> bool:
-    """Kubernetes label-selector semantics (``k8s.io/apimachinery/pkg/labels``)."""
-    for req in selector:
-        present = req.key in labels
-        value = labels.get(req.key, "")
-        if req.op == "=":
-            ok = present and value == req.values[0]
-        elif req.op == "!=":
-            ok = not present or value != req.values[0]
-        elif req.op == "in":
-            ok = present and value in req.values
-        elif req.op == "notin":
-            ok = not present or value not in req.values
-        elif req.op == "exists":
-            ok = present
-        elif req.op == "!":
-            ok = not present
-        else:  # gt, lt: both sides must be integers
-            try:
-                have, want = int(value), int(req.values[0])
-            except (ValueError, IndexError):
-                return False
-            ok = present and (have > want if req.op == "gt" else have < want)
-        if not ok:
-            return False
-    return True
 
 
 @dataclass(slots=True)
 class _Object:
     labels: dict[str, str]
     active: bool
+    detail: PodInfo | Monitoring | None = None
+    """A pod's scrape details; a monitoring object's spec (``None``: one it cannot use)."""
 
 
 @dataclass
@@ -87,7 +73,15 @@ def _to_object(resource: GroupResource, obj: Mapping[str, Any]) -> tuple[tuple[s
         phase = (obj.get("status") or {}).get("phase")
         active = active and phase not in {"Succeeded", "Failed"}
     labels = {str(k): str(v) for k, v in (meta.get("labels") or {}).items()}
-    return key, _Object(labels=labels, active=active)
+    detail: PodInfo | Monitoring | None = None
+    if resource.resource == "pods":
+        detail = pod_from(obj)
+    elif resource in MONITORING_RESOURCES:
+        try:
+            detail = monitoring_from(obj, namespaced=resource.resource == "podmonitorings")
+        except ConfigError as exc:
+            log.warning("not scraping for %s", exc.message)
+    return key, _Object(labels=labels, active=active, detail=detail)
 
 
 def _matching(
@@ -196,6 +190,36 @@ class ObjectCache:
         self._started = True
         core = k8s_client.CoreV1Api(self._client.api)
         self._watch(GroupResource("pods"), core.list_pod_for_all_namespaces)
+
+    def watch_monitorings(self) -> None:
+        """Also watch PodMonitorings and ClusterPodMonitorings (for the pod-scrape path;
+        idempotent). Where their CRDs are not installed, the watch retries and ``/debug`` shows
+        the error; pods are then found by their ``prometheus.io/*`` annotations alone."""
+        custom = k8s_client.CustomObjectsApi(self._client.api)
+        for resource in MONITORING_RESOURCES:
+            with self._lock:
+                if resource in self._stores:
+                    continue
+                self._stores[resource] = _Store()
+            lister = functools.partial(
+                custom.list_cluster_custom_object, MONITORING_GROUP, "v1", resource.resource
+            )
+            self._watch(resource, lister)
+
+    def scrape_view(self) -> tuple[list[PodInfo], list[Monitoring]]:
+        """The pods with their scrape details and the usable monitoring objects, as now known."""
+        found: dict[GroupResource, list[Any]] = {}
+        for resource in (GroupResource("pods"), *MONITORING_RESOURCES):
+            store = self._stores.get(resource)
+            if store is None:
+                continue
+            with store.lock:
+                found[resource] = [o.detail for o in store.objects.values() if o.detail]
+        pods = [d for d in found.get(GroupResource("pods"), []) if isinstance(d, PodInfo)]
+        monitorings = [
+            d for r in MONITORING_RESOURCES for d in found.get(r, []) if isinstance(d, Monitoring)
+        ]
+        return pods, monitorings
 
     def _watch(self, resource: GroupResource, list_fn: Callable[..., Any]) -> None:
         store = self._stores[resource]

@@ -2,7 +2,9 @@
 
 :class:`PodScraper` answers a query the local evaluator supports
 (:func:`adapter.promql.evaluate.unsupported_reason`) from the pods it can cover:
-each listed target (:mod:`adapter.scrape.targets`) is scraped when a query asks for it, at most
+each target (:mod:`adapter.scrape.targets`: the file's, or the cluster's pods) that the query
+covers — its cluster, namespace, pod and own labels pass some selector's matchers on them, so a
+request for two pods of one namespace scrapes those two — is scraped when a query asks for it, at most
 once per ``min_interval`` (concurrent queries share one scrape), its samples go into a
 :class:`SampleWindow` with the labels GMP's target labels add (``cluster``, ``namespace``,
 ``pod``, the target's own; a scraped label of the same name becomes ``exported_<name>``, as with
@@ -20,16 +22,19 @@ redirects, never sends the adapter's credentials, and only fetches the listed UR
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 import httpx
 
-from adapter.domain.errors import BackendResponseError
-from adapter.domain.models import QueryResult
+from adapter.domain.errors import BackendResponseError, QueryError
+from adapter.domain.models import Matcher, QueryResult
 from adapter.promql.evaluate import evaluate, required_history, unsupported_reason
+from adapter.promql.injection import selectors
+from adapter.promql.re2 import UnsupportedRegex, compile_anchored
 from adapter.promql.window import SampleWindow
 from adapter.scrape.exposition import DEFAULT_MAX_BYTES, ExpositionError, parse_exposition
 from adapter.scrape.targets import ScrapeTarget
@@ -67,7 +72,7 @@ class PodScraper:
 
     def __init__(
         self,
-        targets: Sequence[ScrapeTarget],
+        targets: Sequence[ScrapeTarget] | Callable[[], Sequence[ScrapeTarget]],
         *,
         cluster: str,
         cluster_label: str = "cluster",
@@ -79,7 +84,7 @@ class PodScraper:
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.targets = tuple(targets)
+        self._targets = targets if callable(targets) else (lambda fixed=tuple(targets): fixed)
         self.cluster, self.cluster_label = cluster, cluster_label
         self.min_interval = min_interval
         self.on_failure = on_failure
@@ -109,12 +114,31 @@ class PodScraper:
         """``query`` evaluated on fresh scrapes; ``None`` when a pod failed and ``on_failure``
         is ``backend``. The caller checks :meth:`declines` first."""
         self._history = max(self._history, required_history([query]))
-        ok = await asyncio.gather(*(self._fresh(t) for t in self.targets))
+        ok = await asyncio.gather(*(self._fresh(t) for t in self.covered(query)))
         if self.on_failure == "backend" and not all(ok):
             return None
         now = self._clock()
         self._window.prune(int((now - self._history - _LOOKBACK) * 1000))
         return evaluate(query, self._window, now, backend=SCRAPE_SOURCE)
+
+    @property
+    def targets(self) -> tuple[ScrapeTarget, ...]:
+        """Every target there is now."""
+        return tuple(self._targets())
+
+    def covered(self, query: str) -> list[ScrapeTarget]:
+        """The targets whose samples ``query`` can select: for some selector, each matcher on a
+        label the target sets (cluster, namespace, pod, its own) accepts the target's value."""
+        tests = _target_tests(query)
+        return [t for t in self._targets() if any(test(self._own(t)) for test in tests)]
+
+    def _own(self, target: ScrapeTarget) -> dict[str, str]:
+        return {
+            self.cluster_label: self.cluster,
+            "namespace": target.namespace,
+            "pod": target.pod,
+            **target.labels,
+        }
 
     async def _fresh(self, target: ScrapeTarget) -> bool:
         """Scrape ``target`` unless it was scraped within ``min_interval``; whether it answered."""
@@ -166,12 +190,7 @@ class PodScraper:
             )  # fmt: skip
         except (ExpositionError, BackendResponseError):
             return "invalid", None
-        own = {
-            self.cluster_label: self.cluster,
-            "namespace": target.namespace,
-            "pod": target.pod,
-            **target.labels,
-        }
+        own = self._own(target)
         samples = [(_with_target(s.labels, own), s.value, s.timestamp) for s in parsed.samples]
         return "ok", samples
 
@@ -188,3 +207,34 @@ def _with_target(labels: dict[str, str], own: dict[str, str]) -> dict[str, str]:
             out[f"exported_{name}"] = out[name]
         out[name] = value
     return out
+
+
+def _accepts(matcher: Matcher) -> Callable[[str], bool]:
+    if matcher.op in ("=", "!="):
+        return (
+            (lambda v: v == matcher.value) if matcher.op == "=" else (lambda v: v != matcher.value)
+        )
+    try:
+        regex = compile_anchored(matcher.value)
+    except UnsupportedRegex:
+        return lambda _: True  # cannot tell here: scrape it, the evaluator decides
+    if matcher.op == "=~":
+        return lambda v: regex.fullmatch(v) is not None
+    return lambda v: regex.fullmatch(v) is None
+
+
+@functools.lru_cache(maxsize=1024)
+def _target_tests(query: str) -> tuple[Callable[[Mapping[str, str]], bool], ...]:
+    """Per selector of ``query``, a test of a target's own labels (a matcher on a label the
+    target does not set is left to the evaluator)."""
+    try:
+        found = selectors(query)
+    except QueryError:
+        return (lambda _: True,)
+
+    def test(
+        checks: list[tuple[str, Callable[[str], bool]]],
+    ) -> Callable[[Mapping[str, str]], bool]:
+        return lambda own: all(accept(own[k]) for k, accept in checks if k in own)
+
+    return tuple(test([(m.label, _accepts(m)) for m in sel.matchers]) for sel in found)

@@ -262,7 +262,9 @@ class PodFleet(MirrorThread):
     gets one (``pod``/``id`` labels = its name) with the current :class:`Load` plus a TPU chip on
     ``tpu``; pods gone (or being deleted) lose both; Prometheus' targets are rewritten when the
     set changes (``extra_targets`` are always scraped too). Errors in the thread are kept and
-    re-raised by :meth:`check`.
+    re-raised by :meth:`check`. With ``pod_port``, each pod gets a loopback address of its own
+    (127.0.0.20, .21, …) as its ``podIP``, and its SimServer serves there on ``pod_port`` (the
+    Deployment's container port), so the pod can be scraped as the cluster describes it.
     """
 
     def __init__(
@@ -276,9 +278,13 @@ class PodFleet(MirrorThread):
         cluster: str = CLUSTER,
         poll_s: float = _FLEET_POLL_S,
         extra_targets: Sequence[str] = (),
+        pod_port: int | None = None,
     ) -> None:
         super().__init__(plane, poll_s=poll_s)
         self._extra_targets = list(extra_targets)
+        self._pod_port = pod_port
+        self._pod_ips: dict[str, str] = {}
+        self._next_ip = 20
         self._prometheus = prometheus
         self._tpu = tpu
         self.namespace = namespace
@@ -349,7 +355,7 @@ class PodFleet(MirrorThread):
             phase = pod.status.phase if pod.status else None
             if phase != "Running":
                 with contextlib.suppress(ApiException):  # deleted meanwhile: next pass drops it
-                    mark_pod_ready(self._api, self.namespace, name)
+                    mark_pod_ready(self._api, self.namespace, name, pod_ip=self._pod_ip(name))
                     self.patched.append(name)
         changed = False
         with self._lock:
@@ -358,7 +364,11 @@ class PodFleet(MirrorThread):
                 changed = True
             for name in sorted(set(live) - set(self._servers)):
                 server = SimServer(
-                    pod=name, namespace=self.namespace, cluster=self.cluster, engines=ENGINES
+                    pod=name,
+                    namespace=self.namespace,
+                    cluster=self.cluster,
+                    engines=ENGINES,
+                    **self._bind(name),
                 )
                 server.start()
                 self._servers[name] = server
@@ -368,6 +378,19 @@ class PodFleet(MirrorThread):
                 targets = [self._tpu.target, *self._extra_targets]
                 targets += [s.target for s in self._servers.values()]
                 self._prometheus.set_targets(targets)
+
+    def _pod_ip(self, name: str) -> str | None:
+        """With ``pod_port``: the pod's own loopback address (127.0.0.20 on), its ``podIP``."""
+        if self._pod_port is None:
+            return None
+        if name not in self._pod_ips:
+            self._pod_ips[name] = f"127.0.0.{self._next_ip}"
+            self._next_ip += 1
+        return self._pod_ips[name]
+
+    def _bind(self, name: str) -> dict[str, Any]:
+        ip = self._pod_ip(name)
+        return {} if ip is None else {"host": ip, "port": self._pod_port}
 
     def _drop(self, name: str) -> None:
         server = self._servers.pop(name)

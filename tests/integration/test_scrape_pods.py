@@ -25,6 +25,7 @@ from adapter.settings import Settings
 from sim.jetstream import JetStreamValues, SimServer, SimTpuExporter, TpuChipValues
 from sim.prometheus import LocalPrometheus
 from tests.support.ports import free_port
+from tests.support.presets import jetstream_and_tpu_paths
 
 pytestmark = pytest.mark.integration
 
@@ -120,20 +121,6 @@ async def contexts(
         yield scraped, plain, fleet
 
 
-def _preset_paths() -> list[str]:
-    """Every JetStream and TPU preset as an HPA asks for it, in namespace team-a."""
-    paths = []
-    for rule in load_rules(None, presets=True).rules:
-        for metric in rule.static_metrics():
-            if not metric.name.startswith(("jetstream_", "tpu_", "memory_used")):
-                continue
-            if metric.kind == "external":
-                paths.append(f"{E}/namespaces/team-a/{metric.name}")
-            else:
-                paths.append(f"{C2}/namespaces/team-a/pods/*/{metric.name}")
-    return sorted(set(paths))
-
-
 async def _answer(ctx: AppContext, path: str) -> tuple[dict[str, str], str]:
     trace = Trace()
     answer = await ctx.provider.answer(parse_path_string(path), trace=trace)
@@ -151,7 +138,7 @@ async def test_every_jetstream_and_tpu_preset_is_served_from_the_pods_as_prometh
     contexts: tuple[AppContext, AppContext, Fleet],
 ) -> None:
     scraped, plain, _ = contexts
-    paths = _preset_paths()
+    paths = jetstream_and_tpu_paths("team-a")
     assert len(paths) >= 8, paths
     for path in paths:
         got, source = await _answer(scraped, path)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from tests.support.crds import crd
+
 __all__ = ["SUM_BY", "brands_crd", "override_rule", "template_rule"]
 
 SUM_BY = "sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)"
@@ -42,29 +44,4 @@ def template_rule(series: str, *labels: str, query: str = SUM_BY) -> dict[str, A
 
 def brands_crd(version: str = "v1") -> dict[str, Any]:
     """The namespaced ``brands.cheese.io`` CRD (kind Brand), served at ``version``."""
-    return {
-        "metadata": {"name": "brands.cheese.io"},
-        "spec": {
-            "group": "cheese.io",
-            "scope": "Namespaced",
-            "names": {
-                "plural": "brands",
-                "singular": "brand",
-                "kind": "Brand",
-                "listKind": "BrandList",
-            },
-            "versions": [
-                {
-                    "name": version,
-                    "served": True,
-                    "storage": True,
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "x-kubernetes-preserve-unknown-fields": True,
-                        }
-                    },
-                }
-            ],
-        },
-    }
+    return crd("cheese.io", "brands", "Brand", version=version)

@@ -337,8 +337,10 @@ def role_binding(
 # --------------------------------------------------------------------------- pods
 
 
-def mark_pod_ready(api_client: k8s.ApiClient, namespace: str, name: str) -> None:
-    """Patch ``pods/<name>/status`` to Running and Ready, as a kubelet would.
+def mark_pod_ready(
+    api_client: k8s.ApiClient, namespace: str, name: str, *, pod_ip: str | None = None
+) -> None:
+    """Patch ``pods/<name>/status`` to Running and Ready (with ``podIP``), as a kubelet would.
 
     ``api_client`` is a ``kubernetes.client.ApiClient`` allowed to patch pod status.
     """
@@ -352,6 +354,7 @@ def mark_pod_ready(api_client: k8s.ApiClient, namespace: str, name: str) -> None
             "phase": "Running",
             "startTime": now,
             "conditions": conditions,
+            **({"podIP": pod_ip, "podIPs": [{"ip": pod_ip}]} if pod_ip else {}),
         }
     }
     k8s.CoreV1Api(api_client).patch_namespaced_pod_status(
