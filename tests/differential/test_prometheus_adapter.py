@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 import pytest
 import yaml
@@ -145,6 +145,8 @@ def requests_for(rules: RulesFile) -> list[str]:
             f"{C2}/{ns}/pods/*/{metric}?labelSelector={quote('app=web')}",
             f"{C2}/{ns}/pods/*/{metric}?labelSelector={quote('app in (web,db)')}",
             f"{C2}/{ns}/pods/*/{metric}?labelSelector={quote('app=nomatch')}",
+            f"{C2}/{ns}/pods/*/{metric}?metricLabelSelector={quote('id!=web-1')}",
+            f"{C2}/{ns}/pods/*/{metric}?metricLabelSelector={quote('id=web-2')}",
         ]
     for resource, name, metric in rules.objects:
         if resource:
@@ -158,6 +160,8 @@ def requests_for(rules: RulesFile) -> list[str]:
             f"{E1}/{ns}/{metric}?labelSelector={quote('name=orders')}",
             f"{E1}/{ns}/{metric}?labelSelector={quote('name in (orders)')}",
             f"{E1}/{ns}/{metric}?labelSelector={quote('name!=orders')}",
+            f"{E1}/{ns}/{metric}?labelSelector={quote('name in (orders.v2)')}",
+            f"{E1}/{ns}/{metric}?labelSelector={quote('name in (orders.v2,invoices)')}",
         ]
     out += [
         f"{C2}/{ns}/pods/*/no_such_metric",
@@ -242,88 +246,126 @@ def differences(theirs: dict[str, Any], ours: dict[str, Any]) -> list[str]:
 # --------------------------------------------------------------------------- known differences
 
 
+Summary = dict[str, Any]
+Ask = Callable[[str], Summary]
+"""prometheus-adapter's answer summary for another request."""
+
+
 @dataclass(frozen=True)
 class Known:
-    """A documented difference: ``applies`` to prometheus-adapter's answer summary for a request,
-    ``expected(path)`` turns it into the answer this adapter gives instead. ``section``: the heading
-    in docs/migration.md that explains it."""
+    """A documented difference: ``applies`` to prometheus-adapter's answer summary for a request
+    path; ``expected(path, theirs, ask)`` is the answer this adapter gives instead, derived from
+    prometheus-adapter's (``ask`` asks it for an equivalent request). ``section``: the heading in
+    docs/migration.md that explains it."""
 
     name: str
     section: str
-    applies: Callable[[str, dict[str, Any]], bool]
-    expected: Callable[[str], Callable[[dict[str, Any]], dict[str, Any]]]
+    applies: Callable[[str, Summary], bool]
+    expected: Callable[[str, Summary, Ask], Summary]
 
 
-def _core_api_version(theirs: dict[str, Any]) -> dict[str, Any]:
-    out = dict(theirs)
+def _is_list(theirs: Summary, kind: str = "MetricValueList") -> bool:
+    return bool(theirs["kind"] == kind)
+
+
+def _core_api_version(path: str, theirs: Summary, ask: Ask) -> Summary:
     fixed = {}
     for key, value in theirs["values"].items():
         kind, ns, name, version, metric = json.loads(key)
         fixed[json.dumps([kind, ns, name, "v1" if version == "/v1" else version, metric])] = value
-    out["values"] = fixed
-    out["objects"] = sorted(fixed)
-    return out
+    return {**theirs, "values": fixed, "objects": sorted(fixed)}
 
 
-def _has_core_slash_v1(path: str, theirs: dict[str, Any]) -> bool:
-    if theirs["kind"] != "MetricValueList":
-        return False
-    return any(json.loads(key)[3] == "/v1" for key in theirs["values"])
+def _has_core_slash_v1(path: str, theirs: Summary) -> bool:
+    return _is_list(theirs) and any(json.loads(key)[3] == "/v1" for key in theirs["values"])
 
 
-def _group_not_installed(path: str, theirs: dict[str, Any]) -> bool:
+def _group_not_installed(path: str, theirs: Summary) -> bool:
     # prometheus-adapter installs an API group only when the file has rules for it: without
     # any, the request falls through to its root handler (a 404 listing its paths).
     return theirs["status"] == 404 and theirs["kind"] is None and "paths" in theirs["body"]
 
 
-def _served_empty(path: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    def expected(theirs: dict[str, Any]) -> dict[str, Any]:
-        if path in (C1, C2, E1):
-            return {"status": 200, "kind": "APIResourceList", "resources": []}
-        return {"status": 404, "kind": "Status", "reason": "NotFound"}
+_NOT_FOUND: Summary = {"status": 404, "kind": "Status", "reason": "NotFound"}
 
-    return expected
+
+def _served_empty(path: str, theirs: Summary, ask: Ask) -> Summary:
+    if path in (C1, C2, E1):
+        return {"status": 200, "kind": "APIResourceList", "resources": []}
+    return _NOT_FOUND
 
 
 _PINNED = re.compile(rf"^{E1}/namespaces/(?!default/)[^/]+/memory_used_percentage$")
 
 
-def _pinned_elsewhere(path: str, theirs: dict[str, Any]) -> bool:
+def _pinned_elsewhere(path: str, theirs: Summary) -> bool:
     # The GKE guide's memory_used_percentage rule pins exported_namespace="default".
-    return bool(_PINNED.match(path)) and theirs["kind"] == "ExternalMetricValueList"
+    return bool(_PINNED.match(path)) and _is_list(theirs, "ExternalMetricValueList")
 
 
-def _describes(
-    kind: str, name: str, *, lists_only: bool = False
-) -> Callable[[str, dict[str, Any]], bool]:
+def _describes(kind: str, name: str, *, lists_only: bool = False) -> Callable[[str, Summary], bool]:
     """Answers with an item for that object (``lists_only``: of ``<resource>/*`` requests)."""
 
-    def applies(path: str, theirs: dict[str, Any]) -> bool:
-        if theirs["kind"] != "MetricValueList" or (lists_only and "/*/" not in path):
+    def applies(path: str, theirs: Summary) -> bool:
+        if not _is_list(theirs) or (lists_only and "/*/" not in path):
             return False
         return any(json.loads(key)[:3:2] == [kind, name] for key in theirs["values"])
 
     return applies
 
 
-def _without(kind: str, name: str) -> Callable[[str], Callable[[dict[str, Any]], dict[str, Any]]]:
-    """The answer without the items describing that object: a 404 when none is left."""
+def _keep(theirs: Summary, keep: Callable[[list[Any]], bool]) -> Summary:
+    """``theirs`` with only the items whose decoded key ``keep`` accepts; a 404 when none is."""
+    kept = {key: value for key, value in theirs["values"].items() if keep(json.loads(key))}
+    if not kept:
+        return _NOT_FOUND
+    return {**theirs, "values": kept, "objects": sorted(kept)}
 
-    def expected(path: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
-        def drop(theirs: dict[str, Any]) -> dict[str, Any]:
-            kept = {
-                key: value
-                for key, value in theirs["values"].items()
-                if json.loads(key)[:3:2] != [kind, name]
-            }
-            if not kept:
-                return {"status": 404, "kind": "Status", "reason": "NotFound"}
-            return {**theirs, "values": kept, "objects": sorted(kept)}
 
-        return drop
+def _without(kind: str, name: str) -> Callable[[str, Summary, Ask], Summary]:
+    """The answer without the items describing that object."""
+    return lambda path, theirs, ask: _keep(theirs, lambda key: key[:3:2] != [kind, name])
 
-    return expected
+
+_SET_SELECTOR = re.compile(r"^(?P<label>[\w.-]+) in \((?P<values>[^)]*)\)$")
+
+
+def _set_selector(path: str) -> tuple[str, set[str]] | None:
+    query = parse_qs(urlsplit(path).query).get("labelSelector", [""])[0]
+    match = _SET_SELECTOR.match(query)
+    if match is None:
+        return None
+    return match["label"], {v.strip() for v in match["values"].split(",")}
+
+
+def _regex_in(path: str, theirs: Summary) -> bool:
+    selector = _set_selector(path)
+    if selector is None or not _is_list(theirs, "ExternalMetricValueList"):
+        return False
+    label, values = selector
+    return any(json.loads(key)[1].get(label) not in values for key in theirs["values"])
+
+
+def _exact_in(path: str, theirs: Summary, ask: Ask) -> Summary:
+    selector = _set_selector(path)
+    assert selector is not None
+    label, values = selector
+    return _keep(theirs, lambda key: key[1].get(label) in values)
+
+
+def _not_equal_refused(path: str, theirs: Summary) -> bool:
+    query = parse_qs(urlsplit(path).query).get("metricLabelSelector", [""])[0]
+    return "!=" in query and theirs["status"] == 500
+
+
+def _as_notin(path: str, theirs: Summary, ask: Ask) -> Summary:
+    # `a!=b` selects what `a notin (b)` selects (objects without the label too), which
+    # prometheus-adapter accepts: its answer to that is the answer to this.
+    parts = urlsplit(path)
+    query = parse_qs(parts.query)
+    label, _, value = query["metricLabelSelector"][0].partition("!=")
+    query["metricLabelSelector"] = [f"{label} notin ({value})"]
+    return ask(f"{parts.path}?{urlencode(query, doseq=True, quote_via=quote)}")
 
 
 KNOWN: tuple[Known, ...] = (
@@ -331,7 +373,7 @@ KNOWN: tuple[Known, ...] = (
         "core objects' describedObject.apiVersion is v1, not /v1",
         "### describedObject.apiVersion of core objects",
         _has_core_slash_v1,
-        lambda path: _core_api_version,
+        _core_api_version,
     ),
     Known(
         "an API with no rules is served, empty",
@@ -343,7 +385,7 @@ KNOWN: tuple[Known, ...] = (
         "a rule pinned to another namespace answers 403 elsewhere",
         "### A rule pinned to one namespace answers only there",
         _pinned_elsewhere,
-        lambda path: lambda theirs: {"status": 403, "kind": "Status", "reason": "Forbidden"},
+        lambda path, theirs, ask: {"status": 403, "kind": "Status", "reason": "Forbidden"},
     ),
     Known(
         "a pod that has completed is not counted",
@@ -362,6 +404,18 @@ KNOWN: tuple[Known, ...] = (
         "### NaN and infinite values are not served",
         _describes("Service", INF_SERVICE),
         _without("Service", INF_SERVICE),
+    ),
+    Known(
+        "`in` matches the listed values exactly, not as a regex",
+        "### Label selectors match values exactly",
+        _regex_in,
+        _exact_in,
+    ),
+    Known(
+        "`!=` in metricLabelSelector is answered, not a 500",
+        "### `!=` in metricLabelSelector",
+        _not_equal_refused,
+        _as_notin,
     ),
 )
 
@@ -402,11 +456,15 @@ def _bracketed(before: dict[str, Any], ours: dict[str, Any], after: dict[str, An
     return True
 
 
-def _explained(pair: Pair, path: str, theirs: dict[str, Any]) -> dict[str, Any]:
+def _explained(pair: Pair, path: str, theirs: Summary) -> Summary:
     """prometheus-adapter's answer with every applicable known difference applied."""
+
+    def ask(other: str) -> Summary:
+        return _explained(pair, other, summary(pair.theirs.get(other)))
+
     for known in KNOWN:
         if known.applies(path, theirs):
-            theirs = known.expected(path)(theirs)
+            theirs = known.expected(path, theirs, ask)
             pair.explained.setdefault(known.name, set()).add(path)
     return theirs
 

@@ -92,6 +92,9 @@ class _Series(Collector):
         lag = GaugeMetricFamily("queue_consumer_lag", "", labels=["namespace", "name"])
         lag.add_metric([NS, "orders"], 30)
         lag.add_metric([NS, "invoices"], 4)
+        # Names a regex would confuse: "orders.v2" as a pattern also matches "ordersXv2".
+        lag.add_metric([NS, "orders.v2"], 2)
+        lag.add_metric([NS, "ordersXv2"], 5)
         inference = GaugeMetricFamily("inference_queue_size", "", labels=["namespace", "service"])
         inference.add_metric([NS, "web"], 7)
         # A gauge that is not a number: prometheus-adapter serves NaN as a number.
