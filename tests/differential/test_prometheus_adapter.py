@@ -29,7 +29,7 @@ from urllib.parse import parse_qs, quote, urlencode, urlsplit
 import pytest
 import yaml
 
-from tests.differential.peers import RUNS, Answer, Peer, start_ours, start_theirs
+from tests.differential.peers import RUNS, Answer, Peer, peer_binary, start_ours, start_theirs
 from tests.differential.world import (
     CLUSTER,
     INF_SERVICE,
@@ -219,8 +219,8 @@ def summary(answer: Answer) -> dict[str, Any]:
 
 
 def _close(a: float, b: float) -> bool:
-    # prometheus-adapter truncates to milli-units (0.4499… → 449m); rate() of the same counter
-    # read a moment apart moves in the 4th digit at most.
+    # prometheus-adapter truncates to milli-units (0.4499… → 449m), this adapter rounds (450m).
+    # A value that moves between the two requests is asked again (_values_move_alike).
     return abs(a - b) <= 2e-3 + 1e-4 * max(abs(a), abs(b))
 
 
@@ -504,6 +504,7 @@ def pairs(
     control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, Pair]]:
     """Both adapters for every rules file, started together, compared once."""
+    peer_binary()  # a missing build fails here, before anything starts
     started = time.monotonic()
     with open_world(control_plane) as world, contextlib.ExitStack() as stack:
         out = {}
