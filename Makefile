@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PROMETHEUS ?= /usr/bin/prometheus
 
-.PHONY: help setup prometheus browser control-plane tools image image-test lint typecheck importlint fmt unit integration e2e test demo clean
+.PHONY: help setup prometheus browser control-plane tools peer image image-test lint typecheck importlint fmt unit integration e2e differential test demo clean
 
 help:
 	@echo "make demo   - start a real Prometheus, simulated LLM servers and the adapter; show live values"
@@ -44,6 +44,11 @@ control-plane:
 tools:
 	@bash hack/install-tools.sh
 
+# prometheus-adapter v0.12.0, built once into ~/.cache by bench/build-prometheus-adapter.sh (a cold
+# build takes a few minutes; cached after): the peer of the differential tier and of make bench.
+peer:
+	@bash bench/build-prometheus-adapter.sh >/dev/null
+
 # The container image from the Dockerfile, with no network in the build: wheels made on the host,
 # Debian's buildah (installed if missing), a local bookworm base when the default cannot be pulled.
 image: setup
@@ -76,7 +81,11 @@ integration: setup prometheus browser
 e2e: setup prometheus control-plane tools
 	$(BIN)/pytest -q -m e2e tests/e2e
 
-test: setup lint typecheck importlint prometheus browser control-plane tools image
+# prometheus-adapter and this adapter side by side on the same data (tests/differential).
+differential: setup prometheus control-plane tools peer
+	$(BIN)/pytest -q -m differential tests/differential
+
+test: setup lint typecheck importlint prometheus browser control-plane tools peer image
 	$(BIN)/pytest -q tests
 
 demo: setup prometheus
@@ -89,10 +98,9 @@ clean:
 # `make test`). Builds prometheus-adapter into ~/.cache, installs wrk and the `bench` extra.
 # A subset: `make bench BENCH_ARGS="--scenarios hpa,burst --growth 10k"` (see bench/README.md).
 .PHONY: bench
-bench: setup prometheus control-plane
+bench: setup prometheus control-plane peer
 	@$(BIN)/pip install --quiet -e '.[dev,bench]'
 	@command -v wrk >/dev/null || { echo ">> installing Debian's wrk (apt-get)"; \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk >/dev/null \
 	  || { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk >/dev/null; }; }
-	@bash bench/build-prometheus-adapter.sh >/dev/null
 	$(BIN)/python -m bench.run $(BENCH_ARGS)

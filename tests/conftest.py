@@ -12,7 +12,7 @@ import pytest
 
 pytest_plugins = ["tests.support.fixtures"]
 
-TIERS = ("integration", "faults", "fuzz", "soak", "e2e")
+TIERS = ("integration", "faults", "fuzz", "soak", "e2e", "differential")
 """The tier folders whose tests are marked by the folder's name."""
 
 _HERE = Path(__file__).parent

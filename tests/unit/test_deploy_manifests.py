@@ -918,3 +918,70 @@ def test_chart_extra_resource_rules_reach_the_resource_reader_role() -> None:
     assert role["rules"][-1] == crd_rule
     base_rules = _single(BASE / "clusterrole-resource-reader.yaml")["rules"]
     assert role["rules"][:-1] == base_rules  # the chart grants what deploy/ grants, plus the CRD
+
+
+def _doc_default_rules() -> list[dict[str, Any]]:
+    """The rows of docs/migration.md's table of the chart's default rules, as rule fields."""
+    text = (ROOT / "docs" / "migration.md").read_text()
+    section = text.split("### The chart's `rules.default: true`", 1)[1].split("\n### ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    out = []
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split(" | ")]
+        series, filters, resources, name, query = cells
+        matches, _, as_ = name.partition(" → ")
+        out.append(
+            {
+                "seriesQuery": series.strip("`"),
+                "seriesFilters": [
+                    {"isNot": f.removeprefix("isNot ").strip("`")}
+                    for f in filters.split(", ")
+                    if f != "—"
+                ],
+                "resources": (
+                    {"template": resources.removeprefix("template ").strip("`")}
+                    if resources.startswith("template")
+                    else {
+                        "overrides": {
+                            "namespace": {"resource": "namespace"},
+                            "pod": {"resource": "pod"},
+                        }
+                    }
+                ),
+                "name": {"matches": matches.strip("`"), "as": as_.strip("`")},
+                "metricsQuery": query.strip("`"),
+            }
+        )
+    return out
+
+
+def test_chart_rules_default_renders_prometheus_adapters_default_rules(tmp_path: Path) -> None:
+    from adapter.rules.loader import load_rules
+
+    custom = {
+        "seriesQuery": 'x_total{namespace!=""}',
+        "resources": {"template": "<<.Resource>>"},
+        "metricsQuery": "sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)",
+    }
+    values = {"rules": {"default": True, "custom": [custom], "external": [custom]}}
+    objects, deployment = _chart_deployment(values)
+    text = _one(objects, "ConfigMap", "llm-metrics-adapter-rules")["data"]["rules.yaml"]
+    config = yaml.safe_load(text)
+    # prometheus-adapter's config file, as its chart renders it: defaults, then rules.custom.
+    documented = _doc_default_rules()
+    assert len(documented) == 6
+    assert config["rules"] == [*documented, custom]
+    assert config["externalRules"] == [custom]
+    path = tmp_path / "rules.yaml"
+    path.write_text(text)
+    loaded = load_rules(path, presets=False)
+    assert loaded.format == "prometheus-adapter" and not loaded.warnings
+    assert [r.id for r in loaded.rules] == [
+        *(f"rules.yaml#rules[{i}]" for i in range(7)),
+        "rules.yaml#externalRules[0]",
+    ]
+    assert "--config=/etc/llm-metrics-adapter/rules/rules.yaml" in _container(deployment)["args"]
+    # Without rules.default the file has only the custom rules.
+    objects, _ = _chart_deployment({"rules": {"default": False, "custom": [custom]}})
+    text = _one(objects, "ConfigMap", "llm-metrics-adapter-rules")["data"]["rules.yaml"]
+    assert yaml.safe_load(text) == {"rules": [custom]}
