@@ -55,6 +55,12 @@ class DelegatingBackend:
         self.backend = backend
         self.name = backend.name
 
+    def answers_live(self, query: str) -> bool:
+        """Whether ``query`` is answered from the source itself at each call (the pods), so an
+        answer must not be kept for later requests."""
+        inner = self.backend
+        return isinstance(inner, DelegatingBackend) and inner.answers_live(query)
+
     async def query(self, query: str, *, timeout: float) -> QueryResult:
         return await self.backend.query(query, timeout=timeout)
 

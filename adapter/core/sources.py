@@ -3,9 +3,10 @@
 :class:`ScrapeFirst` is a :class:`adapter.backends.base.Backend` in front of the configured one
 (``--scrape-pods``): queries the local evaluator supports are answered from scraped pods
 (:class:`adapter.scrape.source.PodScraper`), everything else — other queries, discovery,
-readiness — by the backend. Its ``name`` is the backend's, so discovery and the cache behave as
-without it; each answer's ``QueryResult.backend`` says which source gave it (``scrape`` or the
-backend's name), which ``/debug/query`` shows.
+readiness — by the backend. Its ``name`` is the backend's, so discovery behaves as without it;
+answers from the pods bypass the result cache (:meth:`ScrapeFirst.answers_live`). Each answer's
+``QueryResult.backend`` says which source gave it (``scrape`` or the backend's name), which
+``/debug/query`` shows.
 """
 
 from __future__ import annotations
@@ -28,6 +29,11 @@ class ScrapeFirst(DelegatingBackend):
         """``("scrape", None)`` or (the backend's name, why the pods cannot answer)."""
         reason = self.scraper.declines(query)
         return ("scrape", None) if reason is None else (self.backend.name, reason)
+
+    def answers_live(self, query: str) -> bool:
+        """Queries the pods answer are read at each request (the scraper's minimum interval and
+        single flight bound the load): the result cache would only make them older."""
+        return self.scraper.declines(query) is None
 
     async def query(self, query: str, *, timeout: float) -> QueryResult:
         if self.scraper.declines(query) is None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.server
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import ClassVar
@@ -239,3 +240,28 @@ async def test_redirects_are_not_followed_and_no_credentials_are_sent(
     finally:
         server.shutdown()
         server.server_close()
+
+
+async def test_answers_from_the_pods_bypass_the_result_cache(
+    fleet_and_prometheus: tuple[Fleet, LocalPrometheus], tmp_path: Path
+) -> None:
+    """With a long --cache-ttl and keep-warm on, a step right after an answer is still seen by
+    the next request once the minimum interval has passed: scraped answers are never cached."""
+    fleet, prom = fleet_and_prometheus
+    targets = fleet.targets_file(tmp_path / "targets.yaml")
+    ctx = await _context(prom, scrape_pods=True, scrape_targets=str(targets))
+    ctx.provider.cache.ttl = 60.0  # as if --cache-ttl 60
+    path = f"{E}/namespaces/team-b/jetstream_prefill_backlog_size"
+    server = fleet.servers["team-b", "jetstream-0"]
+    async with ctx:
+        first, source = await _answer(ctx, path)
+        assert source == SCRAPE_SOURCE
+        server.set_backlog(40)
+        try:
+            time.sleep(ctx.settings.scrape.min_interval + 0.1)
+            trace = Trace()
+            answer = await ctx.provider.answer(parse_path_string(path), trace=trace)
+            assert trace.cache == "disabled"
+            assert [i["value"] for i in answer.body["items"]] == ["40"], (first, answer.body)
+        finally:
+            server.set_values(_values(PODS["team-b", "jetstream-0"]))
