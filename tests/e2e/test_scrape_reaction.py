@@ -18,9 +18,10 @@ stabilization 0 so that a step down moves the HPA as soon as one up does):
 The reaction: an HPA on the External total ``jetstream_prefill_backlog_size`` (AverageValue 10)
 scales a second Deployment, so its replica count never changes the metric; the test steps the
 pods' backlog between 5 and 15 (totals 10 and 30: 1 and 3 replicas), :data:`STEPS` times per path,
-at phases spread over the sync and scrape periods, and times each step, from the moment the
-exporters report the new value to the HPA's new ``status.desiredReplicas``. The figures are
-printed at the end of the session (recorded in docs/benchmarks.md).
+at phases spread evenly over the HPA's sync (:data:`PHASES_S`), and times each step, from the
+moment the exporters report the new value to the HPA's new ``status.desiredReplicas``. With
+scraping every step must be seen at the next sync (at most the sync period + 2 s) and the served
+values' p99 age stays under 1 s. The figures are printed (recorded in docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -72,9 +73,10 @@ LOW, HIGH = (
     Load(prefill_backlog=15, slots=(0.5, 0.25), memory_fraction=0.5),
 )
 """Per pod: totals 10 and 30 over 2 pods, so 1 and 3 replicas at an AverageValue of 10."""
-PAUSES_S = (3.0, 8.5, 1.5, 11.0, 6.0)
-"""Wait after each reaction before the next step, so the steps land at different phases of the
-HPA's sync and Prometheus' scrape."""
+PHASES_S = (1.5, 4.5, 7.5, 10.5, 13.5)
+"""Where each step lands, in seconds after the HPA sync that answered the previous one: spread
+evenly over the 15 s sync, so each path is measured at every phase (with scraping, a step at
+phase p should move the HPA at the next sync, 15 - p seconds later)."""
 REPORT: dict[str, Any] = {}
 
 
@@ -248,8 +250,28 @@ def _desired(rig: Rig, hpa: str) -> int | None:
     return int(value) if value is not None else None
 
 
+def _step(rig: Rig, hpa: str, label: str, load: Load, want: int) -> tuple[float, float]:
+    """Set ``load``; when the HPA's desire becomes ``want``: (seconds it took, that moment)."""
+    rig.scenario.set_load(load)
+    began = time.monotonic()
+
+    def moved() -> bool:
+        return _desired(rig, hpa) == want
+
+    wait_until(
+        f"{label} to move the HPA to {want}",
+        moved,
+        timeout_s=2 * HPA_SYNC_S + 30,
+        interval_s=0.05,
+        details=lambda: rig.scenario.diagnostics(hpa),
+    )
+    now = time.monotonic()
+    return round(now - began, 2), now
+
+
 def _reaction_times(rig: Rig, path: str) -> list[float]:
-    """:data:`STEPS` steps, each timed from the exporters' new value to the HPA's new desire."""
+    """One step per phase of :data:`PHASES_S`, each timed from the exporters' new value to the
+    HPA's new ``desiredReplicas``. A first, untimed step finds the sync's phase."""
     scenario = rig.scenario
     scenario.set_load(LOW)
     hpa = _hpa(rig)
@@ -261,24 +283,15 @@ def _reaction_times(rig: Rig, path: str) -> list[float]:
         timeout_s=90,
         details=lambda: scenario.diagnostics(hpa),
     )
+    _, synced = _step(rig, hpa, f"{path}: the first step", HIGH, 3)
     times = []
-    for step, pause in enumerate(PAUSES_S[:STEPS]):
-        load, want = (HIGH, 3) if step % 2 == 0 else (LOW, 1)
-        scenario.set_load(load)
-        began = time.monotonic()
-
-        def moved(want: int = want) -> bool:
-            return _desired(rig, hpa) == want
-
-        wait_until(
-            f"{path}: step {step + 1} to move the HPA to {want}",
-            moved,
-            timeout_s=2 * HPA_SYNC_S + 30,
-            interval_s=0.1,
-            details=lambda: scenario.diagnostics(hpa),
-        )
-        times.append(round(time.monotonic() - began, 2))
-        time.sleep(pause)
+    for step, phase in enumerate(PHASES_S[:STEPS]):
+        time.sleep(max(0.0, synced + phase - time.monotonic()))
+        load, want = (LOW, 1) if step % 2 == 0 else (HIGH, 3)
+        took, moved_at = _step(rig, hpa, f"{path}: step {step + 1}", load, want)
+        times.append(took)
+        # The sync that moved it; a move later than one period after the step was the next one.
+        synced = moved_at
     scenario.delete_hpa(hpa)
     return times
 
@@ -355,7 +368,12 @@ def test_scraping_the_pods_makes_the_hpa_react_sooner(rig: Rig) -> None:
         "scrape": scraped,
         "ratio": round(scraped["median"] / plain["median"], 2),
     }
-    print(f"\nreaction to a load step (s): {REPORT['summary']}")
-    assert scraped["median"] <= 0.6 * plain["median"], REPORT["summary"]
+    print(f"\nreaction to a load step (s): {REPORT['summary']}, times {times}")
+    print(f"value age p99 with scraping: {REPORT['value_age_p99_s']} s")
+    # The pods' value is read at the HPA's own request: every step is seen at the first sync
+    # after it, whatever its phase. The Prometheus path waits for a scrape as well, and gains
+    # nothing only for steps between a scrape and the sync after it.
     assert scraped["max"] <= HPA_SYNC_S + 2, REPORT["summary"]
+    assert scraped["median"] <= plain["median"], REPORT["summary"]
+    assert sum(times) < sum(REPORT["prometheus"]), REPORT
     assert REPORT["value_age_p99_s"] <= 1.0, REPORT

@@ -65,6 +65,8 @@ def test_docs_scrape_states_the_code_s_limits_and_names() -> None:
         "tests/integration/test_evaluator_differential.py",
         "tests/integration/test_scrape_pods.py",
         "deploy/examples/scrape/networkpolicy.yaml",
+        "deploy/examples/scrape/rbac.yaml",
+        "tests/e2e/test_scrape_reaction.py",
     ):
         assert f"`{path}`" in doc and (root / path).exists(), path
     policy = (root / "deploy/examples/scrape/networkpolicy.yaml").read_text()
