@@ -62,10 +62,8 @@ from kubernetes import client as k8s
 from sim.jetstream import SimServer, SimTpuExporter
 from sim.prometheus import LocalPrometheus
 from tests.e2e.scenario import Load, PodFleet, apply_manifest, deployment_manifest, example_hpa
+from tests.image import pods
 from tests.image.pods import (
-    APISERVER_IN_POD,
-    PATHS,
-    REPORT,
     BuiltImage,
     Cluster,
     PodRun,
@@ -117,7 +115,7 @@ _WAIT_S = 120.0  # two HPA syncs, a scrape and a cache lifetime, with room on 2 
 _STOP_BOUND_S = 5.0
 
 API_PATHS = {
-    **PATHS,
+    **pods.PATHS,
     "Service": "/api/v1/namespaces/{namespace}/services/{name}",
     "APIService": "/apis/apiregistration.k8s.io/v1/apiservices/{name}",
     "HorizontalPodAutoscaler": (
@@ -540,14 +538,14 @@ def _install(
     cluster = Cluster(plane=plane, prometheus=prometheus, admin=admin)
     api = stack.enter_context(plane.admin_client())
     for obj in objects:
-        if obj["kind"] in PATHS:
+        if obj["kind"] in pods.PATHS:
             cluster.apply(obj)
 
     ca_dir = work / "stand-ins"
     ca_dir.mkdir()
     (ca_dir / "gmp-ca.pem").write_bytes(proxy.ca_file.read_bytes())
     into = {
-        APISERVER_IN_POD: cluster.api_port,
+        pods.APISERVER_IN_POD: cluster.api_port,
         GMP_IN_POD: int(proxy.base_url.rsplit(":", 1)[1]),
         METADATA_IN_POD: int(metadata.url.rsplit(":", 1)[1]),
         CM_IN_POD: int(cm.address.rsplit(":", 1)[1]),
@@ -596,7 +594,7 @@ def _install(
     apply_manifest(api, deployment_manifest(replicas=1))
     fleet.start()
     stack.callback(fleet.stop)
-    REPORT["gke"] = {"added to the rendered pod": added, "replicas": {}}
+    pods.REPORT["gke"] = {"added to the rendered pod": added, "replicas": {}}
     return gke
 
 
@@ -823,7 +821,7 @@ def test_a_replica_stopped_then_the_other_killed_never_makes_the_hpa_act_on_an_e
     report["hpa_status_samples"] = len(values)
     report["ready_s_per_start"] = {r.name: r.starts for r in gke.replicas}
     report["connections_routed"] = dict(gke.service.routed)
-    REPORT["gke"]["restart"] = report
+    pods.REPORT["gke"]["restart"] = report
 
     # Survived: new values are read after both restarts, from both replicas' answers.
     gke.fleet.set_values(AFTER_RESTART)

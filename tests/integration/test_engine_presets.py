@@ -351,23 +351,16 @@ async def external_values(
 
 
 @pytest.mark.parametrize(("cluster", "namespace"), SCOPES)
-async def test_vocabulary_pods_metrics_one_value_per_pod(
-    app: Client, setup: Setup, cluster: str, namespace: str
+@pytest.mark.parametrize("kind", ["pods: one value per pod", "external: totals per model"])
+async def test_vocabulary_metrics(
+    app: Client, setup: Setup, cluster: str, namespace: str, kind: str
 ) -> None:
     client = await app(cluster)
+    pods = kind.startswith("pods")
+    read, expected = (pods_values, per_pod) if pods else (external_values, per_model)
     for metric, of in VOCABULARY.items():
-        got = await pods_values(client, namespace, metric)
-        assert got == per_pod(setup, cluster, namespace, of), metric
-
-
-@pytest.mark.parametrize(("cluster", "namespace"), SCOPES)
-async def test_vocabulary_external_metrics_are_totals_per_model(
-    app: Client, setup: Setup, cluster: str, namespace: str
-) -> None:
-    client = await app(cluster)
-    for metric, of in VOCABULARY.items():
-        got = await external_values(client, namespace, metric)
-        assert got == per_model(setup, cluster, namespace, of), metric
+        got = await read(client, namespace, metric)
+        assert got == expected(setup, cluster, namespace, of), metric
 
 
 async def test_a_model_selector_picks_one_model(app: Client, setup: Setup) -> None:
