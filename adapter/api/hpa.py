@@ -3,8 +3,9 @@
 Reads the HPA, its scale target and pods through the context's HPA reader (the Kubernetes client),
 fetches every metric through :meth:`MetricsProvider.answer` (the path the API serves) and runs
 the controller's calculation (:mod:`adapter.hpa.algorithm`). Standalone there is no Kubernetes: 400.
-Query parameters ``tolerance`` (default 0.1) and ``downscaleStabilization`` (seconds, default
-300) stand for the controller's flags, which the adapter cannot see.
+Query parameters ``tolerance`` (default 0.1), ``downscaleStabilization`` (seconds, default
+300) and ``syncPeriod`` (seconds, default 15: each metric's freshness budget uses it) stand for
+the controller's flags, which the adapter cannot see.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from adapter.api.deps import context, json_response
 from adapter.domain.errors import BadRequestError
 from adapter.hpa.algorithm import DEFAULT_DOWNSCALE_STABILIZATION_S, DEFAULT_TOLERANCE
 from adapter.hpa.explain import HpaReader, explain_hpa
+from adapter.hpa.freshness import DEFAULT_SYNC_PERIOD_S
 
 __all__ = ["hpa_reader", "router"]
 
@@ -61,5 +63,6 @@ async def debug_hpa(request: Request, namespace: str, name: str) -> Response:
         downscale_stabilization_s=_float_param(
             request, "downscaleStabilization", DEFAULT_DOWNSCALE_STABILIZATION_S
         ),
+        sync_period_s=_float_param(request, "syncPeriod", DEFAULT_SYNC_PERIOD_S),
     )
     return json_response(doc)

@@ -124,6 +124,11 @@ class SingleFlightCache(Generic[K, V]):
         """The cached entry without fetching, or ``None``."""
         return self._entries.get(key) if self._entries is not None else None
 
+    def sample_interval(self, key: K) -> float | None:
+        """The sample interval learned for ``key`` (``None`` until two reads show it)."""
+        learned = self._series.get(key)
+        return learned[1] if learned is not None else None
+
     def stale(self, key: K, *, now: float | None = None) -> Cached[V] | None:
         """The last good answer for ``key`` if it was fetched at most ``stale_ttl`` seconds ago
         (``now``: unix seconds, default the current time); else ``None``."""

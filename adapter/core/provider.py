@@ -78,6 +78,9 @@ class Trace:
     notes: list[str] = field(default_factory=list)
     stale_error: str | None = None
     """With ``cache == "stale"``: why the backend could not give a fresh answer."""
+    sample_interval: float | None = None
+    """The interval the cache learned for this query's samples (``None``: not yet, or read
+    from the pods at the request)."""
 
 
 @dataclass(slots=True)
@@ -196,6 +199,7 @@ class MetricsProvider:
             self.telemetry.stale_answers.labels(backend.name).inc()
         self.telemetry.cache.labels(state).inc()
         trace.cache, trace.result, trace.fetched_at = state, entry.value, entry.fetched_at
+        trace.sample_interval = self.cache.sample_interval(key)
         return entry.value
 
     def _translated(

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import quote
 
-from adapter.core.provider import MetricsProvider
+from adapter.core.provider import MetricsProvider, Trace
 from adapter.core.quantity import format_quantity
 from adapter.core.request import parse_path_string
 from adapter.domain.errors import AdapterError, BadRequestError
@@ -33,6 +33,7 @@ from adapter.hpa.algorithm import (
     decide,
     parse_hpa,
 )
+from adapter.hpa.freshness import DEFAULT_SYNC_PERIOD_S, freshness_budget
 
 __all__ = [
     "HpaReader",
@@ -134,27 +135,31 @@ def _milli(value: float) -> int:
 
 
 async def _read(
-    provider: MetricsProvider, spec: MetricSpec, path: str
+    provider: MetricsProvider, spec: MetricSpec, path: str, *, sync_s: float
 ) -> tuple[Reading, dict[str, Any]]:
     info: dict[str, Any] = {"path": path}
     if spec.kind in {"Resource", "ContainerResource"}:
         info["note"] = "metrics.k8s.io is not served by this adapter"
         return Reading(seen=False), info
+    trace = Trace()
     try:
-        answer = await provider.answer(parse_path_string(path))
+        answer = await provider.answer(parse_path_string(path), trace=trace)
     except AdapterError as exc:
         info["error"] = f"{exc.code} {exc.reason}: {exc.message}"
         return Reading(error=exc.message), info
     values = answer.values
+    now = time.time()
+    ages = [max(0.0, now - v.timestamp) for v in values]
     info["items"] = [
         {
             "name": v.described.name if v.described else None,
             "labels": v.labels or None,
             "value": format_quantity(v.value),
-            "ageSeconds": round(max(0.0, time.time() - v.timestamp), 3),
+            "ageSeconds": round(age, 3),
         }
-        for v in values
+        for v, age in zip(values, ages, strict=True)
     ]
+    info["freshness"] = freshness_budget(trace, ages, sync_s=sync_s, cache_ttl=provider.cache.ttl)
     if not values:
         api = "external" if spec.kind == "External" else "custom"
         return Reading(error=f"no metrics returned from {api} metrics API"), info
@@ -253,14 +258,14 @@ async def _read_target(kube: HpaReader, namespace: str, spec: HpaSpec) -> _Scale
 
 
 async def _read_metrics(
-    provider: MetricsProvider, spec: HpaSpec, *, namespace: str, selector: str
+    provider: MetricsProvider, spec: HpaSpec, *, namespace: str, selector: str, sync_s: float
 ) -> tuple[list[Reading], list[dict[str, Any]]]:
     """Each metric as the controller requests it: the readings, and what each request got."""
     readings: list[Reading] = []
     fetched: list[dict[str, Any]] = []
     for metric in spec.metrics:
         path = metric_request_path(metric, namespace=namespace, pod_selector=selector)
-        reading, info = await _read(provider, metric, path)
+        reading, info = await _read(provider, metric, path, sync_s=sync_s)
         readings.append(reading)
         fetched.append(info)
     return readings, fetched
@@ -274,6 +279,7 @@ def _unseen(
     history: History | None,
     default_tolerance: float,
     downscale_stabilization_s: float,
+    sync_s: float,
 ) -> list[str]:
     """What the explanation could not see, one line each."""
     unseen = [
@@ -284,7 +290,8 @@ def _unseen(
             else "stabilization windows and rate policies see only this proposal"
         ),
         f"the controller's flags: tolerance {default_tolerance},"
-        f" downscale stabilization {downscale_stabilization_s:g}s assumed",
+        f" downscale stabilization {downscale_stabilization_s:g}s assumed"
+        f" (and a {sync_s:g}s sync period for the freshness budget)",
     ]
     if not selector:
         unseen.append("the scale target publishes no selector: the HPA cannot scale it")
@@ -363,14 +370,17 @@ async def explain_hpa(
     history: History | None = None,
     default_tolerance: float = DEFAULT_TOLERANCE,
     downscale_stabilization_s: float = DEFAULT_DOWNSCALE_STABILIZATION_S,
+    sync_period_s: float = DEFAULT_SYNC_PERIOD_S,
 ) -> dict[str, Any]:
     """The explanation document (JSON-able). Raises AdapterError when the HPA, its scale or its
-    pods cannot be read; metric failures are part of the document, as the HPA sees them."""
+    pods cannot be read; metric failures are part of the document, as the HPA sees them. Each
+    metric's ``request.freshness`` is its budget (:mod:`adapter.hpa.freshness`) at the
+    controller's ``sync_period_s``."""
     raw = await kube.read_hpa(namespace, name)
     spec: HpaSpec = parse_hpa(raw)
     target = await _read_target(kube, namespace, spec)
     readings, fetched = await _read_metrics(
-        provider, spec, namespace=namespace, selector=target.selector
+        provider, spec, namespace=namespace, selector=target.selector, sync_s=sync_period_s
     )
     decision = decide(
         spec,
@@ -389,6 +399,7 @@ async def explain_hpa(
         history=history,
         default_tolerance=default_tolerance,
         downscale_stabilization_s=downscale_stabilization_s,
+        sync_s=sync_period_s,
     )
     return {
         "hpa": _hpa_document(spec, namespace, name),
@@ -439,6 +450,7 @@ def render_explanation(doc: Mapping[str, Any], *, console: Any = None) -> None:
             else (m["reason"] if m["seen"] else f"not seen: {m['reason']}"),
         )
     out.print(table)
+    _render_freshness(doc, out)
     controller_values = {
         (m["type"], m["name"]): m["value"] for m in doc["controller"].get("currentMetrics") or ()
     }
@@ -461,3 +473,31 @@ def render_explanation(doc: Mapping[str, Any], *, console: Any = None) -> None:
         out.print(f"note: {note}")
     for item in doc["unseen"]:
         out.print(f"[dim]not seen: {item}[/dim]")
+
+
+def _seconds(value: Any) -> str:
+    return "–" if value is None else f"{value:g}s"
+
+
+def _render_freshness(doc: Mapping[str, Any], out: Any) -> None:
+    """The freshness budget of each metric read, as a table."""
+    from rich.table import Table
+
+    rows = [(m, m["request"].get("freshness")) for m in doc["metrics"]]
+    rows = [(m, f) for m, f in rows if f]
+    if not rows:
+        return
+    table = Table(title="freshness: from a step in the servers' load to the HPA acting on it")
+    columns = ("metric", "source", "value age", "sample interval", "ingestion lag", "cache",
+               "HPA sync", "reaction (typical / worst)")  # fmt: skip
+    for column in columns:
+        table.add_column(column)
+    for m, f in rows:
+        reaction = f["reactionSeconds"]
+        table.add_row(
+            m["name"], str(f["source"]), _seconds(f["valueAgeSeconds"]),
+            _seconds(f["sampleIntervalSeconds"]), _seconds(f["ingestionLagSeconds"]), f["cache"],
+            _seconds(f["hpaSyncSeconds"]),
+            "–" if reaction is None else f"{reaction['typical']:g}s / {reaction['worst']:g}s",
+        )  # fmt: skip
+    out.print(table)

@@ -124,6 +124,20 @@ async def test_external_average_value_is_the_total_over_the_target(make_ctx: App
     assert doc["unseen"]
 
 
+async def test_each_metric_carries_its_freshness_budget_at_the_given_sync_period(
+    make_ctx: AppFactory,
+) -> None:
+    async with await client_for(await _ctx(make_ctx, FakeKube(_hpa([EXTERNAL])))) as c:
+        doc = (await c.get("/debug/hpa/team-a/server", params={"syncPeriod": "30"})).json()
+    budget = doc["metrics"][0]["request"]["freshness"]
+    ages = [i["ageSeconds"] for i in doc["metrics"][0]["request"]["items"]]
+    assert budget["source"] != "scrape" and budget["hpaSyncSeconds"] == 30
+    assert budget["valueAgeSeconds"] == round(max(ages), 2)
+    reaction = budget["reactionSeconds"]
+    assert 15 <= reaction["typical"] < reaction["worst"], budget  # at least half a 30 s sync
+    assert any("30s sync period" in line for line in doc["unseen"])
+
+
 async def test_pods_metric_goes_through_the_pods_route(make_ctx: AppFactory) -> None:
     kube = FakeKube(_hpa([PODS]))
     async with await client_for(await _ctx(make_ctx, kube)) as c:

@@ -238,8 +238,18 @@ async function pollHpa(ref, errors) {
     legend(mel, [
       { color: COLORS[0], text: `current ${m.current ?? "–"}` },
       { color: COLORS[1], dashed: true, text: `target ${m.target.value ?? "–"} (${m.target.type})` },
-    ], `→ ${m.proposal ?? "–"} replicas · ${m.error ? m.reason + ": " + m.error : m.reason}`);
+    ], `→ ${m.proposal ?? "–"} replicas · ${m.error ? m.reason + ": " + m.error : m.reason}` + freshnessText(m));
   });
+}
+
+// One metric's freshness budget (/debug/hpa: request.freshness), as a line under its chart.
+function freshnessText(m) {
+  const f = m.request && m.request.freshness;
+  if (!f) return "";
+  const reaction = f.reactionSeconds
+    ? ` · a step reaches the HPA in ~${f.reactionSeconds.typical}s (at worst ${f.reactionSeconds.worst}s)`
+    : "";
+  return `\nfrom ${f.source} · value ${f.valueAgeSeconds ?? "–"}s old · HPA sync ${f.hpaSyncSeconds}s${reaction}`;
 }
 
 async function tick() {
