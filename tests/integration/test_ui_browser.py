@@ -28,10 +28,12 @@ from typing import Any
 import httpx
 import pytest
 
+from adapter.core.cache import SingleFlightCache
 from adapter.core.provider import Answer, MetricsProvider, Trace
 from adapter.core.request import ApiRequest
-from adapter.domain.models import MetricValue, ObjectRef
+from adapter.domain.models import MetricValue, ObjectRef, QueryResult
 from adapter.hpa.explain import explain_hpa
+from adapter.scrape.source import SCRAPE_SOURCE
 from sim.fleet import SimFleet
 from sim.prometheus import LocalPrometheus
 from tests.support.adapter_process import AdapterProcess
@@ -285,9 +287,14 @@ class _FakeKube:
 
 
 class _FakeProvider:
-    """Answers like :class:`MetricsProvider`: a total of 12 (external), 6 per pod (pods)."""
+    """Answers like :class:`MetricsProvider`: a total of 12 (external), 6 per pod (pods), from
+    the pods (``--scrape-pods``), through a cache of a 5 s ``ttl``."""
+
+    cache = SingleFlightCache[tuple[str, str], QueryResult](ttl=5.0)
 
     async def answer(self, request: ApiRequest, *, trace: Trace | None = None) -> Answer:
+        trace = trace or Trace()
+        trace.result = QueryResult(query="q", samples=(), backend=SCRAPE_SOURCE)
         now = time.time()
         if request.group == "external":
             values = [MetricValue(request.metric, 12.0, now)]
@@ -296,7 +303,7 @@ class _FakeProvider:
                 MetricValue(request.metric, 6.0, now, described=ObjectRef("Pod", f"server-{i}"))
                 for i in range(2)
             ]
-        return Answer(body={}, values=values, trace=trace or Trace())
+        return Answer(body={}, values=values, trace=trace)
 
 
 def _explain_document() -> dict[str, Any]:
@@ -337,6 +344,10 @@ def test_hpa_cards_draw_an_explain_document(adapter_url: str, browser: Any) -> N
     assert replicas["points"] >= 3 * 3
     assert "current 6" in external["legend"] and "target 5" in external["legend"]
     assert "current 6" in pods["legend"] and "target 4" in pods["legend"]
+    # Each metric's freshness budget: read from the pods, a step waits for one 15 s sync.
+    for card in (external, pods):
+        assert "from scrape" in card["legend"] and "HPA sync 15s" in card["legend"], card
+        assert "~7.5s (at worst 16s)" in card["legend"], card
     assert all(c["points"] >= 2 * 3 for c in (external, pods)), cards
     print(f"screenshot: {_screenshot(browser, 'hpa')}")
     assert _console_errors(browser) == []
