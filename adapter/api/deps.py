@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import FastAPI
@@ -10,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from adapter.app.context import AppContext
+from adapter.core.translate import encode_json
 
 __all__ = ["AdapterApp", "context", "json_response"]
 
@@ -35,8 +35,4 @@ def json_response(
 ) -> Response:
     """Compact JSON, always: Go clients send ``Accept: application/vnd.kubernetes.protobuf, */*``
     and must get JSON, never a 406."""
-    return Response(
-        json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False),
-        status_code=status_code,
-        media_type=media_type,
-    )
+    return Response(encode_json(body), status_code=status_code, media_type=media_type)

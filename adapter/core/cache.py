@@ -124,6 +124,12 @@ class SingleFlightCache(Generic[K, V]):
         """The cached entry without fetching, or ``None``."""
         return self._entries.get(key) if self._entries is not None else None
 
+    def touch(self, key: K, fetch: Callable[[], Awaitable[V]]) -> None:
+        """Count a request for ``key`` that was answered without :meth:`get` (a response rendered
+        from :meth:`peek`'s entry and served whole): the prefetch learns its period all the same."""
+        if self.keep_warm > 0:
+            self._remember(key, fetch)
+
     def sample_interval(self, key: K) -> float | None:
         """The sample interval learned for ``key`` (``None`` until two reads show it)."""
         learned = self._series.get(key)

@@ -6,19 +6,21 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from adapter import promql
 from adapter.backends.base import Backend
-from adapter.core.cache import CacheState, SingleFlightCache
+from adapter.core.cache import Cached, CacheState, SingleFlightCache
 from adapter.core.registry import MetricRegistry
-from adapter.core.request import ApiRequest
+from adapter.core.request import ApiRequest, parse_api_path
 from adapter.core.resilience import BreakerPolicy, BreakerState, CircuitBreaker, GuardedBackend
+from adapter.core.responses import ResponseCache
 from adapter.core.translate import (
     Dropped,
     custom_list,
+    encode_json,
     external_list,
     restamp,
     samples_to_custom,
@@ -41,7 +43,14 @@ from adapter.domain.models import (
 from adapter.observability.telemetry import Telemetry
 from adapter.rules.base import BuiltQuery, MetricRequest, QueryScope, ServedMetric
 
-__all__ = ["Answer", "MetricsProvider", "ObjectSource", "Trace", "series_stamps"]
+__all__ = [
+    "Answer",
+    "MetricsProvider",
+    "ObjectGenerations",
+    "ObjectSource",
+    "Trace",
+    "series_stamps",
+]
 
 
 def series_stamps(result: QueryResult) -> Iterator[tuple[Hashable, float]]:
@@ -64,6 +73,16 @@ class ObjectSource(Protocol):
         ...
 
 
+@runtime_checkable
+class ObjectGenerations(Protocol):
+    """An object source that can tell when what :meth:`ObjectSource.names` answers may change."""
+
+    def generation(self, resource: GroupResource, namespace: str | None) -> Hashable | None:
+        """A value that changes whenever an object of ``resource`` in ``namespace`` (any:
+        ``None``) is added, changed or removed; ``None`` when it cannot tell (not watched yet)."""
+        ...
+
+
 @dataclass(slots=True)
 class Trace:
     """Everything ``/debug/query`` shows about one answer."""
@@ -81,6 +100,13 @@ class Trace:
     sample_interval: float | None = None
     """The interval the cache learned for this query's samples (``None``: not yet, or read
     from the pods at the request)."""
+    cache_key: tuple[str, str] | None = None
+    entry: Cached[QueryResult] | None = None
+    """The result-cache entry the answer was translated from (``None``: not from the cache)."""
+    refetch: Callable[[], Awaitable[QueryResult]] | None = None
+    objects_generation: Hashable | None = None
+    """The object cache's generation for the request's resource and namespace, read before the
+    labelSelector was matched (``None``: the names did not come from the object cache)."""
 
 
 @dataclass(slots=True)
@@ -119,6 +145,7 @@ class MetricsProvider:
         self.backends: dict[str, Backend] = {"promql": backend, **(backends or {})}
         self.cache = cache
         self.scope = scope
+        self.object_generations: ObjectGenerations | None = None
         self.objects = objects
         self.query_timeout = query_timeout
         self.max_sample_age = max_sample_age
@@ -133,6 +160,19 @@ class MetricsProvider:
             for kind, configured in self.backends.items()
         }
         """What queries go to, by backend kind: each backend behind its breaker, instrumented."""
+        self.responses = ResponseCache(self)
+        """Rendered responses, served whole while their inputs hold (the metrics routes)."""
+
+    @property
+    def objects(self) -> ObjectSource | None:
+        """Which objects exist (``None`` standalone); :attr:`object_generations` is the same
+        source when it can tell when its answers change, else ``None``."""
+        return self._objects
+
+    @objects.setter
+    def objects(self, source: ObjectSource | None) -> None:
+        self._objects = source
+        self.object_generations = source if isinstance(source, ObjectGenerations) else None
 
     def breaker_for(self, backend: Backend) -> CircuitBreaker:
         """The circuit breaker of ``backend`` (by name), created closed on first use."""
@@ -186,10 +226,10 @@ class MetricsProvider:
             trace.cache, trace.result, trace.fetched_at = "disabled", result, time.time()
             return result
         key = (backend.name, built.query)
+        refetch = functools.partial(self._fetch, backend, built, metric.rule.backend)
         try:
-            entry, state = await self.cache.get(
-                key, lambda: self._fetch(backend, built, metric.rule.backend)
-            )
+            entry, state = await self.cache.get(key, refetch)
+            trace.cache_key, trace.entry, trace.refetch = key, entry, refetch
         except BackendError as exc:
             stale = self.cache.stale(key) if self.stale_if_error > 0 else None
             if stale is None:
@@ -226,6 +266,16 @@ class MetricsProvider:
                 f" rule {served.rule.id} is scoped elsewhere ({exc.message})"
             ) from exc
 
+    async def respond(self, path: str, query: bytes, params: Mapping[str, str]) -> bytes:
+        """The JSON body answering the metrics API request ``path?query`` (``params``: its
+        query parameters, decoded), kept in :attr:`responses` for the next identical request.
+        Raises :class:`adapter.domain.errors.AdapterError` subclasses."""
+        request = parse_api_path(path, params)
+        answer = await self.answer(request)
+        body = encode_json(answer.body)
+        self.responses.store(path, query, request, answer, body)
+        return body
+
     async def answer(self, request: ApiRequest, *, trace: Trace | None = None) -> Answer:
         """Answer one parsed request. Raises :class:`adapter.domain.errors.AdapterError` subclasses.
 
@@ -246,6 +296,10 @@ class MetricsProvider:
         if request.name is not None:
             return (request.name,)
         if self.objects is not None:
+            if self.object_generations is not None:
+                trace.objects_generation = self.object_generations.generation(
+                    request.resource, request.namespace
+                )
             names = await self.objects.names(
                 request.resource, request.namespace, request.label_selector
             )

@@ -8,6 +8,7 @@ Pure functions: no I/O. The JSON shapes follow k8s.io/metrics:
 from __future__ import annotations
 
 import functools
+import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ __all__ = [
     "EXTERNAL_GROUP",
     "Dropped",
     "custom_list",
+    "encode_json",
     "external_list",
     "format_timestamp",
     "kind_for",
@@ -260,6 +262,11 @@ def _sampled(item: dict[str, Any], v: MetricValue, window_key: str) -> dict[str,
 
 def _value_list(kind: str, api_version: str, items: list[dict[str, Any]]) -> dict[str, Any]:
     return {"kind": kind, "apiVersion": api_version, "metadata": {}, "items": items}
+
+
+def encode_json(body: Any) -> bytes:
+    """Compact JSON, as the apiserver writes it; NaN and infinities are refused (never served)."""
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
 def custom_list(

@@ -17,7 +17,7 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,6 +63,11 @@ class _Store:
     last_event: float | None = None
     error: str | None = None
     namespaced: bool = True
+    lists: int = 0
+    """Full lists applied (each may change anything)."""
+    changes: int = 0
+    """Watch events applied, all namespaces; per namespace in ``changes_in``."""
+    changes_in: dict[str, int] = field(default_factory=dict)
 
 
 def _to_object(resource: GroupResource, obj: Mapping[str, Any]) -> tuple[tuple[str, str], _Object]:
@@ -283,6 +288,7 @@ class ObjectCache:
                 store.objects = objects
                 store.last_event = time.monotonic()
                 store.error = None
+                store.lists += 1
             store.ready.set()
 
         return replace
@@ -297,6 +303,8 @@ class ObjectCache:
                 else:
                     store.objects[key] = value
                 store.last_event = time.monotonic()
+                store.changes += 1
+                store.changes_in[key[0]] = store.changes_in.get(key[0], 0) + 1
 
         return update
 
@@ -336,6 +344,17 @@ class ObjectCache:
             await asyncio.sleep(0.05)
         with store.lock:
             return _matching(store.objects, namespace if store.namespaced else None, selector)
+
+    def generation(self, resource: GroupResource, namespace: str | None) -> Hashable | None:
+        """Changes whenever :meth:`names` for ``resource`` in ``namespace`` may answer otherwise
+        (a list, or an event in that namespace); ``None`` before the first list."""
+        store = self._stores.get(resource)
+        if store is None or not store.ready.is_set():
+            return None
+        with store.lock:
+            if namespace is None or not store.namespaced:
+                return (store.lists, store.changes)
+            return (store.lists, store.changes_in.get(namespace, 0))
 
     def status(self) -> dict[str, Any]:
         """For ``/debug``: per resource watched, ``ready``, object count, ``age`` (seconds since

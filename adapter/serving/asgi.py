@@ -23,6 +23,7 @@ from adapter.api import hpa as hpa_api
 from adapter.api import ui as ui_api
 from adapter.api.access_log import AccessLog, UserProbe
 from adapter.api.deps import AdapterApp
+from adapter.api.fastpath import CachedResponses
 from adapter.api.status import install_error_handlers
 from adapter.app.context import AppContext, build_context
 from adapter.domain.errors import BackendError
@@ -132,7 +133,9 @@ def create_app(
         app.include_router(module.router)
     app.include_router(hpa_api.router)
     app.include_router(ui_api.router)
-    # Added first, so innermost: it sees the user the auth middleware put in the scope.
+    # Added first, so innermost: a request authorized and answered before is served whole.
+    app.add_middleware(CachedResponses, responses=ctx.provider.responses)
+    # It sees the user the auth middleware put in the scope.
     app.add_middleware(UserProbe)
     for item in reversed(middleware):
         app.add_middleware(item.cls, *item.args, **item.kwargs)

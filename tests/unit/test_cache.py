@@ -343,3 +343,15 @@ def test_the_documented_bound_matches_the_code() -> None:
         "a served answer never lacks a sample that a direct query at that moment would see" in doc
     )
     assert f"{SETTLE * 1000:g} ms" in doc
+
+
+async def test_a_request_served_from_a_rendered_response_still_teaches_the_prefetch() -> None:
+    clock = FakeClock()
+    fetch = Counting()
+    taught, untaught = (_cache(clock, ttl=5.0, keep_warm=60.0) for _ in range(2))
+    for cache in (taught, untaught):
+        await cache.get("q", fetch)
+    clock.advance(15)
+    taught.touch("q", fetch)  # the HPA's next sync, answered whole (adapter.core.responses)
+    clock.advance(14)  # one second before the sync after it
+    assert (taught.refresh_due(), untaught.refresh_due()) == (1, 0)

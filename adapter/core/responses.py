@@ -1,0 +1,171 @@
+"""Whole responses, rendered once and served again while everything they were made of holds.
+
+A metrics API answer is made of: the backend answer it was translated from (an entry of the
+result cache), the metric the registry serves under the requested name, the objects the request's
+``labelSelector`` matched (the object cache's generation for that resource and namespace) and the
+clock (a value older than ``--max-sample-age`` is not served). :class:`ResponseCache` keeps the
+rendered bytes of an answer with each of those and serves the bytes again — no parsing, rule
+lookup, query building, translation or JSON encoding — while every one is unchanged: the entry is
+still the result cache's current one for its key, the registry still serves the same metric, the
+generation is the same and no value has aged out. So a response is never older than the result
+cache's answer for the same request, and a change of any input is seen at the next request.
+
+A response is kept only when all of this can be checked: answers read from the pods
+(``--scrape-pods``), stale answers (``--stale-if-error``), answers with the cache off and answers
+for every series because the object list was not in yet are rendered for each request.
+
+A hit is counted as the full path counts a result-cache hit: the ``cache`` counter, the served
+values' ages, the prefetch's request period and the observers (the UI's history).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from adapter.core.request import ApiRequest
+from adapter.rules.base import ServedMetric
+
+if TYPE_CHECKING:
+    from adapter.core.provider import Answer, MetricsProvider
+
+__all__ = ["ResponseCache"]
+
+ResponseKey = tuple[str, bytes]
+"""The request's path and raw query string: two spellings of one request are two entries."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Rendered:
+    body: bytes
+    request: ApiRequest
+    answer: Answer
+    served: ServedMetric
+    cache_key: tuple[str, str]
+    entry: object
+    refetch: Callable[[], object]
+    generation: Hashable | None
+    until: float
+    """Unix seconds at which the oldest value passes the maximum sample age (``inf``: never)."""
+
+
+def _same_metric(found: ServedMetric | None, kept: ServedMetric) -> bool:
+    """Whether the registry still serves ``kept``: the same object, or one discovery rebuilt
+    from the same rule with the same object label and resource mapping."""
+    if found is kept:
+        return True
+    return (
+        found is not None
+        and found == kept
+        and found.rule is kept.rule
+        and found.object_label == kept.object_label
+        and found.described == kept.described
+    )
+
+
+class ResponseCache:
+    """Rendered responses of ``provider`` (see the module docstring); at most ``maxsize``,
+    the oldest dropped first. ``clock``: unix seconds."""
+
+    def __init__(
+        self,
+        provider: MetricsProvider,
+        *,
+        maxsize: int = 10_000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._provider = provider
+        self._entries: dict[ResponseKey, _Rendered] = {}
+        self.maxsize = maxsize
+        self._clock = clock
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def lookup(self, path: str, query: bytes) -> bytes | None:
+        """The rendered response for this request if everything it was made of still holds
+        (and the hit counted); else ``None`` and the request takes the full path."""
+        key = (path, query)
+        kept = self._entries.get(key)
+        if kept is None:
+            return None
+        if not self._holds(kept):
+            del self._entries[key]
+            return None
+        provider = self._provider
+        provider.cache.touch(kept.cache_key, kept.refetch)  # type: ignore[arg-type]
+        telemetry = provider.telemetry
+        telemetry.cache.labels("hit").inc()
+        now = self._clock()
+        for value in kept.answer.values:
+            telemetry.value_age.observe(max(0.0, now - value.timestamp))
+        for observe in provider.observers:
+            observe(kept.request, kept.answer)
+        return kept.body
+
+    def _holds(self, kept: _Rendered) -> bool:
+        provider = self._provider
+        if self._clock() >= kept.until or provider.cache.peek(kept.cache_key) is not kept.entry:
+            return False
+        request = kept.request
+        if request.group == "external":
+            found = provider.registry.find_external(request.metric)
+        else:
+            assert request.resource is not None
+            found = provider.registry.find_custom(request.resource, request.metric)
+        if not _same_metric(found, kept.served):
+            return False
+        if kept.generation is None:
+            return True
+        objects = provider.object_generations
+        return (
+            objects is not None
+            and request.resource is not None
+            and objects.generation(request.resource, request.namespace) == kept.generation
+        )
+
+    def store(
+        self, path: str, query: bytes, request: ApiRequest, answer: Answer, body: bytes
+    ) -> None:
+        """Keep ``body`` for this request if every input of ``answer`` can be checked later."""
+        trace = answer.trace
+        if trace.entry is None or trace.cache_key is None or trace.refetch is None:
+            return  # not from the result cache: live, stale or the cache is off
+        if trace.metric is None or trace.cache not in {"hit", "miss", "shared"}:
+            return
+        lists_objects = (
+            request.group == "custom"
+            and request.name is None
+            and self._provider.objects is not None
+        )
+        if lists_objects and (
+            trace.objects_generation is None
+            or trace.request is None
+            or trace.request.object_names is None
+        ):
+            return  # the names did not come from an object cache that can tell when they change
+        max_age = self._provider.max_sample_age
+        until = (
+            min((v.timestamp + max_age for v in answer.values), default=math.inf)
+            if max_age is not None
+            else math.inf
+        )
+        if len(self._entries) >= self.maxsize and (path, query) not in self._entries:
+            del self._entries[next(iter(self._entries))]
+        self._entries[(path, query)] = _Rendered(
+            body=body,
+            request=request,
+            answer=answer,
+            served=trace.metric,
+            cache_key=trace.cache_key,
+            entry=trace.entry,
+            refetch=trace.refetch,
+            generation=trace.objects_generation if lists_objects else None,
+            until=until,
+        )
