@@ -63,6 +63,10 @@ _BACKOFF_CAP = 2.0  # seconds: no single back-off sleep is longer, Retry-After e
 _MESSAGE_LIMIT = 300  # characters of a Prometheus error text copied into our messages
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _THREAD_DECODE_BYTES = 256 * 1024  # bodies larger than this are decoded off the event loop
+_URL_CACHE_SIZE = 4096
+"""Request URLs kept, built: httpx re-validates a URL character by character every time it
+builds one (about 0.15 ms for a rule's query with its freshness companion), and the same queries
+come back every HPA sync."""
 _HOOK_CHECK_EVERY = 1024  # decoded JSON objects between two deadline checks in the worker
 # A vector element's "value" member is the only place a key "value" holds an array in an answer
 # the parser accepts (label values are strings), and a quote inside a JSON string is always
@@ -179,6 +183,7 @@ class PrometheusBackend:
             BearerTokenFile(settings.bearer_token_file) if settings.bearer_token_file else None
         )
         self._closed = False
+        self._urls: dict[tuple[str, tuple[tuple[str, object], ...]], httpx.URL] = {}
         self._client = httpx.AsyncClient(
             base_url=settings.url.rstrip("/") + "/",
             transport=transport,
@@ -325,8 +330,7 @@ class PrometheusBackend:
             headers["Authorization"] = f"Bearer {self._bearer_token(path)}"
         request = self._client.build_request(
             method,
-            path,
-            params=params,
+            self._url(path, params),
             data=form,
             headers=headers,
             timeout=httpx.Timeout(per_try),
@@ -375,6 +379,19 @@ class PrometheusBackend:
         except (TimeoutError, _DecodeAborted) as exc:
             # Not retried: another attempt would fetch and decode the same large answer.
             raise self._timeout(path, total) from exc
+
+    def _url(
+        self, path: str, params: list[tuple[str, str | int | float | bool | None]] | None
+    ) -> httpx.URL:
+        """The absolute URL of ``path`` with ``params``, built once per distinct pair."""
+        key = (path, tuple(params or ()))
+        url = self._urls.get(key)
+        if url is None:
+            url = self._client.build_request("GET", path, params=params).url
+            if len(self._urls) >= _URL_CACHE_SIZE:
+                del self._urls[next(iter(self._urls))]
+            self._urls[key] = url
+        return url
 
     def _timeout(self, path: str, total: float) -> BackendTimeoutError:
         return BackendTimeoutError(

@@ -356,6 +356,22 @@ async def test_get_sends_query_in_url_and_post_in_body() -> None:
     await post.aclose()
 
 
+async def test_urls_built_once_per_query_still_carry_each_query() -> None:
+    rec = Recorder(vector())
+    b = backend(rec, url="https://gmp.test/v1/projects/p/location/global/prometheus/")
+    for query in ('sum(x{a="b"})', 'sum(x{a="c"})', 'sum(x{a="b"})', "y or on() vector(0)"):
+        await b.query(query, timeout=2)
+    sent = [(r.url.path, r.url.params.get("query")) for r in rec.requests]
+    prefix = "/v1/projects/p/location/global/prometheus/api/v1/query"
+    assert sent == [
+        (prefix, 'sum(x{a="b"})'),
+        (prefix, 'sum(x{a="c"})'),
+        (prefix, 'sum(x{a="b"})'),
+        (prefix, "y or on() vector(0)"),
+    ]
+    await b.aclose()
+
+
 async def test_path_prefix_is_kept() -> None:
     rec = Recorder(vector())
     b = backend(rec, url="https://gmp.test/v1/projects/p/location/global/prometheus/")
