@@ -19,7 +19,7 @@ from starlette.responses import Response
 from adapter.api.deps import context, json_response
 from adapter.api.status import status_body
 from adapter.app.context import WatchedObjects
-from adapter.core.provider import Trace
+from adapter.core.answer import Trace
 from adapter.core.registry import MetricRegistry
 from adapter.core.request import parse_path_string
 from adapter.core.selectors import selector_to_string

@@ -10,7 +10,7 @@ import time
 from collections import OrderedDict, deque
 from typing import Any
 
-from adapter.core.provider import Answer
+from adapter.core.answer import Answer
 from adapter.core.request import ApiRequest
 
 __all__ = ["SeriesRecorder"]

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Awaitable, Callable, Hashable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from typing import Protocol, runtime_checkable
 
 from adapter import promql
 from adapter.backends.base import Backend
-from adapter.core.cache import Cached, CacheState, SingleFlightCache
+from adapter.core.answer import Answer, Trace
+from adapter.core.cache import SingleFlightCache
 from adapter.core.registry import MetricRegistry
 from adapter.core.request import ApiRequest, parse_api_path
 from adapter.core.resilience import BreakerPolicy, BreakerState, CircuitBreaker, GuardedBackend
@@ -81,39 +81,6 @@ class ObjectGenerations(Protocol):
         """A value that changes whenever an object of ``resource`` in ``namespace`` (any:
         ``None``) is added, changed or removed; ``None`` when it cannot tell (not watched yet)."""
         ...
-
-
-@dataclass(slots=True)
-class Trace:
-    """Everything ``/debug/query`` shows about one answer."""
-
-    metric: ServedMetric | None = None
-    request: MetricRequest | None = None
-    built: BuiltQuery | None = None
-    cache: CacheState | None = None
-    result: QueryResult | None = None
-    fetched_at: float | None = None
-    dropped: list[Dropped] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    stale_error: str | None = None
-    """With ``cache == "stale"``: why the backend could not give a fresh answer."""
-    sample_interval: float | None = None
-    """The interval the cache learned for this query's samples (``None``: not yet, or read
-    from the pods at the request)."""
-    cache_key: tuple[str, str] | None = None
-    entry: Cached[QueryResult] | None = None
-    """The result-cache entry the answer was translated from (``None``: not from the cache)."""
-    refetch: Callable[[], Awaitable[QueryResult]] | None = None
-    objects_generation: Hashable | None = None
-    """The object cache's generation for the request's resource and namespace, read before the
-    labelSelector was matched (``None``: the names did not come from the object cache)."""
-
-
-@dataclass(slots=True)
-class Answer:
-    body: dict[str, Any]
-    values: list[MetricValue]
-    trace: Trace
 
 
 class MetricsProvider:

@@ -26,11 +26,12 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from adapter.core.answer import Answer, Trace
 from adapter.core.request import ApiRequest
 from adapter.rules.base import ServedMetric
 
 if TYPE_CHECKING:
-    from adapter.core.provider import Answer, MetricsProvider
+    from adapter.core.provider import MetricsProvider
 
 __all__ = ["ResponseCache"]
 
@@ -43,9 +44,12 @@ class _Rendered:
     body: bytes
     request: ApiRequest
     answer: Answer
+    """What the observers are given on a hit: the values, without the backend's answer."""
     served: ServedMetric
     cache_key: tuple[str, str]
-    entry: object
+    fetched_at: float
+    """The result-cache entry it was made from, by its fetch time (holding the entry itself
+    would keep its backend answer alive after the result cache let it go)."""
     refetch: Callable[[], object]
     generation: Hashable | None
     until: float
@@ -111,7 +115,10 @@ class ResponseCache:
 
     def _holds(self, kept: _Rendered) -> bool:
         provider = self._provider
-        if self._clock() >= kept.until or provider.cache.peek(kept.cache_key) is not kept.entry:
+        if self._clock() >= kept.until:
+            return False
+        entry = provider.cache.peek(kept.cache_key)
+        if entry is None or entry.fetched_at != kept.fetched_at:
             return False
         request = kept.request
         if request.group == "external":
@@ -161,10 +168,10 @@ class ResponseCache:
         self._entries[(path, query)] = _Rendered(
             body=body,
             request=request,
-            answer=answer,
+            answer=Answer(body=answer.body, values=answer.values, trace=Trace(metric=trace.metric)),
             served=trace.metric,
             cache_key=trace.cache_key,
-            entry=trace.entry,
+            fetched_at=trace.entry.fetched_at,
             refetch=trace.refetch,
             generation=trace.objects_generation if lists_objects else None,
             until=until,

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import quote
 
-from adapter.core.provider import MetricsProvider, Trace
+from adapter.core.answer import Trace
+from adapter.core.provider import MetricsProvider
 from adapter.core.quantity import format_quantity
 from adapter.core.request import parse_path_string
 from adapter.domain.errors import AdapterError, BadRequestError

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from adapter.core.provider import Trace
+from adapter.core.answer import Trace
 from adapter.scrape.source import SCRAPE_SOURCE
 
 __all__ = ["DEFAULT_SYNC_PERIOD_S", "freshness_budget"]

@@ -3,6 +3,7 @@ once any of its inputs changed — the backend's answer, the objects matched, th
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import pytest
@@ -113,14 +114,15 @@ async def test_a_value_past_the_maximum_sample_age_is_not_served_from_a_kept_res
     make_ctx: AppFactory, fake: FakeBackend
 ) -> None:
     ctx = make_ctx(max_sample_age=120)
-    now = [NOW]
+    start = time.time()
+    now = [start]
     ctx.provider.responses = ResponseCache(ctx.provider, clock=lambda: now[0])
     labels = {"__name__": "jetstream_prefill_backlog_size", "cluster": "c1", "namespace": "n"}
-    fake.set_series([({**labels, "pod": "p0"}, 1.0, NOW - 100)])
+    fake.set_series([({**labels, "pod": "p0"}, 1.0, start - 100)])
     path = f"{E}/namespaces/n/jetstream_prefill_backlog_size"
     async with await client_for(ctx) as c:
         assert [i["value"] for i in (await c.get(path)).json()["items"]] == ["1"]
-        now[0] = NOW + 30  # the sample is 130 s old: the kept response must not serve it
+        now[0] = start + 30  # the sample is 130 s old: the kept response must not serve it
         assert ctx.provider.responses.lookup(path, b"") is None
 
 
