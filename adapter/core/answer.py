@@ -15,7 +15,11 @@ from adapter.core.translate import Dropped
 from adapter.domain.models import MetricValue, QueryResult
 from adapter.rules.base import BuiltQuery, MetricRequest, ServedMetric
 
-__all__ = ["Answer", "Trace"]
+__all__ = ["Answer", "NotCached", "Trace"]
+
+
+class NotCached(LookupError):
+    """A background render found no result-cache entry to render from."""
 
 
 @dataclass(slots=True)
@@ -39,6 +43,9 @@ class Trace:
     entry: Cached[QueryResult] | None = None
     """The result-cache entry the answer was translated from (``None``: not from the cache)."""
     refetch: Callable[[], Awaitable[QueryResult]] | None = None
+    background: bool = False
+    """A render after a prefetch (:mod:`adapter.core.responses`), no client waiting: it reads
+    the result cache only (:class:`NotCached` when the entry is gone) and counts nothing."""
     objects_generation: Hashable | None = None
     """The object cache's generation for the request's resource and namespace, read before the
     labelSelector was matched (``None``: the names did not come from the object cache)."""

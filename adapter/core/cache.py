@@ -28,6 +28,7 @@ answer is at most the TTL old.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Awaitable, Callable, Hashable, Iterable
 from dataclasses import dataclass
@@ -112,6 +113,9 @@ class SingleFlightCache(Generic[K, V]):
             TTLCache(maxsize=maxsize, ttl=stale_ttl, timer=clock) if stale_ttl > 0 else None
         )
         self._inflight: dict[K, asyncio.Future[Cached[V]]] = {}
+        self.on_refreshed: Callable[[K], None] | None = None
+        """Called with a key after a background fetch stored a new entry for it (the rendered
+        responses built from the key are rendered again: :mod:`adapter.core.responses`)."""
 
     def __len__(self) -> int:
         return len(self._entries) if self._entries is not None else 0
@@ -243,11 +247,16 @@ class SingleFlightCache(Generic[K, V]):
                 continue  # a new sample is due before the request: fetch after it, not before
             task = asyncio.ensure_future(self._fetch(key, self._limited(fetch)))
             task.add_done_callback(_retrieve_exception)
+            task.add_done_callback(functools.partial(self._refreshed, key))
             self._inflight[key] = task
             self._prefetched[key] = asked
             started += 1
         self.refreshes += started
         return started
+
+    def _refreshed(self, key: K, task: asyncio.Future[Cached[V]]) -> None:
+        if self.on_refreshed is not None and not task.cancelled() and task.exception() is None:
+            self.on_refreshed(key)
 
     def _limited(self, fetch: Callable[[], Awaitable[V]]) -> Callable[[], Awaitable[V]]:
         async def run() -> V:

@@ -11,7 +11,7 @@ from typing import Protocol, runtime_checkable
 
 from adapter import promql
 from adapter.backends.base import Backend
-from adapter.core.answer import Answer, Trace
+from adapter.core.answer import Answer, NotCached, Trace
 from adapter.core.cache import SingleFlightCache
 from adapter.core.registry import MetricRegistry
 from adapter.core.request import ApiRequest, parse_api_path
@@ -186,6 +186,8 @@ class MetricsProvider:
         one when the fetch fails and ``stale_if_error`` allows it."""
         trace.built = built
         backend = self._backend_for(metric)
+        if trace.background:
+            return self._cached_only(metric, backend, built, trace)
         if backend.answers_live(built.query):
             # Read from the pods at this request (--scrape-pods): a cached answer would be older.
             result = await self._fetch(backend, built, metric.rule.backend)
@@ -209,6 +211,19 @@ class MetricsProvider:
         trace.sample_interval = self.cache.sample_interval(key)
         return entry.value
 
+    def _cached_only(
+        self, metric: ServedMetric, backend: GuardedBackend, built: BuiltQuery, trace: Trace
+    ) -> QueryResult:
+        """A background render's result: the current entry, or :class:`NotCached`."""
+        key = (backend.name, built.query)
+        entry = None if backend.answers_live(built.query) else self.cache.peek(key)
+        if entry is None:
+            raise NotCached(key)
+        trace.cache_key, trace.entry, trace.cache = key, entry, "hit"
+        trace.refetch = functools.partial(self._fetch, backend, built, metric.rule.backend)
+        trace.result, trace.fetched_at = entry.value, entry.fetched_at
+        return entry.value
+
     def _translated(
         self, trace: Trace, translate: Callable[..., tuple[list[MetricValue], list[Dropped]]]
     ) -> list[MetricValue]:
@@ -216,6 +231,8 @@ class MetricsProvider:
         values' ages and the drop reasons observed."""
         now = time.time()
         values, trace.dropped = translate(now=now, max_age=self.max_sample_age)
+        if trace.background:
+            return values
         for v in values:
             self.telemetry.value_age.observe(max(0.0, now - v.timestamp))
         for d in trace.dropped:
@@ -233,14 +250,17 @@ class MetricsProvider:
                 f" rule {served.rule.id} is scoped elsewhere ({exc.message})"
             ) from exc
 
-    async def respond(self, path: str, query: bytes, params: Mapping[str, str]) -> bytes:
+    async def respond(
+        self, path: str, query: bytes, params: Mapping[str, str], *, background: bool = False
+    ) -> bytes:
         """The JSON body answering the metrics API request ``path?query`` (``params``: its
         query parameters, decoded), kept in :attr:`responses` for the next identical request.
-        Raises :class:`adapter.domain.errors.AdapterError` subclasses."""
+        Raises :class:`adapter.domain.errors.AdapterError` subclasses. ``background``: rendered
+        again after a prefetch, from the cache only (see :class:`Trace`)."""
         request = parse_api_path(path, params)
-        answer = await self.answer(request)
+        answer = await self.answer(request, trace=Trace(background=background))
         body = encode_json(answer.body)
-        self.responses.store(path, query, request, answer, body)
+        self.responses.store(path, query, request, answer, body, params=params)
         return body
 
     async def answer(self, request: ApiRequest, *, trace: Trace | None = None) -> Answer:
@@ -254,8 +274,9 @@ class MetricsProvider:
             answer = await self._external(request, trace)
         else:
             answer = await self._custom(request, trace)
-        for observe in self.observers:
-            observe(request, answer)
+        if not trace.background:
+            for observe in self.observers:
+                observe(request, answer)
         return answer
 
     async def _object_names(self, request: ApiRequest, trace: Trace) -> tuple[str, ...] | None:

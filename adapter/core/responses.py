@@ -16,24 +16,35 @@ for every series because the object list was not in yet are rendered for each re
 
 A hit is counted as the full path counts a result-cache hit: the ``cache`` counter, the served
 values' ages, the prefetch's request period and the observers (the UI's history).
+
+At the HPA's rhythm every request finds a new entry, fetched by the prefetch just before it
+(:class:`adapter.core.cache.SingleFlightCache`). So when the prefetch stores one, the responses
+made from the old one are rendered again in the background, from the cache only and counting
+nothing, and the request is served whole.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import logging
 import math
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from adapter.core.answer import Answer, Trace
+from adapter.core.answer import Answer, NotCached, Trace
 from adapter.core.request import ApiRequest
+from adapter.domain.errors import AdapterError
 from adapter.rules.base import ServedMetric
 
 if TYPE_CHECKING:
     from adapter.core.provider import MetricsProvider
 
 __all__ = ["ResponseCache"]
+
+log = logging.getLogger(__name__)
 
 ResponseKey = tuple[str, bytes]
 """The request's path and raw query string: two spellings of one request are two entries."""
@@ -54,6 +65,8 @@ class _Rendered:
     generation: Hashable | None
     until: float
     """Unix seconds at which the oldest value passes the maximum sample age (``inf``: never)."""
+    params: Mapping[str, str]
+    """The decoded query parameters, to render the request again after a prefetch."""
 
 
 def _same_metric(found: ServedMetric | None, kept: ServedMetric) -> bool:
@@ -79,18 +92,65 @@ class ResponseCache:
         provider: MetricsProvider,
         *,
         maxsize: int = 10_000,
+        render_concurrency: int = 4,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._provider = provider
         self._entries: dict[ResponseKey, _Rendered] = {}
+        # result-cache key -> the responses rendered from it
+        self._dependents: dict[tuple[str, str], set[ResponseKey]] = {}
+        self._rendering: set[ResponseKey] = set()
+        self._slots = asyncio.Semaphore(render_concurrency)
         self.maxsize = maxsize
         self._clock = clock
+        self.rerenders = 0
+        """Responses rendered again after a prefetch (for tests and ``/debug``)."""
+        provider.cache.on_refreshed = self.refreshed
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def clear(self) -> None:
         self._entries.clear()
+        self._dependents.clear()
+
+    def _drop(self, key: ResponseKey) -> None:
+        kept = self._entries.pop(key, None)
+        if kept is not None:
+            dependents = self._dependents.get(kept.cache_key)
+            if dependents is not None:
+                dependents.discard(key)
+                if not dependents:
+                    del self._dependents[kept.cache_key]
+
+    def refreshed(self, cache_key: tuple[str, str]) -> None:
+        """The prefetch stored a new entry for ``cache_key``: render the responses made from it
+        again in the background, so the request the prefetch was for is served whole."""
+        for key in tuple(self._dependents.get(cache_key, ())):
+            if key not in self._rendering:
+                self._rendering.add(key)
+                task = asyncio.ensure_future(self._render_again(key))
+                task.add_done_callback(functools.partial(self._rendered, key))
+
+    def _rendered(self, key: ResponseKey, _: object) -> None:
+        self._rendering.discard(key)
+
+    async def _render_again(self, key: ResponseKey) -> None:
+        kept = self._entries.get(key)
+        if kept is None:
+            return
+        async with self._slots:
+            try:
+                await self._provider.respond(key[0], key[1], kept.params, background=True)
+                self.rerenders += 1
+            except NotCached:
+                pass  # the entry ended before its turn: the request renders it
+            except AdapterError as exc:
+                log.debug("rendering %s again failed: %s", key[0], exc.message)
+                self._drop(key)
+            except Exception:
+                log.exception("rendering %s again failed", key[0])
+                self._drop(key)
 
     def lookup(self, path: str, query: bytes) -> bytes | None:
         """The rendered response for this request if everything it was made of still holds
@@ -100,7 +160,7 @@ class ResponseCache:
         if kept is None:
             return None
         if not self._holds(kept):
-            del self._entries[key]
+            self._drop(key)
             return None
         provider = self._provider
         provider.cache.touch(kept.cache_key, kept.refetch)  # type: ignore[arg-type]
@@ -138,7 +198,14 @@ class ResponseCache:
         )
 
     def store(
-        self, path: str, query: bytes, request: ApiRequest, answer: Answer, body: bytes
+        self,
+        path: str,
+        query: bytes,
+        request: ApiRequest,
+        answer: Answer,
+        body: bytes,
+        *,
+        params: Mapping[str, str],
     ) -> None:
         """Keep ``body`` for this request if every input of ``answer`` can be checked later."""
         trace = answer.trace
@@ -163,9 +230,12 @@ class ResponseCache:
             if max_age is not None
             else math.inf
         )
-        if len(self._entries) >= self.maxsize and (path, query) not in self._entries:
-            del self._entries[next(iter(self._entries))]
-        self._entries[(path, query)] = _Rendered(
+        key = (path, query)
+        self._drop(key)
+        if len(self._entries) >= self.maxsize:
+            self._drop(next(iter(self._entries)))
+        self._dependents.setdefault(trace.cache_key, set()).add(key)
+        self._entries[key] = _Rendered(
             body=body,
             request=request,
             answer=Answer(body=answer.body, values=answer.values, trace=Trace(metric=trace.metric)),
@@ -175,4 +245,5 @@ class ResponseCache:
             refetch=trace.refetch,
             generation=trace.objects_generation if lists_objects else None,
             until=until,
+            params=dict(params),
         )

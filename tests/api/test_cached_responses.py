@@ -3,12 +3,15 @@ once any of its inputs changed — the backend's answer, the objects matched, th
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 
 import pytest
 
 from adapter.app.context import AppContext
+from adapter.core.answer import Trace
+from adapter.core.request import parse_api_path
 from adapter.core.responses import ResponseCache
 from adapter.domain.models import GroupResource, Requirement
 from sim.fake_backend import FakeBackend
@@ -143,3 +146,49 @@ async def test_nothing_is_kept_with_the_cache_off(make_ctx: AppFactory, fake: Fa
         for _ in range(3):
             assert (await c.get(EXTERNAL)).status_code == 200
     assert len(ctx.provider.responses) == 0 and len(fake.queries) == 3
+
+
+async def _settle() -> None:
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+async def test_a_prefetched_entry_is_rendered_again_before_the_request_comes(
+    make_ctx: AppFactory, fake: FakeBackend
+) -> None:
+    ctx = make_ctx()
+    labels = {"__name__": "jetstream_prefill_backlog_size", "cluster": "c1", "namespace": "n"}
+    fake.set_series([({**labels, "pod": "p0"}, 1.0, time.time())])
+    path = f"{E}/namespaces/n/jetstream_prefill_backlog_size"
+    async with await client_for(ctx) as c:
+        assert (await c.get(path)).json()["items"][0]["value"] == "1"
+        trace = Trace()
+        await ctx.provider.answer(parse_api_path(path), trace=trace)
+        assert trace.cache_key is not None and trace.refetch is not None
+        # What the prefetch does just before the HPA's next sync: a new entry for the key.
+        fake.set_series([({**labels, "pod": "p0"}, 7.0, time.time())])
+        ctx.provider.cache.clear()
+        await ctx.provider.cache.get(trace.cache_key, trace.refetch)
+        asked, hits = len(fake.queries), _hits(ctx)
+        ctx.provider.responses.refreshed(trace.cache_key)
+        await _settle()
+        assert ctx.provider.responses.rerenders == 1
+        assert (len(fake.queries), _hits(ctx)) == (asked, hits)  # no query, nothing counted
+        kept = ctx.provider.responses.lookup(path, b"")
+        assert kept is not None and b'"value":"7"' in kept
+
+
+async def test_a_render_after_a_prefetch_never_queries_the_backend(
+    make_ctx: AppFactory, fake: FakeBackend
+) -> None:
+    ctx = make_ctx()
+    async with await client_for(ctx) as c:
+        assert (await c.get(EXTERNAL)).status_code == 200
+        trace = Trace()
+        await ctx.provider.answer(parse_api_path(EXTERNAL), trace=trace)
+        assert trace.cache_key is not None
+        ctx.provider.cache.clear()  # the entry is gone by the time the render runs
+        asked = len(fake.queries)
+        ctx.provider.responses.refreshed(trace.cache_key)
+        await _settle()
+    assert len(fake.queries) == asked and ctx.provider.responses.rerenders == 0

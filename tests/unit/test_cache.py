@@ -355,3 +355,19 @@ async def test_a_request_served_from_a_rendered_response_still_teaches_the_prefe
     taught.touch("q", fetch)  # the HPA's next sync, answered whole (adapter.core.responses)
     clock.advance(14)  # one second before the sync after it
     assert (taught.refresh_due(), untaught.refresh_due()) == (1, 0)
+
+
+async def test_a_background_refresh_and_only_that_is_announced() -> None:
+    clock = FakeClock()
+    cache = _cache(clock, ttl=5.0, keep_warm=60.0)
+    announced: list[str] = []
+    cache.on_refreshed = announced.append
+    fetch = Counting()
+    await cache.get("q", fetch)
+    clock.advance(15)
+    await cache.get("q", fetch)  # a request's own fetch
+    assert announced == []
+    clock.advance(14)
+    assert cache.refresh_due() == 1
+    await _settle()
+    assert announced == ["q"] and fetch.calls == 3
