@@ -142,6 +142,8 @@ async def debug_metrics(request: Request) -> Response:
                 name: breaker.snapshot() for name, breaker in ctx.provider.breakers.items()
             },
             "staleIfErrorSeconds": ctx.provider.stale_if_error,
+            "renderedResponses": len(ctx.provider.responses),
+            "renderedAgain": ctx.provider.responses.rerenders,
             "lastDiscovery": format_timestamp(snap.refreshed_at) if snap.refreshed_at else None,
             "discoveryErrors": dict(snap.errors),
             "resourceMapping": _resource_mapping(ctx.registry),

@@ -49,6 +49,9 @@ async def test_a_repeated_request_is_served_whole_without_the_route(
     assert int(again.headers["content-length"]) == len(first.content)
     assert len(fake.queries) == asked and _hits(ctx) == hits + 1
     assert len(ctx.provider.responses) == 1
+    async with await client_for(ctx) as c:
+        debug = (await c.get("/debug/metrics")).json()
+    assert (debug["renderedResponses"], debug["renderedAgain"]) == (1, 0)
 
 
 async def test_a_new_backend_answer_is_served_once_the_cache_entry_ends(
