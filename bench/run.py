@@ -40,7 +40,7 @@ from typing import Any
 
 import httpx
 
-from bench import load
+from bench import load, openloop, rhythm
 from bench.exporter import ENGINES, GAUGES, PODS
 from bench.procstat import ProcSampler, read_stat
 from sim.prometheus import LocalPrometheus
@@ -139,6 +139,18 @@ def build_prometheus_adapter() -> tuple[str, str]:
     binary = proc.stdout.strip().splitlines()[-1]
     version = binary.split("prometheus-adapter-")[-1].split("/")[0]
     return binary, version
+
+
+def build_vegeta() -> str:
+    """vegeta's binary path: ``go install``ed on first use, cached under ~/.cache."""
+    script = ROOT / "bench" / "build-vegeta.sh"
+    proc = subprocess.run(
+        ["bash", str(script)], stdout=subprocess.PIPE, text=True, timeout=1800, check=False
+    )
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines or not Path(lines[-1]).is_file():
+        raise SystemExit("!! building vegeta failed (see the messages above)")
+    return lines[-1]
 
 
 # --------------------------------------------------------------------------- prometheus
@@ -505,6 +517,106 @@ def scenario_miss(b: Bench, n: int) -> dict[str, Any]:
     }
 
 
+def rhythm_requests(hpas: int) -> list[list[str]]:
+    """HPA i's two requests, in the order its sync makes them (see :func:`hpa_paths`)."""
+    paths = hpa_paths(hpas)
+    return [paths[2 * i : 2 * i + 2] for i in range(hpas)]
+
+
+def scenario_rhythm(b: Bench, hpas: int, warmup: float, seconds: float) -> dict[str, Any]:
+    """The HPA controller's rhythm at scale, steady state: every HPA every 15 s at its own phase,
+    5 workers, ``warmup`` s unmeasured then ``seconds`` s measured; one adapter at a time."""
+    requests_of = rhythm_requests(hpas)
+    distinct = 2 * hpas
+    out: dict[str, Any] = {"hpas": hpas, "warmup_s": warmup, "seconds": seconds, "workers": 5}
+    for side, proc in (("theirs", b.theirs), ("ours", b.ours)):
+        say(f"rhythm: {side}, {hpas} HPAs, {warmup:.0f} s warm-up + {seconds:.0f} s measured")
+        kept: dict[str, Any] = {}
+
+        def run(restart: Callable[[], None], proc: Proc = proc, kept: dict[str, Any] = kept) -> Any:
+            async def on_measure() -> None:
+                await asyncio.to_thread(restart)
+
+            res = asyncio.run(
+                rhythm.drive(
+                    proc.base_url,
+                    requests_of,
+                    token=b.token,
+                    period=15.0,
+                    warmup=warmup,
+                    seconds=seconds,
+                    on_measure=on_measure,
+                )
+            )
+            kept.update(rhythm.summarize(res, period=15.0, distinct_queries=distinct))
+            return load.LoadResult(
+                requests=kept["requests"],
+                seconds=seconds,
+                p50_ms=kept["p50_ms"] or float("nan"),
+                p99_ms=kept["p99_ms"] or float("nan"),
+                errors=kept["errors"],
+            )
+
+        measured = b.measure(proc, run)
+        measured.update(kept)
+        minutes = seconds / 60
+        measured["cpu_s_per_min"] = round(measured["cpu_s"] / minutes, 2)
+        measured["queries_per_min"] = round(measured["backend_queries"] / minutes, 1)
+        out[side] = measured
+    return out
+
+
+def max_rps(b: Bench, seconds: float, known: dict[str, Any] | None) -> dict[str, float]:
+    """Each adapter's saturated HPA-pattern requests/s: from this run's ``hpa`` scenario, or
+    measured now with a short wrk run."""
+    if known is not None:
+        return {"theirs": known["theirs"]["rps"], "ours": known["ours"]["rps"], "source": "hpa"}
+    out: dict[str, Any] = {"source": f"wrk, {seconds:.0f} s, 16 connections"}
+    for side, proc in (("theirs", b.theirs), ("ours", b.ours)):
+        res = load.run_wrk(
+            proc.base_url, b.hpa_paths, token=b.token, connections=16, seconds=seconds
+        )
+        out[side] = round(res.rps, 1)
+    return out
+
+
+def scenario_openloop(
+    b: Bench, vegeta: str, seconds: float, known_hpa: dict[str, Any] | None
+) -> dict[str, Any]:
+    """vegeta at fixed rates over the HPA-pattern paths: 25/50/80 % of prometheus-adapter's
+    saturated throughput, and each adapter's own maximum. One adapter at a time."""
+    maxima = max_rps(b, min(seconds, 10.0), known_hpa)
+    out: dict[str, Any] = {"max_rps": maxima, "seconds": seconds, "runs": []}
+    for side, proc in (("theirs", b.theirs), ("ours", b.ours)):
+        for label, rate in openloop.rates(maxima["theirs"], maxima[side]):
+            say(f"open loop: {side} at {rate:.0f} requests/s ({label}), {seconds:.0f} s")
+            res = openloop.attack(
+                vegeta, proc.base_url, b.hpa_paths, token=b.token, rate=rate, seconds=seconds
+            )
+            res.update(side=side, label=label)
+            out["runs"].append(res)
+            time.sleep(1)
+    return out
+
+
+def scenario_hitcpu(b: Bench, n: int) -> dict[str, Any]:
+    """``n`` sequential requests on one keep-alive connection to one hot External path (cache
+    hits for ours): server CPU per request from /proc, and the latency."""
+    path = external_path("bench-0", "num_requests_waiting")
+    auth = {"Authorization": f"Bearer {b.token}"}
+    out: dict[str, Any] = {"requests": n, "path": path}
+    for side, proc in (("theirs", b.theirs), ("ours", b.ours)):
+        # Warm: connection, auth caches, and for ours the cache entry.
+        asyncio.run(load.sequential(proc.base_url + path, n=20, headers=auth))
+        out[side] = b.measure(
+            proc,
+            lambda _, proc=proc: asyncio.run(  # type: ignore[misc]
+                load.sequential(proc.base_url + path, n=n, headers=auth)
+            ),
+        )
+    return out
+
+
 def _find_query(doc: Any) -> str | None:
     if isinstance(doc, dict):
         for k, v in doc.items():
@@ -693,7 +805,18 @@ def _find_prometheus_pid(prom: LocalPrometheus) -> int | None:
 # --------------------------------------------------------------------------- main
 
 
-SCENARIOS = ("hpa", "paced", "hit", "burst", "miss", "profile", "growth")
+SCENARIOS = (
+    "rhythm",
+    "hpa",
+    "openloop",
+    "hitcpu",
+    "paced",
+    "hit",
+    "burst",
+    "miss",
+    "profile",
+    "growth",
+)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -710,6 +833,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--growth", default="10k,100k,1m", help="series levels for the growth scenario")
     p.add_argument("--hpas", type=int, default=50, help="HPAs (namespaces), 2 metrics each")
     p.add_argument("--seconds", type=float, default=15.0, help="length of each saturation run")
+    p.add_argument(
+        "--rhythm-hpas", type=int, default=1000, help="HPAs (namespaces) of the rhythm scenario"
+    )
+    p.add_argument(
+        "--rhythm-warmup", type=float, default=60.0, help="rhythm: unmeasured seconds per adapter"
+    )
+    p.add_argument(
+        "--rhythm-seconds", type=float, default=300.0, help="rhythm: measured seconds per adapter"
+    )
+    p.add_argument(
+        "--openloop-seconds", type=float, default=20.0, help="openloop: seconds per rate"
+    )
+    p.add_argument(
+        "--hitcpu-requests", type=int, default=10_000, help="hitcpu: sequential requests"
+    )
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--no-report", action="store_true", help="skip docs/benchmarks.md and plots")
     args = p.parse_args(argv)
@@ -718,18 +856,37 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if unknown:
         p.error(f"unknown scenarios {sorted(unknown)}")
     args.growth = [g for g in args.growth.split(",") if g]
+    for name in ("hpas", "rhythm_hpas", "hitcpu_requests"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be at least 1")
+    for name in ("seconds", "rhythm_seconds", "openloop_seconds"):
+        if not getattr(args, name) > 0:
+            p.error(f"--{name.replace('_', '-')} must be positive")
+    if not args.rhythm_warmup >= 0:
+        p.error("--rhythm-warmup must be zero or more")
     if set(args.growth) - set(GROWTH_LEVELS):
         p.error(f"growth levels are {','.join(GROWTH_LEVELS)}")
     return args
 
 
+def namespaces_needed(args: argparse.Namespace) -> int:
+    """HPA namespaces (and pods, and series) the selected scenarios ask about."""
+    return int(max(args.hpas, args.rhythm_hpas if "rhythm" in args.scenarios else 0))
+
+
 def shard_sizes(hpa_series: int, top: int) -> list[int]:
-    """Bulk shard sizes so that hpa + the first shards reach 10k, 100k, then 1M in SHARD steps."""
-    sizes = [10_000 - hpa_series, 90_000]
-    have = 100_000
-    while have < top:
-        sizes.append(SHARD)
-        have += SHARD
+    """Bulk shard sizes so that hpa + the first shards reach 10k, 100k, then 1M in SHARD steps.
+
+    A level the HPA shard alone already passes gets a one-series shard (the growth step then
+    reports the series Prometheus really holds)."""
+    levels = [10_000, 100_000]
+    while levels[-1] < top:
+        levels.append(levels[-1] + SHARD)
+    sizes, have = [], hpa_series
+    for level in levels:
+        size = max(1, level - have)
+        sizes.append(size)
+        have += size
     return sizes
 
 
@@ -747,16 +904,21 @@ def running(args: argparse.Namespace) -> Iterator[tuple[Bench, dict[str, Any]]]:
         say("prometheus-adapter: building or reusing the cached binary")
         pa_binary, pa_version = build_prometheus_adapter()
         info["versions"] = versions(pa_binary, pa_version)
-        hpa_series = args.hpas * HPA_SERIES_PER_NAMESPACE
+        if "openloop" in args.scenarios:
+            say("vegeta: building or reusing the cached binary")
+            info["vegeta"] = build_vegeta()
+            info["versions"]["vegeta"] = "v12.13.0"
+        namespaces = namespaces_needed(args)
+        hpa_series = namespaces * HPA_SERIES_PER_NAMESPACE
         top = max(GROWTH_LEVELS[g] for g in args.growth) if "growth" in args.scenarios else 10_000
         sizes = shard_sizes(hpa_series, top)
-        say(f"exporter: {args.hpas} HPA namespaces ({hpa_series} series), bulk shards {sizes}")
+        say(f"exporter: {namespaces} HPA namespaces ({hpa_series} series), bulk shards {sizes}")
         exporter = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
                 "bench.exporter",
-                f"--hpa-namespaces={args.hpas}",
+                f"--hpa-namespaces={namespaces}",
                 f"--shard-sizes={','.join(map(str, sizes))}",
             ],
             cwd=str(ROOT),
@@ -779,7 +941,7 @@ def running(args: argparse.Namespace) -> Iterator[tuple[Bench, dict[str, Any]]]:
         prom.start()
         stack.stops.append(prom.stop)
         say(f"prometheus: {prom.url}; waiting for the first scrape")
-        wait_head_series(prom.url, 10_000, timeout=120)
+        wait_head_series(prom.url, hpa_series + sizes[0], timeout=120)
 
         say("control plane: starting etcd and kube-apiserver (loopback)")
         cp = ControlPlane(
@@ -788,7 +950,8 @@ def running(args: argparse.Namespace) -> Iterator[tuple[Bench, dict[str, Any]]]:
         )
         cp.start()
         stack.stops.append(cp.stop)
-        token = setup_cluster(cp, args.hpas)
+        say(f"control plane: {namespaces} namespaces × {PODS} pods")
+        token = setup_cluster(cp, namespaces)
         kubeconfig = cp.kubeconfig_path
 
         say("adapters: starting llm-metrics-adapter (x2) and prometheus-adapter")
@@ -812,7 +975,8 @@ def running(args: argparse.Namespace) -> Iterator[tuple[Bench, dict[str, Any]]]:
             stack, workdir, binary=pa_binary, kubeconfig=kubeconfig, prom_url=prom.url
         )
         paths = hpa_paths(args.hpas)
-        probe = [paths[0], paths[1], external_path("bench-0", "kv_cache_utilization_perc")]
+        last = hpa_paths(namespaces)[-2:]  # the last namespace's pods are listed too
+        probe = [paths[0], paths[1], external_path("bench-0", "kv_cache_utilization_perc"), *last]
         for proc in (ours, nocache, theirs):
             wait_answers(proc, probe, token, timeout=180)
             proc.sampler = ProcSampler(proc.pid)
@@ -857,6 +1021,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             "hpas": args.hpas,
             "metrics_per_hpa": 2,
             "seconds": args.seconds,
+            "rhythm_hpas": args.rhythm_hpas,
+            "rhythm_warmup_s": args.rhythm_warmup,
+            "rhythm_seconds": args.rhythm_seconds,
+            "openloop_seconds": args.openloop_seconds,
+            "hitcpu_requests": args.hitcpu_requests,
             "cache_ttl_s": CACHE_TTL,
             "relist_s": RELIST,
             "scenarios": args.scenarios,
@@ -867,11 +1036,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     sc = results["scenarios"]
     with running(args) as (b, info):
         results.update(info)
+        if "rhythm" in args.scenarios:
+            sc["rhythm"] = scenario_rhythm(
+                b, args.rhythm_hpas, args.rhythm_warmup, args.rhythm_seconds
+            )
         if "hpa" in args.scenarios:
             say(
                 f"HPA pattern, saturated: {len(b.hpa_paths)} paths, 16 connections, {args.seconds}s each"
             )
             sc["hpa"] = scenario_hpa(b, args.seconds, connections=16)
+        if "openloop" in args.scenarios:
+            sc["openloop"] = scenario_openloop(
+                b, info["vegeta"], args.openloop_seconds, sc.get("hpa")
+            )
+        if "hitcpu" in args.scenarios:
+            say(f"hitcpu: {args.hitcpu_requests} sequential requests to one hot path")
+            sc["hitcpu"] = scenario_hitcpu(b, args.hitcpu_requests)
         if "paced" in args.scenarios:
             say("HPA pattern, paced: every 15 s each HPA syncs, 5 workers, 2 rounds each")
             sc["paced"] = scenario_paced(b, period=15.0, rounds=2)
