@@ -103,4 +103,5 @@ bench: setup prometheus control-plane peer
 	@command -v wrk >/dev/null || { echo ">> installing Debian's wrk (apt-get)"; \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk >/dev/null \
 	  || { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk >/dev/null; }; }
+	@bash bench/build-vegeta.sh >/dev/null
 	$(BIN)/python -m bench.run $(BENCH_ARGS)

@@ -15,6 +15,7 @@ RFC 3339 with whole seconds, so one age is only known to within a second (:func:
 from __future__ import annotations
 
 import asyncio
+import bisect
 import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -26,7 +27,16 @@ import httpx
 
 from bench.load import percentile
 
-__all__ = ["RhythmResult", "Tick", "build_schedule", "drive", "summarize", "value_ages"]
+__all__ = [
+    "RhythmResult",
+    "Tick",
+    "build_schedule",
+    "drive",
+    "floor_ages",
+    "last_scrape",
+    "summarize",
+    "value_ages",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +94,41 @@ def value_ages(body: bytes | str, received: float) -> list[float]:
     return ages
 
 
+def last_scrape(targets_doc: Any, address: str) -> float | None:
+    """The ``lastScrape`` (epoch s) of the active target at ``address`` in Prometheus'
+    ``/api/v1/targets`` answer; None before its first scrape. Raises ``ValueError`` if the answer
+    has no such target."""
+    try:
+        active = targets_doc["data"]["activeTargets"]
+        for target in active:
+            if f"//{address}/" in target["scrapeUrl"]:
+                stamp = target.get("lastScrape") or ""
+                if not stamp or stamp.startswith("0001-"):
+                    return None
+                # Prometheus writes nanoseconds; fromisoformat takes at most microseconds.
+                head, dot, frac = stamp.partition(".")
+                if dot:
+                    digits = "".join(c for c in frac if c.isdigit())
+                    stamp = f"{head}.{digits[:6]}{frac[len(digits) :]}"
+                return _parse_timestamp(stamp)
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"not a Prometheus targets answer: {exc!r}") from exc
+    raise ValueError(f"Prometheus has no active target {address}")
+
+
+def floor_ages(received: Sequence[float], scrapes: Sequence[float]) -> list[float]:
+    """For each receive time, its distance to the latest scrape at or before it: the age of the
+    newest sample Prometheus held (what a direct query at that moment returns, give or take the
+    scrape's ingestion). Receive times before the first known scrape are skipped."""
+    ordered = sorted(set(scrapes))
+    out: list[float] = []
+    for t in received:
+        i = bisect.bisect_right(ordered, t)
+        if i:
+            out.append(t - ordered[i - 1])
+    return out
+
+
 @dataclass
 class RhythmResult:
     """What the measured window saw (warm-up excluded). Latencies in ms, lags and ages in s."""
@@ -92,16 +137,25 @@ class RhythmResult:
     latencies_ms: list[float] = field(default_factory=list)
     lags_s: list[float] = field(default_factory=list)
     ages_s: list[float] = field(default_factory=list)
+    received: list[float] = field(default_factory=list)
     errors: int = 0
     error_samples: list[str] = field(default_factory=list)
     dispatched: int = 0
     client_cpu_s: float = 0.0
 
 
-def summarize(res: RhythmResult, *, period: float, distinct_queries: int) -> dict[str, Any]:
+def summarize(
+    res: RhythmResult,
+    *,
+    period: float,
+    distinct_queries: int,
+    scrapes: Sequence[float] = (),
+) -> dict[str, Any]:
     """The per-adapter figures of the scenario (``requests``/``seconds``/``p50_ms``/``p99_ms``/
-    ``errors`` as :class:`bench.load.LoadResult` has them, for :meth:`Bench.measure`)."""
+    ``errors`` as :class:`bench.load.LoadResult` has them, for :meth:`Bench.measure`).
+    ``scrapes``: the HPA target's scrape times seen during the run (for the freshness floor)."""
     lat, ages, lags = res.latencies_ms, res.ages_s, res.lags_s
+    floor = floor_ages(res.received, scrapes)
 
     def r(v: float, d: int = 3) -> float | None:
         return None if v != v else round(v, d)  # NaN (nothing measured) → None
@@ -122,6 +176,9 @@ def summarize(res: RhythmResult, *, period: float, distinct_queries: int) -> dic
         "age_p99_s": r(percentile(ages, 99)),
         "age_max_s": r(max(ages) if ages else float("nan")),
         "ages": len(ages),
+        "floor_age_p50_s": r(percentile(floor, 50)),
+        "floor_age_p99_s": r(percentile(floor, 99)),
+        "floor_age_max_s": r(max(floor) if floor else float("nan")),
         "client_cpu_s": round(res.client_cpu_s, 2),
         "client_cpu_pct": round(100 * res.client_cpu_s / res.seconds, 1) if res.seconds else None,
         "period_s": period,
@@ -225,6 +282,8 @@ async def _one(client: httpx.AsyncClient, url: str, res: RhythmResult | None) ->
         return
     res.latencies_ms.append(ms)
     res.ages_s.extend(ages)
+    if not problem:
+        res.received.append(received)
     if problem:
         res.errors += 1
         if len(res.error_samples) < 5:

@@ -32,6 +32,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -517,6 +518,39 @@ def scenario_miss(b: Bench, n: int) -> dict[str, Any]:
     }
 
 
+class ScrapeWatch:
+    """Polls Prometheus' ``/api/v1/targets`` (not its query API) every ``interval`` s in a thread
+    and keeps every ``lastScrape`` of one target: when each new sample arrived."""
+
+    def __init__(self, prom_url: str, address: str, interval: float = 1.0) -> None:
+        self.url, self.address, self.interval = f"{prom_url}/api/v1/targets", address, interval
+        self.times: set[float] = set()
+        self.error = ""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> ScrapeWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=15)
+
+    def _loop(self) -> None:
+        with httpx.Client(timeout=5, trust_env=False) as client:
+            while True:
+                try:
+                    doc = client.get(self.url, params={"state": "active"}).json()
+                    stamp = rhythm.last_scrape(doc, self.address)
+                    if stamp is not None:
+                        self.times.add(stamp)
+                except (httpx.HTTPError, ValueError) as exc:
+                    self.error = repr(exc)[:200]
+                if self._stop.wait(self.interval):
+                    return
+
+
 def rhythm_requests(hpas: int) -> list[list[str]]:
     """HPA i's two requests, in the order its sync makes them (see :func:`hpa_paths`)."""
     paths = hpa_paths(hpas)
@@ -537,18 +571,26 @@ def scenario_rhythm(b: Bench, hpas: int, warmup: float, seconds: float) -> dict[
             async def on_measure() -> None:
                 await asyncio.to_thread(restart)
 
-            res = asyncio.run(
-                rhythm.drive(
-                    proc.base_url,
-                    requests_of,
-                    token=b.token,
-                    period=15.0,
-                    warmup=warmup,
-                    seconds=seconds,
-                    on_measure=on_measure,
+            with ScrapeWatch(b.prom.url, b.prom.targets[0]) as watch:
+                res = asyncio.run(
+                    rhythm.drive(
+                        proc.base_url,
+                        requests_of,
+                        token=b.token,
+                        period=15.0,
+                        warmup=warmup,
+                        seconds=seconds,
+                        on_measure=on_measure,
+                    )
+                )
+            kept.update(
+                rhythm.summarize(
+                    res, period=15.0, distinct_queries=distinct, scrapes=sorted(watch.times)
                 )
             )
-            kept.update(rhythm.summarize(res, period=15.0, distinct_queries=distinct))
+            kept["scrapes_seen"] = len(watch.times)
+            if watch.error:
+                kept["scrape_watch_error"] = watch.error
             return load.LoadResult(
                 requests=kept["requests"],
                 seconds=seconds,

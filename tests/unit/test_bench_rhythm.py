@@ -309,3 +309,49 @@ def test_shard_sizes_reach_each_growth_level() -> None:
     sizes = run.shard_sizes(28_000, 100_000)
     assert sizes == [1, 71_999]
     assert 28_000 + sum(sizes) == 100_000
+
+
+# --------------------------------------------------------------------------- freshness floor
+
+
+def _targets_doc(last: str) -> dict[str, Any]:
+    return {
+        "status": "success",
+        "data": {
+            "activeTargets": [
+                {
+                    "scrapeUrl": "http://127.0.0.1:4000/metrics",
+                    "lastScrape": "2026-12-05T13:00:00Z",
+                },
+                {"scrapeUrl": "http://127.0.0.1:4001/metrics", "lastScrape": last},
+            ]
+        },
+    }
+
+
+def test_last_scrape_of_one_target_with_nanoseconds() -> None:
+    doc = _targets_doc("2026-12-05T13:49:36.123456789Z")
+    assert rhythm.last_scrape(doc, "127.0.0.1:4001") == pytest.approx(
+        _epoch("2026-12-05T13:49:36.123456"), abs=1e-6
+    )
+    assert rhythm.last_scrape(doc, "127.0.0.1:4000") == _epoch("2026-12-05T13:00:00")
+    # Before the first scrape Prometheus reports Go's zero time.
+    assert rhythm.last_scrape(_targets_doc("0001-01-01T00:00:00Z"), "127.0.0.1:4001") is None
+    with pytest.raises(ValueError, match="no active target"):
+        rhythm.last_scrape(doc, "127.0.0.1:400")
+    with pytest.raises(ValueError, match="not a Prometheus targets answer"):
+        rhythm.last_scrape({"data": {}}, "127.0.0.1:4001")
+
+
+def test_floor_ages_use_the_latest_scrape_at_or_before_each_receive() -> None:
+    scrapes = [115.0, 100.0, 130.0, 100.0]
+    assert rhythm.floor_ages([99.0, 100.0, 114.5, 116.0, 140.0], scrapes) == [0.0, 14.5, 1.0, 10.0]
+    assert rhythm.floor_ages([1.0], []) == []
+
+
+def test_age_target_compares_ours_with_the_newest_sample_theirs_served() -> None:
+    r = _results()
+    r["scenarios"]["rhythm"]["theirs"]["floor_age_p99_s"] = 15.6
+    rows = report.targets_rows(r)
+    assert rows[4][2] == "p99 16.50 vs 15.60 s (theirs: newest sample at receive time)"
+    assert rows[4][4] == "met"
