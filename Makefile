@@ -94,8 +94,9 @@ demo: setup prometheus
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
 
-# The side-by-side benchmark against prometheus-adapter (7-10 minutes once built; never part of
-# `make test`). Builds prometheus-adapter into ~/.cache, installs wrk and the `bench` extra.
+# The side-by-side benchmark against prometheus-adapter (about 25 minutes once built; never part
+# of `make test`). Builds prometheus-adapter and vegeta into ~/.cache, installs wrk and the `bench`
+# extra.
 # A subset: `make bench BENCH_ARGS="--scenarios hpa,burst --growth 10k"` (see bench/README.md).
 .PHONY: bench
 bench: setup prometheus control-plane peer

@@ -732,7 +732,7 @@ def write(r: dict[str, Any], *, out_dir: Path) -> Path:
         f"adapter at a time (prometheus-adapter first). {cfg['hpas']} HPAs × "
         f"{cfg['metrics_per_hpa']} metrics (a Pods metric with a labelSelector and an External "
         f"metric), {r.get('hpa_series', 0):,} HPA series plus bulk series to "
-        f"{(sc.get('growth') or [{}])[0].get('head_series', 10_000):,} in Prometheus during the main "
+        f"{r.get('hpa_series', 0) + (r.get('shard_sizes') or [0])[0]:,} in Prometheus during the main "
         f"scenarios. Our result cache TTL {cfg['cache_ttl_s']} s; relist/discovery every "
         f"{cfg['relist_s']} s for both.",
         "",

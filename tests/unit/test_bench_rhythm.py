@@ -6,7 +6,10 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import re
+import shlex
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -355,3 +358,29 @@ def test_age_target_compares_ours_with_the_newest_sample_theirs_served() -> None
     rows = report.targets_rows(r)
     assert rows[4][2] == "p99 16.50 vs 15.60 s (theirs: newest sample at receive time)"
     assert rows[4][4] == "met"
+
+
+# --------------------------------------------------------------------------- README
+
+
+def test_readme_states_the_option_defaults_the_harness_has() -> None:
+    text = (Path(run.ROOT) / "bench" / "README.md").read_text(encoding="utf-8")
+    stated = dict(re.findall(r"`--([a-z-]+)` \((\d+)\)", text))
+    assert {
+        "rhythm-hpas",
+        "rhythm-warmup",
+        "rhythm-seconds",
+        "openloop-seconds",
+        "hitcpu-requests",
+    } <= set(stated)
+    defaults = vars(run.parse_args([]))
+    for option, value in stated.items():
+        assert float(defaults[option.replace("-", "_")]) == float(value), option
+
+
+def test_readme_bench_commands_parse() -> None:
+    text = (Path(run.ROOT) / "bench" / "README.md").read_text(encoding="utf-8")
+    commands = re.findall(r'^make bench BENCH_ARGS="([^"]*)"', text, re.M)
+    assert len(commands) >= 3
+    for args in commands:
+        run.parse_args(shlex.split(args))
