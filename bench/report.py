@@ -466,8 +466,8 @@ def _rhythm_table(rh: dict[str, Any]) -> list[str]:
         "",
         f"One sync period holds {o['distinct_queries']:,} distinct queries: at most "
         f"{_f(o['query_bound_per_min'])} Prometheus queries per minute if each is asked once per "
-        "period. Age = receive time − the item's `timestamp`; both adapters put the sample's time "
-        "there in RFC 3339 with whole seconds, so each age is known to within 1 s (truncated "
+        "period. Age = receive time − the item's `timestamp`, which both adapters write in RFC 3339 "
+        "with whole seconds, so each age is known to within 1 s (truncated "
         "stamps read up to 1 s older). prometheus-adapter stamps each item with the query's "
         "evaluation time, not the sample's, so its ages stay under a second: the age of what it "
         "serves is the newest sample's, the row below them (receive time − the HPA target's last "
@@ -476,13 +476,20 @@ def _rhythm_table(rh: dict[str, Any]) -> list[str]:
     ]
 
 
+def _rate(run: dict[str, Any]) -> str:
+    """The asked rate, and what vegeta managed to send when that fell short (its CPU ran out)."""
+    asked, sent = run["target_rate"], run["rate"]
+    return f"{_f(asked)}" if sent >= 0.98 * asked else f"{_f(asked)} (sent {_f(sent)})"
+
+
 def _openloop_table(ol: dict[str, Any]) -> list[str]:
     mx = ol["max_rps"]
     lines = [
         f"vegeta, {_f(ol['seconds'], 0)} s per rate, the saturated HPA pattern's paths; maximum "
         f"throughput from {mx['source']}: prometheus-adapter {_f(mx['theirs'])}, ours "
         f"{_f(mx['ours'])} requests/s. Latency from each request's scheduled send (no coordinated "
-        "omission).",
+        "omission). `success` counts non-2xx answers and timeouts (10 s) as failures; "
+        "prometheus-adapter answers 429 when its in-flight request limit is reached.",
         "",
         "| rate | theirs p50 / p99 / max, ms | theirs success | ours p50 / p99 / max, ms | ours success | p99 ours ÷ theirs |",
         "|---|---:|---:|---:|---:|---:|",
@@ -501,9 +508,10 @@ def _openloop_table(ol: dict[str, Any]) -> list[str]:
 
     for label, by in runs.items():
         t, o = by.get("theirs"), by.get("ours")
-        rate = " / ".join(f"{_f(x['target_rate'])}" for x in (t, o) if x is not None)
+        rate = " / ".join(_rate(x) for x in (t, o) if x is not None)
         (tl, ts), (ol_, os_) = cell(t), cell(o)
-        ratio = _x(_div(o["p99_ms"], t["p99_ms"])) if t and o else "–"
+        same_rate = t is not None and o is not None and t["target_rate"] == o["target_rate"]
+        ratio = _x(_div(o["p99_ms"], t["p99_ms"])) if t and o and same_rate else "– (rates differ)"
         lines.append(f"| {label}: {rate} requests/s | {tl} | {ts} | {ol_} | {os_} | {ratio} |")
     return lines
 
