@@ -14,16 +14,13 @@ set -euo pipefail
 MODDIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/prometheus-adapter"
 VERSION="$(awk '$1 == "sigs.k8s.io/prometheus-adapter" { print $2 }' "$MODDIR/go.mod")"
 [[ -n "$VERSION" ]] || { echo "!! no prometheus-adapter version in $MODDIR/go.mod" >&2; exit 1; }
-CACHE="${LMA_BENCH_CACHE:-$HOME/.cache/llm-metrics-adapter/bench}"
-OUT="$CACHE/prometheus-adapter-$VERSION"
+# shellcheck source=bench/cache.sh
+source "$(dirname "${BASH_SOURCE[0]}")/cache.sh"
+OUT="$BENCH_CACHE/prometheus-adapter-$VERSION"
 BIN="$OUT/bin/adapter"
 
-if [[ -x "$BIN" ]]; then
-  echo ">> prometheus-adapter $VERSION: cached at $BIN" >&2
-  echo "$BIN"
-  exit 0
-fi
-command -v go >/dev/null || { echo "!! go not found: install Go >= 1.22 to build prometheus-adapter" >&2; exit 1; }
+reuse_cached prometheus-adapter "$VERSION" "$BIN"
+need_go prometheus-adapter
 
 mkdir -p "$OUT"
 echo ">> building prometheus-adapter $VERSION with $(go version | cut -d' ' -f3) (a cold build takes 3-10 minutes on 2 cores)" >&2

@@ -12,16 +12,13 @@ set -euo pipefail
 
 MODULE="github.com/tsenart/vegeta/v12"
 VERSION="v12.13.0"
-CACHE="${LMA_BENCH_CACHE:-$HOME/.cache/llm-metrics-adapter/bench}"
-OUT="$CACHE/vegeta-$VERSION"
+# shellcheck source=bench/cache.sh
+source "$(dirname "${BASH_SOURCE[0]}")/cache.sh"
+OUT="$BENCH_CACHE/vegeta-$VERSION"
 BIN="$OUT/bin/vegeta"
 
-if [[ -x "$BIN" ]]; then
-  echo ">> vegeta $VERSION: cached at $BIN" >&2
-  echo "$BIN"
-  exit 0
-fi
-command -v go >/dev/null || { echo "!! go not found: install Go >= 1.22 to build vegeta" >&2; exit 1; }
+reuse_cached vegeta "$VERSION" "$BIN"
+need_go vegeta
 
 echo ">> building vegeta $VERSION with $(go version | cut -d' ' -f3) (a cold build takes 1-3 minutes on 2 cores)" >&2
 start=$(date +%s)

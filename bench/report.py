@@ -427,40 +427,15 @@ def _rhythm_table(rh: dict[str, Any]) -> list[str]:
             higher_better=False,
         ),
         f"| answered from the cache (hit or joined in-flight) | | {_f(o.get('hit_ratio'), 3)} | |",
-        _row(
-            "age of served values p50, s",
-            t["age_p50_s"],
-            o["age_p50_s"],
-            higher_better=False,
-            digits=2,
-        ),
-        _row(
-            "age of served values p99, s",
-            t["age_p99_s"],
-            o["age_p99_s"],
-            higher_better=False,
-            digits=2,
-        ),
-        _row(
-            "age of served values max, s",
-            t["age_max_s"],
-            o["age_max_s"],
-            higher_better=False,
-            digits=2,
-        ),
-        _row(
-            "newest sample in Prometheus at receive time, p50, s",
-            t.get("floor_age_p50_s"),
-            o.get("floor_age_p50_s"),
-            higher_better=False,
-            digits=2,
-        ),
-        _row(
-            "newest sample in Prometheus at receive time, p99, s",
-            t.get("floor_age_p99_s"),
-            o.get("floor_age_p99_s"),
-            higher_better=False,
-            digits=2,
+        *(
+            _row(label, t.get(key), o.get(key), higher_better=False, digits=2)
+            for label, key in (
+                ("age of served values p50, s", "age_p50_s"),
+                ("age of served values p99, s", "age_p99_s"),
+                ("age of served values max, s", "age_max_s"),
+                ("newest sample in Prometheus at receive time, p50, s", "floor_age_p50_s"),
+                ("newest sample in Prometheus at receive time, p99, s", "floor_age_p99_s"),
+            )
         ),
         f"| load generator CPU, % of one core | {_f(t['client_cpu_pct'])} | {_f(o['client_cpu_pct'])} | |",
         "",
