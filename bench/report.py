@@ -39,7 +39,9 @@ def _ratio(theirs: Any, ours: Any, *, higher_better: bool) -> str:
     if t <= 0 or o <= 0:
         return "–"
     r = o / t
-    return f"{r:.2f}× ({'better' if (r > 1) == higher_better else 'worse'})" if r != 1 else "1.00×"
+    if f"{r:.2f}" == "1.00":
+        return "1.00×"
+    return f"{r:.2f}× ({'better' if (r > 1) == higher_better else 'worse'})"
 
 
 def _row(label: str, t: Any, o: Any, *, higher_better: bool, digits: int = 1) -> str:

@@ -384,3 +384,10 @@ def test_readme_bench_commands_parse() -> None:
     assert len(commands) >= 3
     for args in commands:
         run.parse_args(shlex.split(args))
+
+
+def test_ratio_column_calls_equal_equal() -> None:
+    assert report._ratio(7.78, 7.79, higher_better=False) == "1.00×"
+    assert report._ratio(10.0, 5.0, higher_better=False) == "0.50× (better)"
+    assert report._ratio(10.0, 5.0, higher_better=True) == "0.50× (worse)"
+    assert report._ratio(None, 5.0, higher_better=True) == "–"
