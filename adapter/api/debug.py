@@ -144,6 +144,7 @@ async def debug_metrics(request: Request) -> Response:
             "staleIfErrorSeconds": ctx.provider.stale_if_error,
             "renderedResponses": len(ctx.provider.responses),
             "renderedAgain": ctx.provider.responses.rerenders,
+            "prefetchSettleSeconds": round(ctx.provider.cache.settle, 3),
             "lastDiscovery": format_timestamp(snap.refreshed_at) if snap.refreshed_at else None,
             "discoveryErrors": dict(snap.errors),
             "resourceMapping": _resource_mapping(ctx.registry),

@@ -19,7 +19,7 @@ Sample-aware expiry (``stamps``): the cache also learns, per key, the interval a
 get new samples (the smallest advance of one series' timestamp between two fetches) and ends an
 entry when the next sample of any of its series is due, not only after the TTL; an answer fetched
 while a due sample had not arrived yet (an ingestion delay) is not cached at all. The prefetch waits
-for a sample due before the expected request (plus :data:`SETTLE` for the scrape to land) instead
+for a sample due before the expected request (plus :attr:`SingleFlightCache.settle`, learned) instead
 of fetching just ahead of it. The bound, once the interval is learned: a served answer never lacks
 a sample that a direct query at that moment would see; before it is learned, and in any case, an
 answer is at most the TTL old.
@@ -36,7 +36,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from cachetools import TLRUCache, TTLCache
 
-__all__ = ["CacheState", "Cached", "SingleFlightCache"]
+__all__ = ["MAX_SETTLE", "RETRY_LEAD", "SETTLE", "CacheState", "Cached", "SingleFlightCache"]
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -60,7 +60,17 @@ Stamps = Callable[[Any], Iterable[tuple[Hashable, float]]]
 """A value's series, each as (identity, unix timestamp of its newest sample)."""
 
 SETTLE = 0.25
-"""Seconds after a sample is due before the prefetch reads it: the scrape's own duration."""
+"""Seconds after a sample is due before the prefetch reads it, at first: the scrape's own
+duration. Learned from then on (:attr:`SingleFlightCache.settle`): a large target takes longer
+to scrape, and GMP makes a sample queryable 3–7 s after its timestamp."""
+
+MAX_SETTLE = 10.0
+"""The longest :attr:`SingleFlightCache.settle`."""
+
+RETRY_LEAD = 0.5
+"""Seconds before the expected request a prefetch that found its sample not in yet runs once
+more (at most once per request): one extra query, only on the phases where the sample lands
+just before the request."""
 
 _MISSED_SCRAPES = 3
 """A series this many intervals behind is not expected back on schedule (a deleted pod's last
@@ -103,6 +113,8 @@ class SingleFlightCache(Generic[K, V]):
         self._warm: dict[K, tuple[float, float | None, Callable[[], Awaitable[V]]]] = {}
         # key -> the request (its monotonic time) after which it was last prefetched: once per period
         self._prefetched: dict[K, float] = {}
+        # key -> the request for which a prefetch found its sample not in yet (one retry)
+        self._retry: dict[K, float] = {}
         self._refresh_slots = asyncio.Semaphore(max(1, refresh_concurrency))
         self.refreshes = 0
         """Background refreshes started (for tests and ``/debug``)."""
@@ -113,6 +125,11 @@ class SingleFlightCache(Generic[K, V]):
             TTLCache(maxsize=maxsize, ttl=stale_ttl, timer=clock) if stale_ttl > 0 else None
         )
         self._inflight: dict[K, asyncio.Future[Cached[V]]] = {}
+        self.settle = SETTLE
+        """Seconds after a sample's timestamp the prefetch waits for it to be queryable: longer
+        by :data:`SETTLE` when a prefetch still missed it, shorter by 1 % when a first prefetch
+        found it (from :data:`SETTLE` up to :data:`MAX_SETTLE` or half the sample interval).
+        One value for all keys: they share the ingestion pipeline."""
         self.on_refreshed: Callable[[K], None] | None = None
         """Called with a key after a background fetch stored a new entry for it (the rendered
         responses built from the key are rendered again: :mod:`adapter.core.responses`)."""
@@ -186,6 +203,7 @@ class SingleFlightCache(Generic[K, V]):
             oldest = next(iter(self._warm))
             del self._warm[oldest]
             self._prefetched.pop(oldest, None)
+            self._retry.pop(oldest, None)
 
     def _fresh_for(self, entry: Cached[V]) -> float:
         """Seconds ``entry`` is served after its fetch: the TTL, cut at the time a sample of one
@@ -231,11 +249,14 @@ class SingleFlightCache(Generic[K, V]):
             if now_mono - asked > self.keep_warm:
                 del self._warm[key]
                 self._prefetched.pop(key, None)
+                self._retry.pop(key, None)
                 continue
             if self._prefetched.get(key) == asked:
                 continue  # prefetched once for the coming request already
             if period is None or period <= self.ttl or key in self._inflight:
                 continue  # not periodic yet, or asked often enough for the TTL to serve it
+            if self._retry.get(key) == asked and asked + period - now_mono > RETRY_LEAD:
+                continue  # the first prefetch came before the sample: once more, just in time
             until_next = asked + period - now_mono
             if until_next > lead or until_next < -lead:
                 continue  # not due yet, or the expected request did not come
@@ -243,19 +264,39 @@ class SingleFlightCache(Generic[K, V]):
             if entry is not None and now + until_next - entry.fetched_at < self._fresh_for(entry):
                 continue  # still fresh when the request comes
             due = self._series[key][2] if key in self._series else None
-            if due is not None and now < due + SETTLE and due <= now + until_next:
+            if due is not None and now < due + self.settle and due <= now + until_next:
                 continue  # a new sample is due before the request: fetch after it, not before
+            awaited = due is not None and due <= now
             task = asyncio.ensure_future(self._fetch(key, self._limited(fetch)))
             task.add_done_callback(_retrieve_exception)
-            task.add_done_callback(functools.partial(self._refreshed, key))
+            task.add_done_callback(functools.partial(self._refreshed, key, asked, awaited))
             self._inflight[key] = task
             self._prefetched[key] = asked
             started += 1
         self.refreshes += started
         return started
 
-    def _refreshed(self, key: K, task: asyncio.Future[Cached[V]]) -> None:
-        if self.on_refreshed is not None and not task.cancelled() and task.exception() is None:
+    def _refreshed(
+        self, key: K, asked: float, awaited: bool, task: asyncio.Future[Cached[V]]
+    ) -> None:
+        """After a prefetch: learn :attr:`settle` from whether the sample it waited for was in
+        (if not, the entry is not served, the next prefetches wait longer, and this one runs
+        once more :data:`RETRY_LEAD` seconds before the request); announce a usable entry."""
+        if task.cancelled() or task.exception() is not None:
+            return
+        entry = task.result()
+        late = entry.due is not None and entry.due <= entry.fetched_at
+        if awaited:
+            learned = self._series.get(key)
+            interval = learned[1] if learned is not None and learned[1] else 2 * MAX_SETTLE
+            if late:
+                self.settle = min(self.settle + SETTLE, MAX_SETTLE, interval / 2)
+                if self._retry.get(key) != asked:
+                    self._retry[key] = asked
+                    self._prefetched.pop(key, None)
+            elif self._retry.get(key) != asked:  # a first prefetch found it: maybe shorter
+                self.settle = max(SETTLE, self.settle * 0.99)
+        if not late and self.on_refreshed is not None:
             self.on_refreshed(key)
 
     def _limited(self, fetch: Callable[[], Awaitable[V]]) -> Callable[[], Awaitable[V]]:

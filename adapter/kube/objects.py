@@ -68,6 +68,8 @@ class _Store:
     changes: int = 0
     """Watch events applied, all namespaces; per namespace in ``changes_in``."""
     changes_in: dict[str, int] = field(default_factory=dict)
+    by_namespace: dict[str, dict[tuple[str, str], _Object]] = field(default_factory=dict)
+    """``objects`` by namespace: a request reads one namespace, not the whole cluster."""
 
 
 def _to_object(resource: GroupResource, obj: Mapping[str, Any]) -> tuple[tuple[str, str], _Object]:
@@ -284,8 +286,12 @@ class ObjectCache:
     def _replacer(resource: GroupResource, store: _Store) -> Callable[[list[dict[str, Any]]], None]:
         def replace(items: list[dict[str, Any]]) -> None:
             objects = dict(_to_object(resource, item) for item in items)
+            by_namespace: dict[str, dict[tuple[str, str], _Object]] = {}
+            for key, obj in objects.items():
+                by_namespace.setdefault(key[0], {})[key] = obj
             with store.lock:
                 store.objects = objects
+                store.by_namespace = by_namespace
                 store.last_event = time.monotonic()
                 store.error = None
                 store.lists += 1
@@ -298,10 +304,13 @@ class ObjectCache:
         def update(kind: str, obj: dict[str, Any]) -> None:
             key, value = _to_object(resource, obj)
             with store.lock:
+                in_namespace = store.by_namespace.setdefault(key[0], {})
                 if kind == "DELETED":
                     store.objects.pop(key, None)
+                    in_namespace.pop(key, None)
                 else:
                     store.objects[key] = value
+                    in_namespace[key] = value
                 store.last_event = time.monotonic()
                 store.changes += 1
                 store.changes_in[key[0]] = store.changes_in.get(key[0], 0) + 1
@@ -343,7 +352,9 @@ class ObjectCache:
                 return None
             await asyncio.sleep(0.05)
         with store.lock:
-            return _matching(store.objects, namespace if store.namespaced else None, selector)
+            if namespace is not None and store.namespaced:
+                return _matching(store.by_namespace.get(namespace, {}), namespace, selector)
+            return _matching(store.objects, None, selector)
 
     def generation(self, resource: GroupResource, namespace: str | None) -> Hashable | None:
         """Changes whenever :meth:`names` for ``resource`` in ``namespace`` may answer otherwise

@@ -248,7 +248,11 @@ async def test_object_cache_answers_like_the_apiserver(
         assert await cache.names(GroupResource("deployments", "apps"), NS, ()) == ("server",)
         assert await cache.names(GroupResource("deployments", "apps"), "elsewhere", ()) == ()
 
-        # A finished pod and a deleted pod are not returned.
+        # A finished pod and a deleted pod are not returned; the generation of NS moves (the
+        # rendered responses' check), another namespace's does not.
+        here = cache.generation(pods_resource, NS)
+        there = cache.generation(pods_resource, "elsewhere")
+        assert here is not None and there is not None
         with plane.admin_client() as api:
             core = untyped(k8s.CoreV1Api(api))
             core.patch_namespaced_pod_status(
@@ -262,6 +266,8 @@ async def test_object_cache_answers_like_the_apiserver(
         await _eventually(
             lambda: _names_are(cache, pods_resource, live), "finished and deleted pods to go"
         )
+        assert cache.generation(pods_resource, NS) != here
+        assert cache.generation(pods_resource, "elsewhere") == there
 
         # Every selector: the cache agrees with the apiserver's own filtering (live pods).
         with plane.admin_client() as api:

@@ -223,14 +223,17 @@ async def test_a_failing_prefetch_leaves_the_error_to_the_next_request() -> None
 
 class Scraped:
     """A backend whose series get a new sample every ``interval`` seconds at ``phase`` (wall
-    time): each fetch answers the newest sample time of every series."""
+    time), queryable ``lag`` seconds after its timestamp: each fetch answers the newest
+    queryable sample time of every series."""
 
-    def __init__(self, clock: FakeClock, *, interval: float, phases: tuple[float, ...]) -> None:
-        self.clock, self.interval, self.phases = clock, interval, phases
+    def __init__(
+        self, clock: FakeClock, *, interval: float, phases: tuple[float, ...], lag: float = 0.0
+    ) -> None:
+        self.clock, self.interval, self.phases, self.lag = clock, interval, phases, lag
         self.calls = 0
 
     def newest(self, phase: float) -> float:
-        now = self.clock.wall()
+        now = self.clock.wall() - self.lag
         return now - ((now - phase) % self.interval)
 
     async def __call__(self) -> tuple[tuple[str, float], ...]:
@@ -309,7 +312,37 @@ async def test_the_prefetch_waits_for_a_sample_due_just_before_the_request() -> 
     assert backend.calls - calls == 4  # one prefetch per request, no more
 
 
-async def test_a_prefetch_runs_once_per_request_even_when_its_answer_is_overdue() -> None:
+async def test_the_prefetch_learns_how_long_a_sample_takes_to_become_queryable() -> None:
+    """GMP makes a sample queryable seconds after its timestamp. Here it lands 1 s before the
+    HPA's request: a prefetch 2 s ahead finds the old sample, so it runs once more just before
+    the request (every request still hits, with the sample of the moment), and the wait after
+    a due sample grows until one prefetch per request is enough."""
+    clock = FakeClock()
+    request_at = clock.wall()
+    backend = Scraped(clock, interval=15.0, phases=(request_at - 6.0,), lag=5.0)
+    cache = _sampled_cache(clock, ttl=5.0, keep_warm=60.0)
+    for _ in range(3):
+        await cache.get("q", backend)
+        clock.advance(15.0)
+    clock.advance(-15.0)
+    states, calls = [], []
+    for _ in range(40):
+        before = backend.calls
+        for _ in range(30):
+            clock.advance(0.5)
+            cache.refresh_due()
+            await _settle()
+        entry, state = await cache.get("q", backend)
+        states.append(state)
+        calls.append(backend.calls - before)
+        assert entry.value[0][1] == backend.newest(backend.phases[0])  # never an older sample
+    assert states == ["hit"] * 40
+    # Learned: mostly one query per request (the wait probes down by 1 % per on-time prefetch).
+    assert calls[0] == 2 and calls[-10:].count(1) >= 8, calls
+    assert 4.5 <= cache.settle <= 5.5
+
+
+async def test_a_prefetch_runs_at_most_twice_per_request_even_when_its_answer_is_overdue() -> None:
     clock = FakeClock()
     stuck = {"ts": clock.wall()}
     calls = 0
@@ -330,19 +363,22 @@ async def test_a_prefetch_runs_once_per_request_even_when_its_answer_is_overdue(
         clock.advance(0.5)
         cache.refresh_due()
         await _settle()
-    assert calls - before == 1
+    assert calls - before == 2  # the prefetch, and its one retry just before the request
 
 
 def test_the_documented_bound_matches_the_code() -> None:
     from pathlib import Path
 
-    from adapter.core.cache import SETTLE
+    from adapter.core.cache import MAX_SETTLE, RETRY_LEAD, SETTLE
 
     doc = " ".join((Path(__file__).parents[2] / "docs" / "configuration.md").read_text().split())
     assert (
         "a served answer never lacks a sample that a direct query at that moment would see" in doc
     )
-    assert f"{SETTLE * 1000:g} ms" in doc
+    assert f"{SETTLE * 1000:g} ms after its timestamp at first" in doc
+    assert f"longer by {SETTLE * 1000:g} ms each time a prefetch still missed one" in doc
+    assert f"up to {MAX_SETTLE:g} s or half the sample interval" in doc
+    assert f"runs once more {RETRY_LEAD * 1000:g} ms before the request" in doc
 
 
 async def test_a_request_served_from_a_rendered_response_still_teaches_the_prefetch() -> None:
