@@ -4,13 +4,21 @@ Members of ``system:masters`` are allowed without a review (as the kube-apiserve
 privileged-group authorizer does). Allowed and denied answers are cached separately (seconds,
 bounded size); review *errors* are not cached and are raised to the caller, which must refuse the
 request (fail closed).
+
+A resource request is first checked as the same verb on every resource of its API group in every
+namespace (``resource: "*"``, no namespace, no name): a user allowed that — the HPA controller's
+own ClusterRole grants ``get`` on ``*`` in both metrics groups — is allowed the request, and one
+cached review covers all its requests instead of one per namespace, metric and object (with the
+HPA's 15 s sync longer than the 10 s cache, that was a review for nearly every request). Sound for
+any authorizer: what is allowed on all resources everywhere is allowed on each. Otherwise the
+request's own attributes are reviewed, and a denial names them.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from adapter.auth._cache import ReviewCache
@@ -63,7 +71,24 @@ class Authorizer:
         """The decision; raises :class:`adapter.domain.errors.AdapterError` when no review was possible."""
         if MASTERS_GROUP in user.groups:
             return Decision(allowed=True, reason=f"member of {MASTERS_GROUP}")
+        broad = _everywhere(attributes)
+        if broad is not None:
+            decision = await self._review(user, broad)
+            if decision.allowed:
+                return decision
+        return await self._review(user, attributes)
+
+    async def _review(self, user: UserInfo, attributes: Attributes) -> Decision:
         reviewer = self._reviewer
         return await self._cache.get(
             (user, attributes), lambda: reviewer.review_access(user, attributes)
         )
+
+
+def _everywhere(attributes: Attributes) -> Attributes | None:
+    """The same verb on every resource of the group, in every namespace; ``None`` when that is
+    what ``attributes`` ask already or they are not a resource request."""
+    if not attributes.resource_request:
+        return None
+    broad = replace(attributes, path="", namespace="", resource="*", subresource="", name="")
+    return None if broad == replace(attributes, path="") else broad
