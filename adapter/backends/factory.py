@@ -14,23 +14,20 @@ metadata server and Cloud Monitoring at local stand-ins.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 import httpx
 
 from adapter.backends.base import Backend
-from adapter.backends.google_auth import (
-    GMP_BASE_URL,
-    GoogleAuth,
-    HttpxTokenRequest,
-    adc_loader,
-    file_loader,
-    gmp_query_url,
-)
 from adapter.backends.prometheus import PrometheusBackend, PrometheusSettings
 from adapter.domain.errors import ConfigError
 from adapter.settings import BackendSettings, Settings
+
+if TYPE_CHECKING:
+    # google.auth is imported only when GMP is configured (serve in Prometheus mode never
+    # loads it): see _gmp_url and build_gmp_auth.
+    from adapter.backends.google_auth import GoogleAuth
 
 __all__ = [
     "GMP_BACKEND_NAME",
@@ -71,6 +68,8 @@ def check_backend_settings(settings: Settings) -> None:
 
 
 def _gmp_url(settings: Settings) -> str:
+    from adapter.backends.google_auth import GMP_BASE_URL, gmp_query_url
+
     return gmp_query_url(
         settings.gmp.project or "", base_url=settings.gmp.endpoints.gmp or GMP_BASE_URL
     )
@@ -97,6 +96,13 @@ def build_gmp_auth(settings: Settings) -> GoogleAuth:
     Raises :class:`ConfigError` for an unusable credentials file. ADC are discovered at the
     first query, in a worker thread, so building never blocks on the metadata server.
     """
+    from adapter.backends.google_auth import (
+        GoogleAuth,
+        HttpxTokenRequest,
+        adc_loader,
+        file_loader,
+    )
+
     loader = (
         file_loader(settings.gmp.credentials_file)
         if settings.gmp.credentials_file

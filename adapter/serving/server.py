@@ -392,13 +392,15 @@ async def run_adapter(settings: Settings, *, rules: RuleSet, backend: Backend) -
     """
     from starlette.middleware import Middleware
 
-    from adapter.kube import KubeClient, ObjectCache
     from adapter.serving.asgi import create_app
 
     if settings.serving.standalone:
         async with build_context(settings, backend=backend, rules=rules) as ctx:
             await serve(_server(settings, create_app(ctx), tls=None))
         return
+
+    # The Kubernetes client (tens of MiB) only where there is a cluster.
+    from adapter.kube import KubeClient, ObjectCache
 
     settings = await resolve_cluster(settings)
     kube = KubeClient.connect(
