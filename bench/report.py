@@ -537,6 +537,26 @@ def _profile(p: dict[str, Any], what: str) -> list[str]:
     return lines
 
 
+def _profile_before(out_dir: Path) -> list[str]:
+    """The cache-hit profile recorded before rendered responses (``profile-before.json``,
+    kept from that run), to compare with this run's."""
+    path = out_dir / "profile-before.json"
+    if not path.exists():
+        return []
+    before = json.loads(path.read_text(encoding="utf-8"))
+    hit = before["profile"].get("hit")
+    if not hit:
+        return []
+    return [
+        "#### Cache hits, before (recorded " + str(before["recorded"]) + ")",
+        "",
+        str(before["note"]).capitalize() + ".",
+        "",
+        *_profile(hit, "ours under the saturated HPA pattern, 16 connections"),
+        "",
+    ]
+
+
 def plots(r: dict[str, Any], out_dir: Path) -> list[str]:
     """Write the PNGs; return their file names. Skipped (empty) without matplotlib."""
     try:
@@ -758,6 +778,7 @@ def write(r: dict[str, Any], *, out_dir: Path) -> Path:
                 ),
                 "",
             ]
+        doc += _profile_before(out_dir)
     if FINDINGS.exists():
         doc += [FINDINGS.read_text(encoding="utf-8").rstrip(), ""]
     DOC.write_text("\n".join(doc), encoding="utf-8")
