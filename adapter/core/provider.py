@@ -12,7 +12,7 @@ from typing import Protocol, runtime_checkable
 from adapter import promql
 from adapter.backends.base import Backend
 from adapter.core.answer import Answer, NotCached, Trace
-from adapter.core.cache import SingleFlightCache
+from adapter.core.cache import CacheState, SingleFlightCache
 from adapter.core.registry import MetricRegistry
 from adapter.core.request import ApiRequest, parse_api_path
 from adapter.core.resilience import BreakerPolicy, BreakerState, CircuitBreaker, GuardedBackend
@@ -183,12 +183,12 @@ class MetricsProvider:
 
     async def _cached(self, metric: ServedMetric, built: BuiltQuery, trace: Trace) -> QueryResult:
         """``built``'s result through the cache (one fetch per key at a time), or the last good
-        one when the fetch fails and ``stale_if_error`` allows it."""
+        one when the fetch fails and ``stale_if_error`` allows it. A background render
+        (``trace.background``) reads the current entry only, or raises :class:`NotCached`."""
         trace.built = built
         backend = self._backend_for(metric)
-        if trace.background:
-            return self._cached_only(metric, backend, built, trace)
-        if backend.answers_live(built.query):
+        live = backend.answers_live(built.query)
+        if live and not trace.background:
             # Read from the pods at this request (--scrape-pods): a cached answer would be older.
             result = await self._fetch(backend, built, metric.rule.backend)
             self.telemetry.cache.labels("disabled").inc()
@@ -196,45 +196,37 @@ class MetricsProvider:
             return result
         key = (backend.name, built.query)
         refetch = functools.partial(self._fetch, backend, built, metric.rule.backend)
-        try:
-            entry, state = await self.cache.get(key, refetch)
+        state: CacheState
+        if trace.background:
+            current = None if live else self.cache.peek(key)
+            if current is None:
+                raise NotCached(key)
+            entry, state = current, "hit"
+        else:
+            try:
+                entry, state = await self.cache.get(key, refetch)
+            except BackendError as exc:
+                stale = self.cache.stale(key) if self.stale_if_error > 0 else None
+                if stale is None:
+                    raise
+                entry, state = stale, "stale"
+                trace.stale_error = exc.message
+                self.telemetry.stale_answers.labels(backend.name).inc()
+            self.telemetry.cache.labels(state).inc()
+        if state != "stale":
             trace.cache_key, trace.entry, trace.refetch = key, entry, refetch
-        except BackendError as exc:
-            stale = self.cache.stale(key) if self.stale_if_error > 0 else None
-            if stale is None:
-                raise
-            entry, state = stale, "stale"
-            trace.stale_error = exc.message
-            self.telemetry.stale_answers.labels(backend.name).inc()
-        self.telemetry.cache.labels(state).inc()
         trace.cache, trace.result, trace.fetched_at = state, entry.value, entry.fetched_at
         trace.sample_interval = self.cache.sample_interval(key)
-        return entry.value
-
-    def _cached_only(
-        self, metric: ServedMetric, backend: GuardedBackend, built: BuiltQuery, trace: Trace
-    ) -> QueryResult:
-        """A background render's result: the current entry, or :class:`NotCached`."""
-        key = (backend.name, built.query)
-        entry = None if backend.answers_live(built.query) else self.cache.peek(key)
-        if entry is None:
-            raise NotCached(key)
-        trace.cache_key, trace.entry, trace.cache = key, entry, "hit"
-        trace.refetch = functools.partial(self._fetch, backend, built, metric.rule.backend)
-        trace.result, trace.fetched_at = entry.value, entry.fetched_at
         return entry.value
 
     def _translated(
         self, trace: Trace, translate: Callable[..., tuple[list[MetricValue], list[Dropped]]]
     ) -> list[MetricValue]:
         """``translate(now=…, max_age=…)``'s values, its dropped samples kept on ``trace``; the
-        values' ages and the drop reasons observed."""
-        now = time.time()
-        values, trace.dropped = translate(now=now, max_age=self.max_sample_age)
+        drop reasons observed."""
+        values, trace.dropped = translate(now=time.time(), max_age=self.max_sample_age)
         if trace.background:
             return values
-        for v in values:
-            self.telemetry.value_age.observe(max(0.0, now - v.timestamp))
         for d in trace.dropped:
             self.telemetry.dropped.labels(d.reason).inc()
         return values
@@ -275,9 +267,17 @@ class MetricsProvider:
         else:
             answer = await self._custom(request, trace)
         if not trace.background:
-            for observe in self.observers:
-                observe(request, answer)
+            self.served(request, answer)
         return answer
+
+    def served(self, request: ApiRequest, answer: Answer) -> None:
+        """Record ``answer`` as served for ``request``: its values' ages, and the observers
+        (the UI's history). Also for a response served whole (:mod:`adapter.core.responses`)."""
+        now = time.time()
+        for v in answer.values:
+            self.telemetry.value_age.observe(max(0.0, now - v.timestamp))
+        for observe in self.observers:
+            observe(request, answer)
 
     async def _object_names(self, request: ApiRequest, trace: Trace) -> tuple[str, ...] | None:
         assert request.resource is not None

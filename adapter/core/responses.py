@@ -30,13 +30,14 @@ import functools
 import logging
 import math
 import time
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from adapter.core.answer import Answer, NotCached, Trace
 from adapter.core.request import ApiRequest
 from adapter.domain.errors import AdapterError
+from adapter.domain.models import QueryResult
 from adapter.rules.base import ServedMetric
 
 if TYPE_CHECKING:
@@ -61,7 +62,7 @@ class _Rendered:
     fetched_at: float
     """The result-cache entry it was made from, by its fetch time (holding the entry itself
     would keep its backend answer alive after the result cache let it go)."""
-    refetch: Callable[[], object]
+    refetch: Callable[[], Awaitable[QueryResult]]
     generation: Hashable | None
     until: float
     """Unix seconds at which the oldest value passes the maximum sample age (``inf``: never)."""
@@ -163,14 +164,9 @@ class ResponseCache:
             self._drop(key)
             return None
         provider = self._provider
-        provider.cache.touch(kept.cache_key, kept.refetch)  # type: ignore[arg-type]
-        telemetry = provider.telemetry
-        telemetry.cache.labels("hit").inc()
-        now = self._clock()
-        for value in kept.answer.values:
-            telemetry.value_age.observe(max(0.0, now - value.timestamp))
-        for observe in provider.observers:
-            observe(kept.request, kept.answer)
+        provider.cache.touch(kept.cache_key, kept.refetch)
+        provider.telemetry.cache.labels("hit").inc()
+        provider.served(kept.request, kept.answer)
         return kept.body
 
     def _holds(self, kept: _Rendered) -> bool:
