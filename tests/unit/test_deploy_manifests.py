@@ -985,3 +985,62 @@ def test_chart_rules_default_renders_prometheus_adapters_default_rules(tmp_path:
     objects, _ = _chart_deployment({"rules": {"default": False, "custom": [custom]}})
     text = _one(objects, "ConfigMap", "llm-metrics-adapter-rules")["data"]["rules.yaml"]
     assert yaml.safe_load(text) == {"rules": [custom]}
+
+
+# --------------------------------------------------------------------------- helm lint
+
+_LINT_VARIANTS: dict[str, dict[str, Any] | None] = {
+    "defaults": None,
+    "gke-guide-values": yaml.safe_load(GKE_GUIDE_VALUES.read_text()),
+    "tls-helm-generated": {"tls": {"mode": "helm"}},
+    "tls-existing-secret": {
+        "tls": {"mode": "existing-secret", "existingSecret": "my-tls", "caBundle": "Q0EK"}
+    },
+    "tls-cert-manager": {
+        "tls": {"mode": "cert-manager", "certManager": {"issuerRef": {"name": "ca-issuer"}}}
+    },
+}
+
+
+def _helm_lint(
+    values: Mapping[str, Any] | None, tmp_path: Path, *, chart: Path = CHART
+) -> tuple[int, str, list[str]]:
+    """``helm lint --strict`` of ``chart`` with ``values`` as a values file: (exit code, output,
+    problem lines). A template's ``fail`` is only an [INFO] line to helm lint (exit 0), so a
+    value the chart refuses is counted as a problem here too."""
+    argv: list[str | Path] = [tool("helm"), "lint", "--strict", chart, "--namespace", "lma"]
+    if values is not None:
+        values_file = tmp_path / "values.yaml"
+        values_file.write_text(yaml.safe_dump(dict(values)))
+        argv += ["--values", values_file]
+    result = _run(argv)
+    output = result.stdout + result.stderr
+    problems = [
+        line
+        for line in output.splitlines()
+        if "[ERROR]" in line or "[WARNING]" in line or "Fail:" in line
+    ]
+    return result.returncode, output, problems
+
+
+@pytest.mark.parametrize("variant", sorted(_LINT_VARIANTS))
+def test_helm_lint_strict_is_clean(variant: str, tmp_path: Path) -> None:
+    code, output, problems = _helm_lint(_LINT_VARIANTS[variant], tmp_path)
+    assert code == 0, f"helm lint --strict ({variant}) failed:\n{output}"
+    assert problems == [], f"helm lint --strict ({variant}):\n{output}"
+    assert "1 chart(s) linted, 0 chart(s) failed" in output, output
+
+
+def test_helm_lint_check_fails_on_a_lint_error_and_on_a_refused_value(tmp_path: Path) -> None:
+    # The check above can fail. A template helm cannot parse: an [ERROR], a non-zero exit.
+    import shutil
+
+    broken = tmp_path / "chart"
+    shutil.copytree(CHART, broken)
+    service = broken / "templates" / "service.yaml"
+    service.write_text(service.read_text() + "\n{{ .Values.port\n")
+    code, output, problems = _helm_lint(None, tmp_path, chart=broken)
+    assert code != 0 and any("[ERROR]" in line for line in problems), output
+    # A value the chart refuses (cert-manager without an issuer).
+    code, output, problems = _helm_lint({"tls": {"mode": "cert-manager"}}, tmp_path)
+    assert any("issuerRef.name is required" in line for line in problems), output
