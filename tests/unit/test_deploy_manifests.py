@@ -1044,3 +1044,27 @@ def test_helm_lint_check_fails_on_a_lint_error_and_on_a_refused_value(tmp_path: 
     # A value the chart refuses (cert-manager without an issuer).
     code, output, problems = _helm_lint({"tls": {"mode": "cert-manager"}}, tmp_path)
     assert any("issuerRef.name is required" in line for line in problems), output
+
+
+def test_chart_affinity_replaces_the_default_anti_affinity() -> None:
+    _, deployment = _chart_deployment()
+    pod = deployment["spec"]["template"]["spec"]
+    default = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert default[0]["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    # As prometheus-adapter's chart: `affinity` is the pod's affinity, whole.
+    mine = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {"matchExpressions": [{"key": "pool", "operator": "In", "values": ["cpu"]}]}
+                ]
+            }
+        }
+    }
+    for spread in (True, False):
+        _, deployment = _chart_deployment({"affinity": mine, "spreadAcrossNodes": spread})
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["affinity"] == mine
+        assert ("topologySpreadConstraints" in pod) is spread
+    _, deployment = _chart_deployment({"spreadAcrossNodes": False})
+    assert "affinity" not in deployment["spec"]["template"]["spec"]
