@@ -311,3 +311,19 @@ def test_check_config_says_which_source_each_rule_uses_with_scrape_pods(tmp_path
     assert lines[0] == "with --scrape-pods: the pods"
     assert lines[1].startswith("with --scrape-pods: backend (outside the local evaluator's subset")
     assert "topk" in lines[1]
+
+
+def test_check_config_shows_the_scope_it_was_told(tmp_path: Any) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("metrics:\n- name: backlog\n  type: external\n  query: sum(x)\n")
+    lines = {}
+    for flags in ([], ["--cluster", "prod"], ["--all-clusters"]):
+        result = CliRunner().invoke(cli.app, ["check-config", str(rules), *flags])
+        assert result.exit_code == 0, result.output
+        [scope] = [line for line in result.output.splitlines() if line.startswith("scope: ")]
+        lines[" ".join(flags)] = scope
+    assert lines == {
+        "": "scope: no --cluster given (serve reads it from the GKE metadata server)",
+        "--cluster prod": "scope: cluster='prod'",
+        "--all-clusters": "scope: every cluster (--all-clusters)",
+    }

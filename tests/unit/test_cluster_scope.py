@@ -3,6 +3,7 @@ GKE metadata server (a local stand-in here), or an explicit --all-clusters."""
 
 from __future__ import annotations
 
+import logging
 import socket
 import subprocess
 import sys
@@ -82,3 +83,20 @@ def test_serve_in_a_cluster_without_a_cluster_name_refuses_to_start() -> None:
     )
     assert result.returncode == 2, result.stderr
     assert "no cluster name: pass --cluster=NAME" in result.stderr
+
+
+async def test_all_clusters_is_a_warning_in_the_start_up_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.INFO, logger="adapter"):
+        await resolve_cluster(
+            Settings.from_options(all_clusters=True, google_endpoints=_at(_refused_url()))
+        )
+    [record] = [r for r in caplog.records if "--all-clusters" in r.getMessage()]
+    assert record.levelno == logging.WARNING
+    assert "NOT scoped to one cluster" in record.getMessage()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="adapter"):
+        await resolve_cluster(Settings.from_options(cluster="c1"))
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any("scoped to cluster='c1'" in r.getMessage() for r in caplog.records)
