@@ -14,13 +14,14 @@ BACKLOG = "/apis/external.metrics.k8s.io/v1beta1/namespaces/team-a/jetstream_pre
 
 def _backlog(cluster: str | None) -> str:
     """The fleet's team-a backlog in ``cluster`` (every cluster: ``None``)."""
-    total = sum(
-        value
-        for labels, value, _ in fleet_series()
-        if labels["__name__"] == "jetstream_prefill_backlog_size"
-        and labels["namespace"] == "team-a"
-        and (cluster is None or labels["cluster"] == cluster)
-    )
+    total = 0.0
+    for labels, value, *_ in fleet_series():
+        if (
+            labels["__name__"] == "jetstream_prefill_backlog_size"
+            and labels["namespace"] == "team-a"
+            and (cluster is None or labels["cluster"] == cluster)
+        ):
+            total += value
     return format_quantity(total)
 
 
