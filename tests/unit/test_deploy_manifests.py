@@ -607,6 +607,8 @@ def test_chart_backend_and_cluster_values() -> None:
         ({"tls": {"mode": "plain"}}, "tls.mode must be"),
         ({"tls": {"mode": "existing-secret", "caBundle": "Zm9v"}}, "tls.existingSecret"),
         ({"tls": {"mode": "existing-secret", "existingSecret": "s"}}, "tls.caBundle"),
+        # The adapter refuses both (a pod that crash-loops); the chart says so at install.
+        ({"allClusters": True}, 'allClusters reads every cluster: set cluster to "" with it'),
     ],
 )
 def test_chart_rejects_bad_values(values: dict[str, Any], message: str) -> None:
