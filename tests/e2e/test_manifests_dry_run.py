@@ -37,6 +37,7 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from tests.support.controlplane import ControlPlane
+from tests.support.crds import crd
 from tests.support.manifests import (
     BASE,
     EXAMPLES,
@@ -84,149 +85,99 @@ _LABEL_SELECTOR: Obj = {
     },
 }
 
-# The subset of monitoring.googleapis.com/v1 PodMonitoring that our manifests use, with the same
-# types, enums and required fields as Managed Prometheus' CRD.
-POD_MONITORING_CRD: Obj = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": "podmonitorings.monitoring.googleapis.com"},
-    "spec": {
-        "group": "monitoring.googleapis.com",
-        "names": {
-            "kind": "PodMonitoring",
-            "listKind": "PodMonitoringList",
-            "plural": "podmonitorings",
-            "singular": "podmonitoring",
-        },
-        "scope": "Namespaced",
-        "versions": [
-            {
-                "name": "v1",
-                "served": True,
-                "storage": True,
-                "schema": {
-                    "openAPIV3Schema": {
-                        "type": "object",
-                        "properties": {
-                            "apiVersion": {"type": "string"},
-                            "kind": {"type": "string"},
-                            "metadata": {"type": "object"},
-                            "spec": {
-                                "type": "object",
-                                "required": ["endpoints", "selector"],
-                                "properties": {
-                                    "selector": _LABEL_SELECTOR,
-                                    "endpoints": {
-                                        "type": "array",
-                                        "minItems": 1,
-                                        "maxItems": 10,
-                                        "items": {
-                                            "type": "object",
-                                            "required": ["interval", "port"],
-                                            "properties": {
-                                                "interval": {"type": "string"},
-                                                "timeout": {"type": "string"},
-                                                "path": {"type": "string"},
-                                                "port": {"x-kubernetes-int-or-string": True},
-                                                "scheme": {
-                                                    "type": "string",
-                                                    "enum": ["http", "https"],
-                                                },
-                                                "authorization": {
-                                                    "type": "object",
-                                                    "properties": {
-                                                        "type": {"type": "string"},
-                                                        "credentials": _SECRET_FIELD,
-                                                    },
-                                                },
-                                                "tls": {
-                                                    "type": "object",
-                                                    "properties": {
-                                                        "insecureSkipVerify": {"type": "boolean"},
-                                                        "serverName": {"type": "string"},
-                                                        "ca": _SECRET_FIELD,
-                                                    },
-                                                },
-                                            },
-                                        },
-                                    },
-                                    "targetLabels": {
-                                        "type": "object",
-                                        "properties": {
-                                            "metadata": {
-                                                "type": "array",
-                                                "items": {
-                                                    "type": "string",
-                                                    "enum": [
-                                                        "container",
-                                                        "node",
-                                                        "pod",
-                                                        "top_level_controller_name",
-                                                        "top_level_controller_type",
-                                                    ],
-                                                },
-                                            },
-                                        },
-                                    },
-                                },
-                            },
-                            "status": {
-                                "type": "object",
-                                "x-kubernetes-preserve-unknown-fields": True,
-                            },
-                        },
-                    }
-                },
-            }
-        ],
-    },
-}
-
-
 _PRESERVED: Obj = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
 
 
-def _crd(kind: str, plural: str, spec: Obj) -> Obj:
-    """A namespaced ``cert-manager.io/v1`` CRD for ``kind`` whose ``spec`` is ``spec``."""
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.cert-manager.io"},
-        "spec": {
-            "group": "cert-manager.io",
-            "names": {
-                "kind": kind,
-                "listKind": f"{kind}List",
-                "plural": plural,
-                "singular": kind.lower(),
+def _crd(group: str, kind: str, plural: str, spec: Obj) -> Obj:
+    """A namespaced ``<group>/v1`` CRD for ``kind`` whose ``spec`` schema is ``spec``."""
+    definition = crd(group, plural, kind)
+    definition["spec"]["versions"][0]["schema"] = {
+        "openAPIV3Schema": {
+            "type": "object",
+            "properties": {
+                "apiVersion": {"type": "string"},
+                "kind": {"type": "string"},
+                "metadata": {"type": "object"},
+                "spec": spec,
+                "status": _PRESERVED,
             },
-            "scope": "Namespaced",
-            "versions": [
-                {
-                    "name": "v1",
-                    "served": True,
-                    "storage": True,
-                    "schema": {
-                        "openAPIV3Schema": {
+        }
+    }
+    return definition
+
+
+# The subset of monitoring.googleapis.com/v1 PodMonitoring that our manifests use, with the same
+# types, enums and required fields as Managed Prometheus' CRD.
+POD_MONITORING_CRD = _crd(
+    "monitoring.googleapis.com",
+    "PodMonitoring",
+    "podmonitorings",
+    {
+        "type": "object",
+        "required": ["endpoints", "selector"],
+        "properties": {
+            "selector": _LABEL_SELECTOR,
+            "endpoints": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": 10,
+                "items": {
+                    "type": "object",
+                    "required": ["interval", "port"],
+                    "properties": {
+                        "interval": {"type": "string"},
+                        "timeout": {"type": "string"},
+                        "path": {"type": "string"},
+                        "port": {"x-kubernetes-int-or-string": True},
+                        "scheme": {
+                            "type": "string",
+                            "enum": ["http", "https"],
+                        },
+                        "authorization": {
                             "type": "object",
                             "properties": {
-                                "apiVersion": {"type": "string"},
-                                "kind": {"type": "string"},
-                                "metadata": {"type": "object"},
-                                "spec": spec,
-                                "status": _PRESERVED,
+                                "type": {"type": "string"},
+                                "credentials": _SECRET_FIELD,
                             },
-                        }
+                        },
+                        "tls": {
+                            "type": "object",
+                            "properties": {
+                                "insecureSkipVerify": {"type": "boolean"},
+                                "serverName": {"type": "string"},
+                                "ca": _SECRET_FIELD,
+                            },
+                        },
                     },
-                }
-            ],
+                },
+            },
+            "targetLabels": {
+                "type": "object",
+                "properties": {
+                    "metadata": {
+                        "type": "array",
+                        "items": {
+                            "type": "string",
+                            "enum": [
+                                "container",
+                                "node",
+                                "pod",
+                                "top_level_controller_name",
+                                "top_level_controller_type",
+                            ],
+                        },
+                    },
+                },
+            },
         },
-    }
+    },
+)
 
 
 # cert-manager's Certificate: the fields the chart renders typed and required as cert-manager's
 # CRD has them (a misplaced or mistyped one is rejected); the rest of its spec preserved.
 CERTIFICATE_CRD = _crd(
+    "cert-manager.io",
     "Certificate",
     "certificates",
     {
@@ -248,7 +199,7 @@ CERTIFICATE_CRD = _crd(
         },
     },
 )
-ISSUER_CRD = _crd("Issuer", "issuers", _PRESERVED)
+ISSUER_CRD = _crd("cert-manager.io", "Issuer", "issuers", _PRESERVED)
 
 
 # --------------------------------------------------------------------------- raw API calls
