@@ -16,15 +16,15 @@ import re
 import shutil
 import textwrap
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 import typer.core
 
 from adapter import __version__
-from adapter.domain.errors import AdapterError
+from adapter.domain.errors import AdapterError, ConfigError
 from adapter.settings import Option, Settings, options
 
 if TYPE_CHECKING:
@@ -45,6 +45,8 @@ app = typer.Typer(
 
 log = logging.getLogger("adapter")
 
+_T = TypeVar("_T")
+
 _BACKEND_AND_RULES = (
     "prometheus_url",
     "prometheus_bearer_token_file",
@@ -54,10 +56,12 @@ _BACKEND_AND_RULES = (
     "prometheus_method",
     "config",
     "presets",
-    "cluster",
     "query_timeout",
 )
-"""The backend, rules and scope flags every command that answers requests shares."""
+"""The backend and rules flags every command that answers requests shares."""
+_SCOPE = ("cluster", "all_clusters")
+"""The scope flags: ``serve``, ``query``, ``explain`` and ``check-config`` take them all, and
+the first three resolve them alike (:func:`adapter.serving.server.resolve_cluster`)."""
 _GMP_AND_NAMES = (
     "gmp_project",
     "gmp_credentials_file",
@@ -367,7 +371,7 @@ def scrape_source(rule: Rule) -> str:
 
 
 @app.command("check-config", cls=_HelpCommand)
-@_with_settings("presets", "cluster", "all_clusters", "gmp_project", defaults={"presets": False})
+@_with_settings("presets", *_SCOPE, "gmp_project", defaults={"presets": False})
 def check_config(
     settings: Settings, file: Annotated[Path, typer.Argument(help="Rules file to validate.")]
 ) -> None:
@@ -410,11 +414,16 @@ def check_config(
 
 
 async def answer_path(settings: Settings, path: str, *, explain: bool) -> dict[str, Any]:
-    """What ``query`` prints: the API's answer to ``path``, with the backend side if ``explain``."""
+    """What ``query`` prints: the API's answer to ``path``, with the backend side if ``explain``.
+
+    Scoped as ``serve`` is: ``--cluster``, else the GKE metadata server's cluster, else
+    :class:`ConfigError` unless ``--all-clusters`` says to read every cluster."""
     from adapter.api.debug import trace_document
     from adapter.core.provider import Trace
     from adapter.core.request import parse_path_string
+    from adapter.serving.server import resolve_cluster
 
+    settings = await resolve_cluster(settings)
     trace = Trace()
     async with _context(settings) as ctx:
         await ctx.registry.refresh()
@@ -425,7 +434,7 @@ async def answer_path(settings: Settings, path: str, *, explain: bool) -> dict[s
 
 
 @app.command(cls=_HelpCommand)
-@_with_settings(*_BACKEND_AND_RULES, *_GMP_AND_NAMES, standalone=True)
+@_with_settings(*_BACKEND_AND_RULES, *_SCOPE, *_GMP_AND_NAMES, standalone=True)
 def query(
     settings: Settings,
     path: Annotated[
@@ -438,12 +447,23 @@ def query(
         bool, typer.Option(help="Also print the backend query and raw answer.")
     ] = False,
 ) -> None:
-    """Answer one metrics API path from the command line, without a server."""
+    """Answer one metrics API path from the command line, without a server.
+
+    Scoped to --cluster, else to the cluster the GKE metadata server names; elsewhere give
+    --cluster (or --all-clusters to read every cluster's series).
+    """
+    result = _run_or_fail(answer_path(settings, path, explain=explain))
+    typer.echo(json.dumps(result, indent=2))
+
+
+def _run_or_fail(work: Coroutine[Any, Any, _T]) -> _T:
+    """``work``'s result; an adapter error is one line on stderr and exit code 1."""
     try:
-        result = asyncio.run(answer_path(settings, path, explain=explain))
+        return asyncio.run(work)
+    except ConfigError as exc:
+        _fail(f"error: {exc.message}", 1)
     except AdapterError as exc:
         _fail(f"error ({exc.code} {exc.reason}): {exc.message}", 1)
-    typer.echo(json.dumps(result, indent=2))
 
 
 async def explain_target(
@@ -454,10 +474,15 @@ async def explain_target(
     tolerance: float,
     downscale_stabilization: float,
 ) -> dict[str, Any]:
-    """What ``explain`` prints: the HPA's decision from this adapter's values, as a document."""
+    """What ``explain`` prints: the HPA's decision from this adapter's values, as a document.
+
+    Scoped as ``serve`` is (see :func:`answer_path`); a backend that does not answer is an
+    error (a :class:`BackendError`), not a document of failed readings."""
     from adapter.hpa.explain import explain_hpa
     from adapter.kube import KubeClient, ObjectCache
+    from adapter.serving.server import resolve_cluster
 
+    settings = await resolve_cluster(settings)
     timeout = settings.backend.query_timeout
     kube = KubeClient.connect(
         settings.auth.kubeconfig, context=settings.auth.context, timeout=timeout
@@ -473,6 +498,7 @@ async def explain_target(
     ctx.on_close(kube.close)
     ctx.on_close(objects.stop)
     async with ctx:
+        await ctx.backend.ping(timeout=timeout)
         await objects.wait_ready(timeout)
         await ctx.registry.refresh()
         return await explain_hpa(
@@ -486,7 +512,7 @@ async def explain_target(
 
 
 @app.command(cls=_HelpCommand)
-@_with_settings("kubeconfig", "context", *_BACKEND_AND_RULES, *_GMP_AND_NAMES)
+@_with_settings("kubeconfig", "context", *_BACKEND_AND_RULES, *_SCOPE, *_GMP_AND_NAMES)
 def explain(
     settings: Settings,
     target: Annotated[str, typer.Argument(help="The HPA as NAMESPACE/NAME.")],
@@ -501,7 +527,11 @@ def explain(
     ] = 300.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the JSON document.")] = False,
 ) -> None:
-    """Explain what an HPA decides from this adapter's values, metric by metric."""
+    """Explain what an HPA decides from this adapter's values, metric by metric.
+
+    Scoped to --cluster, else to the cluster the GKE metadata server names; elsewhere give
+    --cluster (or --all-clusters to read every cluster's series).
+    """
     from adapter.hpa.explain import render_explanation
 
     namespace, sep, name = target.partition("/")
@@ -509,18 +539,15 @@ def explain(
         _fail("error: give the HPA as NAMESPACE/NAME", 2)
     # An unreachable apiserver is one line below, not a retry warning per attempt.
     logging.getLogger("urllib3").setLevel(logging.ERROR)
-    try:
-        doc = asyncio.run(
-            explain_target(
-                settings,
-                namespace,
-                name,
-                tolerance=tolerance,
-                downscale_stabilization=downscale_stabilization,
-            )
+    doc = _run_or_fail(
+        explain_target(
+            settings,
+            namespace,
+            name,
+            tolerance=tolerance,
+            downscale_stabilization=downscale_stabilization,
         )
-    except AdapterError as exc:
-        _fail(f"error ({exc.code} {exc.reason}): {exc.message}", 1)
+    )
     if as_json:
         typer.echo(json.dumps(doc, indent=2))
     else:

@@ -54,6 +54,8 @@ __all__ = [
     "ServingTLS",
     "bound_port",
     "build_server",
+    "resolve_cluster",
+    "resolve_scope",
     "run_adapter",
     "serve",
     "tls_extension",
@@ -339,6 +341,28 @@ def _server(settings: Settings, app: Any, *, tls: ServingTLS | None) -> uvicorn.
     )
 
 
+def _location_used(settings: Settings) -> bool:
+    """Whether a location would be filtered on and none is given: Stackdriver-style names
+    served through Cloud Monitoring without ``--cloud-monitoring-location``."""
+    from adapter.rules.stackdriver import options_from_settings
+
+    if settings.cloud_monitoring.location:
+        return False
+    try:
+        options = options_from_settings(settings)
+    except ConfigError:
+        return False  # reported where the rules are loaded
+    return options is not None and options.mode == "cloud-monitoring"
+
+
+def _with_location(settings: Settings, location: str, source: str) -> Settings:
+    """``settings`` with ``location`` as the default of ``--cloud-monitoring-location``."""
+    if settings.cloud_monitoring.location or not location:
+        return settings
+    log.info("Cloud Monitoring location %r (%s)", location, source)
+    return replace(settings, cloud_monitoring=replace(settings.cloud_monitoring, location=location))
+
+
 async def resolve_cluster(settings: Settings) -> Settings:
     """``settings`` with the cluster every query is scoped to, for serving in a cluster.
 
@@ -346,6 +370,10 @@ async def resolve_cluster(settings: Settings) -> Settings:
     (GMP and shared Prometheus hold several clusters' series under the same names, so an
     unscoped adapter would scale on other clusters' data). ``--all-clusters`` is the explicit,
     logged way to read them all.
+
+    The location likewise: ``--cloud-monitoring-location``, else the metadata server's
+    cluster-location, taken with its cluster-name, or with ``--cluster`` when the metadata
+    server names that same cluster (asked then only if Cloud Monitoring filters on a location).
     """
     from adapter.backends.gke_metadata import cluster_attributes
     from adapter.backends.google_auth import METADATA_BASE_URL
@@ -359,10 +387,14 @@ async def resolve_cluster(settings: Settings) -> Settings:
             " the same names are read together"
         )
         return settings
+    metadata_url = settings.gmp.endpoints.metadata or METADATA_BASE_URL
     if scope.cluster:
         log.info("queries are scoped to %s=%r (--cluster)", scope.cluster_label, scope.cluster)
-        return settings
-    found = await cluster_attributes(settings.gmp.endpoints.metadata or METADATA_BASE_URL)
+        found = await cluster_attributes(metadata_url) if _location_used(settings) else None
+        if found is None or found[0] != scope.cluster:
+            return settings
+        return _with_location(settings, found[1], f"GKE metadata server, cluster {found[0]!r}")
+    found = await cluster_attributes(metadata_url)
     if found is None:
         raise ConfigError(
             "no cluster name: pass --cluster=NAME (the value of the cluster label on this"
@@ -376,7 +408,19 @@ async def resolve_cluster(settings: Settings) -> Settings:
         name,
         location or "unknown",
     )
-    return replace(settings, scope=replace(scope, cluster=name))
+    settings = replace(settings, scope=replace(scope, cluster=name))
+    return _with_location(settings, location, "GKE metadata server")
+
+
+async def resolve_scope(settings: Settings, rules: RuleSet) -> tuple[Settings, RuleSet]:
+    """:func:`resolve_cluster`, and ``rules`` compiled again when it found the location (the
+    Cloud Monitoring rules filter on the location they were loaded with)."""
+    resolved = await resolve_cluster(settings)
+    if resolved.cloud_monitoring.location != settings.cloud_monitoring.location:
+        from adapter.rules.loader import load_configured_rules
+
+        rules = load_configured_rules(resolved)
+    return resolved, rules
 
 
 async def run_adapter(settings: Settings, *, rules: RuleSet, backend: Backend) -> None:
@@ -402,7 +446,7 @@ async def run_adapter(settings: Settings, *, rules: RuleSet, backend: Backend) -
     # The Kubernetes client (tens of MiB) only where there is a cluster.
     from adapter.kube import KubeClient, ObjectCache
 
-    settings = await resolve_cluster(settings)
+    settings, rules = await resolve_scope(settings, rules)
     kube = KubeClient.connect(
         settings.auth.kubeconfig,
         context=settings.auth.context,

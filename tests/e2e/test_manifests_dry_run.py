@@ -9,13 +9,17 @@ Covered: deploy/base (also as built by kustomize), deploy/monitoring (against a 
 this test installs: the schema subset of Managed Prometheus' ``monitoring.googleapis.com/v1``
 that our PodMonitorings use, structural and without ``x-kubernetes-preserve-unknown-fields``, so
 a misplaced field is rejected), deploy/examples, and the Helm chart's default and non-default
-renders. Nothing is skipped.
+renders: the GKE guide's values file, every pod extra, APIServices off, rules.existing,
+allClusters, live reload off, each TLS mode. cert-manager's mode is checked against minimal
+cert-manager.io/v1 Certificate and Issuer CRDs this test installs (the Certificate's rendered
+fields typed and required as cert-manager's CRD has them, the rest preserved). Nothing is
+skipped.
 
 Objects are created with ``dryRun=All``; when an object of that name already exists (another e2e
 test may have registered an adapter under the same APIService and Service names), it is checked
 as a dry-run replace of the existing object instead. Namespaced objects need their namespace to
-exist, so ``custom-metrics`` is created for real if absent, and the PodMonitoring CRD is
-installed for real; both are left in place (without a namespace controller in this control plane
+exist, so ``custom-metrics`` is created for real if absent, and the CRDs are installed for
+real; they are left in place (without a namespace controller in this control plane
 a deleted namespace would hang in Terminating, and neither disturbs other tests).
 """
 
@@ -28,13 +32,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from tests.support.controlplane import ControlPlane
+from tests.support.crds import crd
 from tests.support.manifests import (
     BASE,
     EXAMPLES,
+    GKE_GUIDE_VALUES,
     MONITORING,
     deploy_documents,
     helm_template,
@@ -78,103 +85,121 @@ _LABEL_SELECTOR: Obj = {
     },
 }
 
+_PRESERVED: Obj = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+
+
+def _crd(group: str, kind: str, plural: str, spec: Obj) -> Obj:
+    """A namespaced ``<group>/v1`` CRD for ``kind`` whose ``spec`` schema is ``spec``."""
+    definition = crd(group, plural, kind)
+    definition["spec"]["versions"][0]["schema"] = {
+        "openAPIV3Schema": {
+            "type": "object",
+            "properties": {
+                "apiVersion": {"type": "string"},
+                "kind": {"type": "string"},
+                "metadata": {"type": "object"},
+                "spec": spec,
+                "status": _PRESERVED,
+            },
+        }
+    }
+    return definition
+
+
 # The subset of monitoring.googleapis.com/v1 PodMonitoring that our manifests use, with the same
 # types, enums and required fields as Managed Prometheus' CRD.
-POD_MONITORING_CRD: Obj = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": "podmonitorings.monitoring.googleapis.com"},
-    "spec": {
-        "group": "monitoring.googleapis.com",
-        "names": {
-            "kind": "PodMonitoring",
-            "listKind": "PodMonitoringList",
-            "plural": "podmonitorings",
-            "singular": "podmonitoring",
-        },
-        "scope": "Namespaced",
-        "versions": [
-            {
-                "name": "v1",
-                "served": True,
-                "storage": True,
-                "schema": {
-                    "openAPIV3Schema": {
-                        "type": "object",
-                        "properties": {
-                            "apiVersion": {"type": "string"},
-                            "kind": {"type": "string"},
-                            "metadata": {"type": "object"},
-                            "spec": {
-                                "type": "object",
-                                "required": ["endpoints", "selector"],
-                                "properties": {
-                                    "selector": _LABEL_SELECTOR,
-                                    "endpoints": {
-                                        "type": "array",
-                                        "minItems": 1,
-                                        "maxItems": 10,
-                                        "items": {
-                                            "type": "object",
-                                            "required": ["interval", "port"],
-                                            "properties": {
-                                                "interval": {"type": "string"},
-                                                "timeout": {"type": "string"},
-                                                "path": {"type": "string"},
-                                                "port": {"x-kubernetes-int-or-string": True},
-                                                "scheme": {
-                                                    "type": "string",
-                                                    "enum": ["http", "https"],
-                                                },
-                                                "authorization": {
-                                                    "type": "object",
-                                                    "properties": {
-                                                        "type": {"type": "string"},
-                                                        "credentials": _SECRET_FIELD,
-                                                    },
-                                                },
-                                                "tls": {
-                                                    "type": "object",
-                                                    "properties": {
-                                                        "insecureSkipVerify": {"type": "boolean"},
-                                                        "serverName": {"type": "string"},
-                                                        "ca": _SECRET_FIELD,
-                                                    },
-                                                },
-                                            },
-                                        },
-                                    },
-                                    "targetLabels": {
-                                        "type": "object",
-                                        "properties": {
-                                            "metadata": {
-                                                "type": "array",
-                                                "items": {
-                                                    "type": "string",
-                                                    "enum": [
-                                                        "container",
-                                                        "node",
-                                                        "pod",
-                                                        "top_level_controller_name",
-                                                        "top_level_controller_type",
-                                                    ],
-                                                },
-                                            },
-                                        },
-                                    },
-                                },
-                            },
-                            "status": {
-                                "type": "object",
-                                "x-kubernetes-preserve-unknown-fields": True,
+POD_MONITORING_CRD = _crd(
+    "monitoring.googleapis.com",
+    "PodMonitoring",
+    "podmonitorings",
+    {
+        "type": "object",
+        "required": ["endpoints", "selector"],
+        "properties": {
+            "selector": _LABEL_SELECTOR,
+            "endpoints": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": 10,
+                "items": {
+                    "type": "object",
+                    "required": ["interval", "port"],
+                    "properties": {
+                        "interval": {"type": "string"},
+                        "timeout": {"type": "string"},
+                        "path": {"type": "string"},
+                        "port": {"x-kubernetes-int-or-string": True},
+                        "scheme": {
+                            "type": "string",
+                            "enum": ["http", "https"],
+                        },
+                        "authorization": {
+                            "type": "object",
+                            "properties": {
+                                "type": {"type": "string"},
+                                "credentials": _SECRET_FIELD,
                             },
                         },
-                    }
+                        "tls": {
+                            "type": "object",
+                            "properties": {
+                                "insecureSkipVerify": {"type": "boolean"},
+                                "serverName": {"type": "string"},
+                                "ca": _SECRET_FIELD,
+                            },
+                        },
+                    },
                 },
-            }
-        ],
+            },
+            "targetLabels": {
+                "type": "object",
+                "properties": {
+                    "metadata": {
+                        "type": "array",
+                        "items": {
+                            "type": "string",
+                            "enum": [
+                                "container",
+                                "node",
+                                "pod",
+                                "top_level_controller_name",
+                                "top_level_controller_type",
+                            ],
+                        },
+                    },
+                },
+            },
+        },
     },
-}
+)
+
+
+# cert-manager's Certificate: the fields the chart renders typed and required as cert-manager's
+# CRD has them (a misplaced or mistyped one is rejected); the rest of its spec preserved.
+CERTIFICATE_CRD = _crd(
+    "cert-manager.io",
+    "Certificate",
+    "certificates",
+    {
+        "type": "object",
+        "required": ["issuerRef", "secretName"],
+        "x-kubernetes-preserve-unknown-fields": True,
+        "properties": {
+            "secretName": {"type": "string"},
+            "dnsNames": {"type": "array", "items": {"type": "string"}},
+            "issuerRef": {
+                "type": "object",
+                "required": ["name"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "kind": {"type": "string"},
+                    "group": {"type": "string"},
+                },
+            },
+        },
+    },
+)
+ISSUER_CRD = _crd("cert-manager.io", "Issuer", "issuers", _PRESERVED)
 
 
 # --------------------------------------------------------------------------- raw API calls
@@ -300,26 +325,42 @@ def _single_of_kind(objects: Sequence[Obj], kind: str) -> Obj:
 
 
 def _install_pod_monitoring_crd(api: _Api) -> None:
+    _install_crd(api, POD_MONITORING_CRD)
+
+
+def _install_crd(api: _Api, crd: Obj) -> None:
+    """Install ``crd`` (kept if present) and wait until its group version is served."""
     path = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
-    status, body = api.request("POST", path, body=POD_MONITORING_CRD)
-    assert status in (201, 409), f"installing the PodMonitoring CRD: {status} {body}"
+    status, body = api.request("POST", path, body=crd)
+    assert status in (201, 409), f"installing the {crd['metadata']['name']} CRD: {status} {body}"
     deadline = time.monotonic() + _CRD_ESTABLISH_TIMEOUT_S
-    name = POD_MONITORING_CRD["metadata"]["name"]
+    name = crd["metadata"]["name"]
     while True:
-        status, crd = api.request("GET", f"{path}/{name}")
-        raw_conditions = (crd.get("status") or {}).get("conditions") or []
+        status, current = api.request("GET", f"{path}/{name}")
+        raw_conditions = (current.get("status") or {}).get("conditions") or []
         conditions = {c["type"]: c["status"] for c in raw_conditions}
         if status == 200 and conditions.get("Established") == "True":
             break
-        assert time.monotonic() < deadline, f"PodMonitoring CRD not Established: {conditions}"
+        assert time.monotonic() < deadline, f"{name} CRD not Established: {conditions}"
         time.sleep(0.2)
     # Discovery of a new group lags its establishment by a moment.
+    group_version = f"/apis/{crd['spec']['group']}/{crd['spec']['versions'][0]['name']}"
+    kind = crd["spec"]["names"]["kind"]
     while True:
-        status, _ = api.request("GET", "/apis/monitoring.googleapis.com/v1")
-        if status == 200:
+        status, doc = api.request("GET", group_version)
+        if status == 200 and kind in {r["kind"] for r in doc.get("resources", [])}:
+            api.resource(group_version.removeprefix("/apis/"), kind, refresh=True)
             return
-        assert time.monotonic() < deadline, "monitoring.googleapis.com/v1 never served"
+        assert time.monotonic() < deadline, f"{group_version} never served {kind}"
         time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def cert_manager(api: _Api) -> _Api:
+    """``api`` with cert-manager's Certificate and Issuer CRDs installed (left in place)."""
+    _install_crd(api, CERTIFICATE_CRD)
+    _install_crd(api, ISSUER_CRD)
+    return api
 
 
 # --------------------------------------------------------------------------- cases
@@ -351,6 +392,8 @@ def test_kustomize_build_of_monitoring_passes_server_dry_run(api: _Api) -> None:
         _assert_dry_run(api, obj, "kustomize build deploy/monitoring")
 
 
+_GUIDE_EXTERNAL_RULE: Obj = yaml.safe_load(GKE_GUIDE_VALUES.read_text())["rules"]["external"][0]
+
 _CHART_VARIANTS: dict[str, Obj | None] = {
     "defaults": None,
     "prometheus-url-with-rules-and-helm-tls": {
@@ -375,7 +418,48 @@ _CHART_VARIANTS: dict[str, Obj | None] = {
         "imagePullSecrets": [{"name": "registry"}],
         "extraEnv": [{"name": "LMA_LOG_LEVEL", "value": "debug"}],
     },
+    "gke-guide-values": yaml.safe_load(GKE_GUIDE_VALUES.read_text()),
+    "pod-extras": {
+        "extraArgs": ["--prometheus-bearer-token-file=/var/run/prom/token", "--cache-ttl=5"],
+        "extraEnv": [{"name": "LMA_LOG_FORMAT", "value": "json"}],
+        "extraVolumes": [{"name": "prom-token", "secret": {"secretName": "prom-token"}}],
+        "extraVolumeMounts": [
+            {"name": "prom-token", "mountPath": "/var/run/prom", "readOnly": True}
+        ],
+        "podAnnotations": {"example.com/team": "serving"},
+        "podLabels": {"team": "serving"},
+        "priorityClassName": "system-cluster-critical",
+        "resources": {"requests": {"cpu": "200m", "memory": "256Mi"}, "limits": None},
+        "nodeSelector": {"cloud.google.com/gke-nodepool": "cpu-pool"},
+        "tolerations": [
+            {"key": "dedicated", "operator": "Equal", "value": "infra", "effect": "NoSchedule"}
+        ],
+        "affinity": {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {"matchExpressions": [{"key": "pool", "operator": "In", "values": ["cpu"]}]}
+                    ]
+                }
+            }
+        },
+    },
+    "api-services-off": {"apiServices": {"custom": False, "external": False}},
+    "rules-existing": {"rules": {"existing": "adapter-config"}},
+    "all-clusters": {"cluster": "", "allClusters": True},
+    "rules-reload-off": {
+        "rules": {"default": True, "external": [_GUIDE_EXTERNAL_RULE]},
+        "rulesReload": False,
+    },
 }
+
+_CERT_MANAGER_ISSUER: Obj = {
+    "apiVersion": "cert-manager.io/v1",
+    "kind": "Issuer",
+    "metadata": {"name": "ca-issuer", "namespace": "custom-metrics"},
+    "spec": {"selfSigned": {}},
+}
+"""The Issuer the cert-manager variant names (cert-manager's own CRD would accept it)."""
 
 
 @pytest.mark.parametrize("variant", list(_CHART_VARIANTS))
@@ -384,6 +468,27 @@ def test_chart_render_passes_server_dry_run(api: _Api, variant: str) -> None:
     assert isinstance(rendered, list) and rendered
     for obj in rendered:
         _assert_dry_run(api, obj, f"helm template ({variant})")
+
+
+def test_chart_with_cert_manager_tls_passes_server_dry_run(cert_manager: _Api) -> None:
+    values = {
+        "tls": {
+            "mode": "cert-manager",
+            "certManager": {"issuerRef": {"name": "ca-issuer", "kind": "Issuer"}},
+        }
+    }
+    rendered = helm_template(values)
+    assert isinstance(rendered, list)
+    assert [o["kind"] for o in rendered].count("Certificate") == 1
+    for obj in [_CERT_MANAGER_ISSUER, *rendered]:
+        _assert_dry_run(cert_manager, obj, "helm template (tls-cert-manager)")
+    # The Certificate's schema has teeth: a misplaced field is rejected.
+    [certificate] = [o for o in rendered if o["kind"] == "Certificate"]
+    broken = json.loads(json.dumps(certificate))
+    broken["spec"]["issuerRef"] = {"kind": "Issuer"}
+    status, body, _ = cert_manager.dry_run(broken)
+    assert status in (400, 422), body
+    assert "issuerRef.name" in body.get("message", ""), body
 
 
 def test_dry_run_rejects_the_seeds_mistakes(api: _Api) -> None:

@@ -20,6 +20,7 @@ from adapter.domain.errors import NotFoundError
 from adapter.domain.models import Requirement
 from adapter.settings import Settings, options
 from sim.fake_backend import FakeBackend
+from tests.support.metadata import MetadataServer
 
 COMMANDS = typer.main.get_command(cli.app).commands  # type: ignore[attr-defined]
 SERVE_FLAGS = {p.opts[0]: p for p in COMMANDS["serve"].params}
@@ -114,6 +115,8 @@ def opened(monkeypatch: pytest.MonkeyPatch) -> list[Recording]:
 WITH_CLOUD_MONITORING = {
     "stackdriver_names": "cloud-monitoring",
     "cloud_monitoring_project": "p",
+    "cloud_monitoring_location": "us-central2",
+    "cluster": "c1",
     "standalone": True,
 }
 
@@ -229,13 +232,15 @@ def test_explain_outside_a_cluster_uses_kubeconfig_and_an_unreachable_apiserver_
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     for extra in ([], ["--context", "other"]):
-        result = CliRunner().invoke(cli.app, ["explain", "default/h", *extra])
+        result = CliRunner().invoke(cli.app, ["explain", "default/h", "--cluster", "c1", *extra])
         assert result.exit_code == 1, result.output
         lines = [line for line in result.output.splitlines() if line.strip()]
         assert len(lines) == 1, result.output
         assert "reaching the Kubernetes API: cannot reach 127.0.0.1:" in lines[0]
         assert "Traceback" not in result.output and "MaxRetryError" not in result.output
-    result = CliRunner().invoke(cli.app, ["explain", "default/h", "--context", "missing"])
+    result = CliRunner().invoke(
+        cli.app, ["explain", "default/h", "--cluster", "c1", "--context", "missing"]
+    )
     assert result.exit_code == 1 and "cannot use kubeconfig" in result.output
 
 
@@ -245,7 +250,7 @@ def test_explain_without_any_kubeconfig_says_what_to_pass(
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "absent"))
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    result = CliRunner().invoke(cli.app, ["explain", "default/h"])
+    result = CliRunner().invoke(cli.app, ["explain", "default/h", "--cluster", "c1"])
     assert result.exit_code == 1
     assert "no kubeconfig found ($KUBECONFIG, ~/.kube/config): pass --kubeconfig" in result.output
 
@@ -260,6 +265,7 @@ def test_workstation_commands_take_the_backend_flags(command: str) -> None:
         "--prometheus-header",
         "--gmp-project",
         "--cluster",
+        "--all-clusters",
         "--config",
     ):
         assert flag in flags, f"{command} lacks {flag}"
@@ -311,3 +317,126 @@ def test_check_config_says_which_source_each_rule_uses_with_scrape_pods(tmp_path
     assert lines[0] == "with --scrape-pods: the pods"
     assert lines[1].startswith("with --scrape-pods: backend (outside the local evaluator's subset")
     assert "topk" in lines[1]
+
+
+def test_check_config_shows_the_scope_it_was_told(tmp_path: Any) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("metrics:\n- name: backlog\n  type: external\n  query: sum(x)\n")
+    lines = {}
+    for flags in ([], ["--cluster", "prod"], ["--all-clusters"]):
+        result = CliRunner().invoke(cli.app, ["check-config", str(rules), *flags])
+        assert result.exit_code == 0, result.output
+        [scope] = [line for line in result.output.splitlines() if line.startswith("scope: ")]
+        lines[" ".join(flags)] = scope
+    assert lines == {
+        "": "scope: no --cluster given (serve reads it from the GKE metadata server)",
+        "--cluster prod": "scope: cluster='prod'",
+        "--all-clusters": "scope: every cluster (--all-clusters)",
+    }
+
+
+# -- scoped as serve is ---------------------------------------------------------------------
+
+
+def _metadata_at(url: str) -> list[str]:
+    return ["--google-endpoints", f"metadata={url}"]
+
+
+def _one_line(result: Any) -> str:
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1, result.output
+    assert "Traceback" not in result.output
+    return str(lines[0])
+
+
+@pytest.fixture
+def no_kube(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """``explain``'s Kubernetes side, which must not be reached: each connection is recorded."""
+    connected: list[str] = []
+
+    def connect(*_: Any, **__: Any) -> Any:
+        connected.append("connect")
+        raise AssertionError("explain connected to Kubernetes before its scope was known")
+
+    monkeypatch.setattr(adapter.kube.KubeClient, "connect", connect)
+    return connected
+
+
+@pytest.mark.parametrize("command", [["query", PATH], ["explain", "default/h"]])
+def test_without_a_cluster_query_and_explain_refuse_as_serve_does(
+    command: list[str], opened: list[Recording], no_kube: list[str]
+) -> None:
+    refused = f"http://127.0.0.1:{_refused_port()}"
+    with MetadataServer(cluster=None) as plain_vm:  # a GCE VM, not a GKE node
+        for where in (refused, plain_vm.url):
+            result = CliRunner().invoke(cli.app, [*command, *_metadata_at(where)])
+            assert result.exit_code == 1, result.output
+            line = _one_line(result)
+            assert line.startswith("error: no cluster name: pass --cluster=NAME"), line
+            assert "or --all-clusters to read every cluster's series on purpose" in line
+    assert "/computeMetadata/v1/instance/attributes/cluster-name" in plain_vm.requests
+    assert opened == [] and no_kube == []  # no cluster's series read, nothing connected
+
+
+def test_query_is_scoped_to_the_cluster_the_metadata_server_names(
+    opened: list[Recording],
+) -> None:
+    with MetadataServer(cluster="serving-1") as metadata:
+        result = CliRunner().invoke(
+            cli.app, ["query", PATH, "--explain", *_metadata_at(metadata.url)]
+        )
+    assert result.exit_code == 0, result.output
+    [backend] = opened
+    assert backend.queries and all('cluster="serving-1"' in q for q in backend.queries)
+
+
+def test_all_clusters_is_explicit_for_query_and_explain(
+    opened: list[Recording], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with MetadataServer(cluster="serving-1") as metadata:
+        result = CliRunner().invoke(
+            cli.app, ["query", PATH, "--all-clusters", *_metadata_at(metadata.url)]
+        )
+        assert result.exit_code == 0, result.output
+        both = CliRunner().invoke(cli.app, ["query", PATH, "--all-clusters", "--cluster", "c1"])
+        assert both.exit_code == 1 and "give --cluster or --all-clusters, not both" in both.output
+    assert metadata.requests == []
+    [backend] = opened
+    assert backend.queries and not any("cluster=" in q for q in backend.queries)
+    # explain: past the scope to the (empty) cluster, where the HPA is not found.
+    monkeypatch.setattr(adapter.kube.KubeClient, "connect", lambda *_, **__: Kube())
+    monkeypatch.setattr(adapter.kube, "ObjectCache", Objects)
+    result = CliRunner().invoke(cli.app, ["explain", "default/h", "--all-clusters"])
+    assert result.exit_code == 1 and "404 NotFound" in _one_line(result)
+
+
+@pytest.mark.parametrize("command", [["query", PATH], ["explain", "default/h"]])
+def test_an_unreachable_backend_is_one_line_and_exit_code_1(
+    command: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # explain reaches the cluster (an empty one) first; then the backend does not answer.
+    monkeypatch.setattr(adapter.kube.KubeClient, "connect", lambda *_, **__: Kube())
+    monkeypatch.setattr(adapter.kube, "ObjectCache", Objects)
+    port = _refused_port()
+    result = CliRunner().invoke(
+        cli.app,
+        [*command, "--cluster", "c1", "--prometheus-url", f"http://127.0.0.1:{port}"],
+    )
+    assert result.exit_code == 1, result.output
+    line = _one_line(result)
+    assert line.startswith("error (503 ServiceUnavailable): prometheus: "), line
+    assert "cannot connect" in line, line
+
+
+def test_the_configuration_doc_states_the_workstation_commands_scope() -> None:
+    from pathlib import Path
+
+    doc = " ".join(
+        (Path(cli.__file__).parents[1] / "docs" / "configuration.md").read_text().split()
+    )
+    assert "`query` and `explain` accept the backend, rules and scope flags too" in doc
+    assert "(`error: no cluster name: pass --cluster=NAME …`, exit code 1)" in doc
+    assert "A backend or API server that does not answer is one line and exit code 1" in doc
+    for command in ("query", "explain"):
+        flags = {o for p in COMMANDS[command].params for o in p.opts}
+        assert {"--cluster", "--all-clusters"} <= flags, command

@@ -607,6 +607,8 @@ def test_chart_backend_and_cluster_values() -> None:
         ({"tls": {"mode": "plain"}}, "tls.mode must be"),
         ({"tls": {"mode": "existing-secret", "caBundle": "Zm9v"}}, "tls.existingSecret"),
         ({"tls": {"mode": "existing-secret", "existingSecret": "s"}}, "tls.caBundle"),
+        # The adapter refuses both (a pod that crash-loops); the chart says so at install.
+        ({"allClusters": True}, 'allClusters reads every cluster: set cluster to "" with it'),
     ],
 )
 def test_chart_rejects_bad_values(values: dict[str, Any], message: str) -> None:
@@ -985,3 +987,86 @@ def test_chart_rules_default_renders_prometheus_adapters_default_rules(tmp_path:
     objects, _ = _chart_deployment({"rules": {"default": False, "custom": [custom]}})
     text = _one(objects, "ConfigMap", "llm-metrics-adapter-rules")["data"]["rules.yaml"]
     assert yaml.safe_load(text) == {"rules": [custom]}
+
+
+# --------------------------------------------------------------------------- helm lint
+
+_LINT_VARIANTS: dict[str, dict[str, Any] | None] = {
+    "defaults": None,
+    "gke-guide-values": yaml.safe_load(GKE_GUIDE_VALUES.read_text()),
+    "tls-helm-generated": {"tls": {"mode": "helm"}},
+    "tls-existing-secret": {
+        "tls": {"mode": "existing-secret", "existingSecret": "my-tls", "caBundle": "Q0EK"}
+    },
+    "tls-cert-manager": {
+        "tls": {"mode": "cert-manager", "certManager": {"issuerRef": {"name": "ca-issuer"}}}
+    },
+}
+
+
+def _helm_lint(
+    values: Mapping[str, Any] | None, tmp_path: Path, *, chart: Path = CHART
+) -> tuple[int, str, list[str]]:
+    """``helm lint --strict`` of ``chart`` with ``values`` as a values file: (exit code, output,
+    problem lines). A template's ``fail`` is only an [INFO] line to helm lint (exit 0), so a
+    value the chart refuses is counted as a problem here too."""
+    argv: list[str | Path] = [tool("helm"), "lint", "--strict", chart, "--namespace", "lma"]
+    if values is not None:
+        values_file = tmp_path / "values.yaml"
+        values_file.write_text(yaml.safe_dump(dict(values)))
+        argv += ["--values", values_file]
+    result = _run(argv)
+    output = result.stdout + result.stderr
+    problems = [
+        line
+        for line in output.splitlines()
+        if "[ERROR]" in line or "[WARNING]" in line or "Fail:" in line
+    ]
+    return result.returncode, output, problems
+
+
+@pytest.mark.parametrize("variant", sorted(_LINT_VARIANTS))
+def test_helm_lint_strict_is_clean(variant: str, tmp_path: Path) -> None:
+    code, output, problems = _helm_lint(_LINT_VARIANTS[variant], tmp_path)
+    assert code == 0, f"helm lint --strict ({variant}) failed:\n{output}"
+    assert problems == [], f"helm lint --strict ({variant}):\n{output}"
+    assert "1 chart(s) linted, 0 chart(s) failed" in output, output
+
+
+def test_helm_lint_check_fails_on_a_lint_error_and_on_a_refused_value(tmp_path: Path) -> None:
+    # The check above can fail. A template helm cannot parse: an [ERROR], a non-zero exit.
+    import shutil
+
+    broken = tmp_path / "chart"
+    shutil.copytree(CHART, broken)
+    service = broken / "templates" / "service.yaml"
+    service.write_text(service.read_text() + "\n{{ .Values.port\n")
+    code, output, problems = _helm_lint(None, tmp_path, chart=broken)
+    assert code != 0 and any("[ERROR]" in line for line in problems), output
+    # A value the chart refuses (cert-manager without an issuer).
+    code, output, problems = _helm_lint({"tls": {"mode": "cert-manager"}}, tmp_path)
+    assert any("issuerRef.name is required" in line for line in problems), output
+
+
+def test_chart_affinity_replaces_the_default_anti_affinity() -> None:
+    _, deployment = _chart_deployment()
+    pod = deployment["spec"]["template"]["spec"]
+    default = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert default[0]["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    # As prometheus-adapter's chart: `affinity` is the pod's affinity, whole.
+    mine = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {"matchExpressions": [{"key": "pool", "operator": "In", "values": ["cpu"]}]}
+                ]
+            }
+        }
+    }
+    for spread in (True, False):
+        _, deployment = _chart_deployment({"affinity": mine, "spreadAcrossNodes": spread})
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["affinity"] == mine
+        assert ("topologySpreadConstraints" in pod) is spread
+    _, deployment = _chart_deployment({"spreadAcrossNodes": False})
+    assert "affinity" not in deployment["spec"]["template"]["spec"]
