@@ -215,7 +215,8 @@ class CloudMonitoringSettings:
     )
     location: str | None = setting(
         None,
-        "The cluster's location, filtered on as resource.labels.location.",
+        "The cluster's location, filtered on as resource.labels.location (default: the GKE"
+        " metadata server's cluster-location).",
         option="cloud_monitoring_location",
     )
     """A zone or a region."""

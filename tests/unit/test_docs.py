@@ -103,3 +103,25 @@ def test_the_resource_mapping_timings_are_the_code_defaults() -> None:
     poll = inspect.signature(MetricRegistry).parameters["resource_poll"].default
     assert f"(at most every {min_interval:g} s)" in doc
     assert f"read again every {poll:g} s while a rule waits" in doc
+
+
+def _readme_use_commands() -> list[list[str]]:
+    """The argument lists of the README's "Use" block, comments dropped."""
+    import shlex
+
+    block = (ROOT / "README.md").read_text().split("## Use", 1)[1].split("```sh", 1)[1]
+    lines = [line.split("  #")[0].strip() for line in block.split("```", 1)[0].splitlines()]
+    commands = [shlex.split(line) for line in lines if line]
+    assert commands and all(c[0] == "llm-metrics-adapter" for c in commands), commands
+    return [c[1:] for c in commands]
+
+
+@pytest.mark.parametrize("argv", _readme_use_commands(), ids=lambda a: a[0])
+def test_the_readme_s_commands_are_what_the_cli_takes(argv: list[str]) -> None:
+    """Each command of the README's "Use" block parses as written: the command and every flag
+    exist, arguments are where the command expects them (nothing is run)."""
+    command = typer.main.get_command(app).commands[argv[0]]  # type: ignore[attr-defined]
+    command.make_context(argv[0], argv[1:])  # raises on an unknown flag or a misplaced argument
+    takes = {opt for p in command.params for opt in p.opts}
+    flags = [a.split("=")[0] for a in argv[1:] if a.startswith("--")]
+    assert set(flags) <= takes, (argv, sorted(set(flags) - takes))
