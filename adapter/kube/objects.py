@@ -167,8 +167,9 @@ def _raise_list_failure(resource: GroupResource, error: str | None) -> None:
     if "HTTP 403" in error:
         raise KubernetesForbiddenError(
             f"cannot list {resource}: the adapter's own identity lacks the RBAC permission to"
-            f" list and watch {resource} (add it to the adapter's ClusterRole; the chart:"
-            " rbac.extraResourceRules)"
+            f" list and watch {resource}: add to the adapter's ClusterRole the rule"
+            f' {{apiGroups: ["{resource.group}"], resources: ["{resource.resource}"],'
+            ' verbs: ["list", "watch"]} (the chart: rbac.extraResourceRules)'
         )
     raise KubernetesUnavailableError(
         f"cannot list {resource} yet ({error}): without the list of objects the labelSelector"

@@ -2,9 +2,9 @@
 object cache's requests themselves (which paths, which ``Accept`` headers, when). Everything else
 about the Kubernetes module runs against the real kube-apiserver (tests/support/controlplane.py).
 
-It serves legacy discovery (``/apis``, ``/api/v1``, ``/apis/batch/v1``: namespaces, pods and jobs), a list
+It serves legacy discovery (``/apis``, ``/api/v1``, ``/apis/batch/v1``, ``/apis/apps/v1``: namespaces, pods, jobs and daemonsets), a list
 of pods and of jobs (``objects``: per collection path, the items), and holds every watch open
-until it is closed. ``hold_lists``: the lists never answer (an apiserver that does not answer the
+until it is closed; daemonsets are forbidden (403), as to an identity whose RBAC lacks them. ``hold_lists``: the lists never answer (an apiserver that does not answer the
 first list in time). ``requests`` records ``(path, query, Accept)`` of each request.
 """
 
@@ -32,7 +32,12 @@ _DISCOVERY: dict[str, Any] = {
                 "name": "batch",
                 "versions": [{"groupVersion": "batch/v1", "version": "v1"}],
                 "preferredVersion": {"groupVersion": "batch/v1", "version": "v1"},
-            }
+            },
+            {
+                "name": "apps",
+                "versions": [{"groupVersion": "apps/v1", "version": "v1"}],
+                "preferredVersion": {"groupVersion": "apps/v1", "version": "v1"},
+            },
         ],
     },
     "/api/v1": {
@@ -53,7 +58,21 @@ _DISCOVERY: dict[str, Any] = {
         "groupVersion": "batch/v1",
         "resources": [{"name": "jobs", "singularName": "job", "namespaced": True, "kind": "Job"}],
     },
+    "/apis/apps/v1": {
+        "kind": "APIResourceList",
+        "groupVersion": "apps/v1",
+        "resources": [
+            {
+                "name": "daemonsets",
+                "singularName": "daemonset",
+                "namespaced": True,
+                "kind": "DaemonSet",
+            }
+        ],
+    },
 }
+_FORBIDDEN = frozenset({"/apis/apps/v1/daemonsets"})
+"""Lists the adapter's identity may not read (RBAC): answered 403 as the apiserver does."""
 
 
 def _item(namespace: str, name: str, labels: dict[str, str]) -> dict[str, Any]:
@@ -132,6 +151,9 @@ class KubeStub:
                 outer.requests.append((parts.path, query, self.headers.get("Accept") or ""))
                 if parts.path in _DISCOVERY:
                     self._send(200, _DISCOVERY[parts.path])
+                    return
+                if parts.path in _FORBIDDEN:
+                    self._send(403, {"kind": "Status", "code": 403, "reason": "Forbidden"})
                     return
                 items = outer.objects.get(parts.path)
                 if items is None:

@@ -1,6 +1,8 @@
 """In Kubernetes mode a ``<resource>/*`` request never answers without the object list: while
 the first list of pods has not come in, the request fails with a 503 that says why, instead of
-answering for every pod with series (which would ignore the labelSelector)."""
+answering for every pod with series (which would ignore the labelSelector); a resource the
+adapter's RBAC does not cover fails with the ClusterRole rule it needs (the apiserver here is a
+recording stand-in; tests/e2e/test_any_resource.py does the same against a real one)."""
 
 from __future__ import annotations
 
@@ -21,7 +23,14 @@ from tests.support.kube_stub import KubeStub
 
 C2 = "/apis/custom.metrics.k8s.io/v1beta2"
 PODS_METRIC = f"{C2}/namespaces/shop/pods/*/cheddar_stock"
-RULES = yaml.safe_dump({"rules": [template_rule("cheddar_stock", "namespace", "pod")]})
+RULES = yaml.safe_dump(
+    {
+        "rules": [
+            template_rule("cheddar_stock", "namespace", "pod"),
+            template_rule("cheddar_stock_ds", "namespace", "daemonset"),
+        ]
+    }
+)
 
 
 def _context(objects: object) -> AppContext:
@@ -30,6 +39,13 @@ def _context(objects: object) -> AppContext:
         [
             ({"__name__": "cheddar_stock", "cluster": "c1", "namespace": "shop", "pod": p}, 7.0)
             for p in ("p-0", "p-1")
+        ]
+        + [
+            (
+                {"__name__": "cheddar_stock_ds", "cluster": "c1", "namespace": "shop"}
+                | {"daemonset": "ds-0"},
+                1.0,
+            )
         ]
     )
     rules = load_rules_text(RULES, filename="cheese.yaml", presets=False)
@@ -87,3 +103,24 @@ async def test_a_source_that_cannot_tell_fails_the_request_rather_than_ignore_th
         assert doc["request"]["labelSelector"] == "app=a"
         assert doc["error"]["code"] == 503 and doc["answer"] is None
         assert "standalone" not in r.text
+
+
+async def test_a_resource_outside_the_role_fails_naming_the_rule_to_grant() -> None:
+    with KubeStub() as stub:
+        cache = ObjectCache(Connection(stub.api_client(), timeout=5.0), ready_wait=0.1)
+        try:
+            ctx = _context(cache)
+            await ctx.registry.refresh()
+            async with await client_for(ctx) as c:
+                r = await c.get(
+                    f"{C2}/namespaces/shop/daemonsets.apps/*/cheddar_stock_ds",
+                    params={"labelSelector": "app=a"},
+                )
+        finally:
+            cache.stop()
+    assert r.status_code == 500, r.text
+    message = r.json()["message"]
+    assert "lacks the RBAC permission to list and watch daemonsets.apps" in message
+    assert '{apiGroups: ["apps"], resources: ["daemonsets"], verbs: ["list", "watch"]}' in message
+    assert "rbac.extraResourceRules" in message
+    assert stub.asked("/apis/apps/v1/daemonsets")  # it did ask, and was refused
