@@ -8,8 +8,9 @@ deploy/chart with ``rules.default: true``), and the GKE guide's values file (ren
 ``labelSelector``, object metrics (namespace, Deployment, Service), external metrics, a missing
 metric, a selector that matches no object.
 
-Compared: status code, ``kind``, the described objects, metric names and values (within the
-milli-unit rounding of a quantity). :data:`KNOWN` lists the only differences allowed, each with
+Compared: status code, ``kind``, the described objects, metric names, the metric selector echoed
+in each item, ``windowSeconds`` (absent in both: a prometheus-adapter rule knows no window) and
+values (within one milli-unit: the rounding of a quantity). :data:`KNOWN` lists the only differences allowed, each with
 the section of docs/migration.md that explains it; anything else fails with a readable diff.
 """
 
@@ -19,6 +20,7 @@ import contextlib
 import functools
 import json
 import re
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -178,6 +180,23 @@ def _value(text: str) -> float:
     return parse_quantity(text)
 
 
+def _metric_selector(item: dict[str, Any]) -> Any:
+    """The item's metric selector (v1beta2: ``metric.selector``; v1beta1: ``selector``), absent
+    and ``null`` alike: the metricLabelSelector echoed back."""
+    if "metric" in item:
+        return (item["metric"] or {}).get("selector")
+    return item.get("selector")
+
+
+def _window(item: dict[str, Any]) -> Any:
+    """``windowSeconds`` (custom v1beta2) or ``window`` (v1beta1, external); absent: ``None``."""
+    return item.get("windowSeconds", item.get("window"))
+
+
+def _distinct(values: Iterator[Any]) -> list[str]:
+    return sorted({json.dumps(v, sort_keys=True) for v in values})
+
+
 def summary(answer: Answer) -> dict[str, Any]:
     """What is compared of an answer: status, kind and, by kind, its resources or items (values
     apart, in ``values``: compared within rounding)."""
@@ -204,6 +223,8 @@ def summary(answer: Answer) -> dict[str, Any]:
             items[key] = _value(item["value"])
         out["objects"] = sorted(items)
         out["values"] = items
+        out["selectors"] = _distinct(_metric_selector(item) for item in body.get("items", []))
+        out["windows"] = _distinct(_window(item) for item in body.get("items", []))
     elif kind == "ExternalMetricValueList":
         items = {}
         for item in body.get("items", []):
@@ -211,6 +232,7 @@ def summary(answer: Answer) -> dict[str, Any]:
             items[key] = _value(item["value"])
         out["objects"] = sorted(items)
         out["values"] = items
+        out["windows"] = _distinct(_window(item) for item in body.get("items", []))
     elif kind == "Status":
         out["reason"] = body.get("reason")
     else:
@@ -218,10 +240,20 @@ def summary(answer: Answer) -> dict[str, Any]:
     return out
 
 
+_MILLI = 1e-3
+"""A quantity's resolution: prometheus-adapter truncates to milli-units (0.4499… → 449m), this
+adapter rounds (450m), so the two differ by at most one milli-unit."""
+
+
+def _slack(a: float, b: float) -> float:
+    """One milli-unit, plus the float error of parsing two quantities (``0.45 - 0.449`` is
+    ``0.0010000000000000009``): a few ulps of the larger value, nothing relative beyond that."""
+    return _MILLI + 8 * sys.float_info.epsilon * max(abs(a), abs(b), 1.0)
+
+
 def _close(a: float, b: float) -> bool:
-    # prometheus-adapter truncates to milli-units (0.4499… → 449m), this adapter rounds (450m).
     # A value that moves between the two requests is asked again (_values_move_alike).
-    return abs(a - b) <= 2e-3 + 1e-4 * max(abs(a), abs(b))
+    return abs(a - b) <= _slack(a, b)
 
 
 def differences(theirs: dict[str, Any], ours: dict[str, Any]) -> list[str]:
@@ -451,7 +483,7 @@ def _bracketed(before: dict[str, Any], ours: dict[str, Any], after: dict[str, An
         return False
     for item, value in ours["values"].items():
         low, high = sorted((before["values"][item], after["values"][item]))
-        if not low - 2e-3 <= value <= high + 2e-3:
+        if not low - _slack(low, value) <= value <= high + _slack(high, value):
             return False
     return True
 
