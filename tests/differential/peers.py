@@ -21,6 +21,7 @@ import json
 import os
 import ssl
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +36,17 @@ from tests.support.ports import free_port
 from tests.support.processes import stop_group
 from tests.support.waiting import wait_until
 
-__all__ = ["RUNS", "Answer", "Peer", "peer_binary", "start_ours", "start_theirs"]
+__all__ = [
+    "RUNS",
+    "Answer",
+    "Peer",
+    "Refusal",
+    "ours_refusal",
+    "peer_binary",
+    "start_ours",
+    "start_theirs",
+    "theirs_refusal",
+]
 
 _GO_MOD = REPO / "bench" / "prometheus-adapter" / "go.mod"
 _START_S = 90.0
@@ -100,16 +111,13 @@ class Peer:
         return data[-limit:].decode("utf-8", errors="replace")
 
 
-@contextlib.contextmanager
-def start_theirs(
-    plane: ControlPlane, *, prometheus_url: str, rules: Path, work: Path
-) -> Iterator[Peer]:
-    """prometheus-adapter on a free 127.0.0.1 port until ``/healthz`` answers."""
-    port = free_port()
+def _theirs_argv(
+    plane: ControlPlane, *, prometheus_url: str, rules: Path, work: Path, port: int
+) -> list[str]:
     certs = work / "certs"
     certs.mkdir(exist_ok=True)
     kubeconfig = plane.kubeconfig_path
-    argv = [
+    return [
         str(peer_binary()),
         "--bind-address=127.0.0.1",
         f"--secure-port={port}",
@@ -122,6 +130,45 @@ def start_theirs(
         f"--config={rules}",
         "--v=1",
     ]
+
+
+def theirs_refusal(plane: ControlPlane, *, rules: Path, work: Path) -> Refusal:
+    """How prometheus-adapter, started as :func:`start_theirs` starts it, refuses a rules file
+    at start (it must exit)."""
+    argv = _theirs_argv(
+        plane, prometheus_url="http://127.0.0.1:9", rules=rules, work=work, port=free_port()
+    )
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=_START_S)
+    return Refusal(done.returncode, done.stdout + done.stderr)
+
+
+def ours_refusal(rules: Path) -> Refusal:
+    """How this adapter refuses a rules file: ``check-config``, the loader ``serve`` uses."""
+    done = subprocess.run(
+        [sys.executable, "-m", "adapter", "check-config", str(rules)],
+        capture_output=True,
+        text=True,
+        timeout=_START_S,
+        cwd=REPO,
+    )
+    return Refusal(done.returncode, done.stdout + done.stderr)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A process that was to refuse its input: exit code and output."""
+
+    code: int
+    output: str
+
+
+@contextlib.contextmanager
+def start_theirs(
+    plane: ControlPlane, *, prometheus_url: str, rules: Path, work: Path
+) -> Iterator[Peer]:
+    """prometheus-adapter on a free 127.0.0.1 port until ``/healthz`` answers."""
+    port = free_port()
+    argv = _theirs_argv(plane, prometheus_url=prometheus_url, rules=rules, work=work, port=port)
     log = work / "prometheus-adapter.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(
