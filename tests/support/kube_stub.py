@@ -11,13 +11,14 @@ first list in time). ``requests`` records ``(path, query, Accept)`` of each requ
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from kubernetes import client as k8s_client
+
+from tests.support.servers import LoopbackServer, send_json, serving
 
 __all__ = ["KubeStub", "Recorded"]
 
@@ -79,11 +80,6 @@ def _item(namespace: str, name: str, labels: dict[str, str]) -> dict[str, Any]:
     return {"metadata": {"namespace": namespace, "name": name, "labels": labels}}
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-
 class KubeStub:
     def __init__(self, *, hold_lists: bool = False) -> None:
         self.hold_lists = hold_lists
@@ -101,19 +97,9 @@ class KubeStub:
         self.url = ""
 
     def __enter__(self) -> KubeStub:
-        server = _Server(("127.0.0.1", 0), self._handler())
-        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-        thread.daemon = True
-        thread.start()
-
-        def stop() -> None:
-            self._closed.set()
-            server.shutdown()
-            server.server_close()
-            thread.join(timeout=5)
-
-        self._stack.callback(stop)
-        self.url = f"http://127.0.0.1:{server.server_address[1]}"
+        server = LoopbackServer(("127.0.0.1", 0), self._handler())
+        self.url = self._stack.enter_context(serving(server))
+        self._stack.callback(self._closed.set)  # on exit, first release the held requests
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -137,27 +123,19 @@ class KubeStub:
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # quiet: test output stays readable
 
-            def _send(self, status: int, body: dict[str, Any]) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
             def do_GET(self) -> None:
                 parts = urlsplit(self.path)
                 query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
                 outer.requests.append((parts.path, query, self.headers.get("Accept") or ""))
                 if parts.path in _DISCOVERY:
-                    self._send(200, _DISCOVERY[parts.path])
+                    send_json(self, 200, _DISCOVERY[parts.path])
                     return
                 if parts.path in _FORBIDDEN:
-                    self._send(403, {"kind": "Status", "code": 403, "reason": "Forbidden"})
+                    send_json(self, 403, {"kind": "Status", "code": 403, "reason": "Forbidden"})
                     return
                 items = outer.objects.get(parts.path)
                 if items is None:
-                    self._send(404, {"kind": "Status", "code": 404})
+                    send_json(self, 404, {"kind": "Status", "code": 404})
                     return
                 if query.get("watch") == "true" or outer.hold_lists:
                     # A watch sends nothing until an object changes; a held list never answers.
@@ -167,8 +145,8 @@ class KubeStub:
                 kind = "PartialObjectMetadataList" if "PartialObjectMetadata" in (
                     self.headers.get("Accept") or ""
                 ) else "List"  # fmt: skip
-                self._send(
-                    200, {"kind": kind, "metadata": {"resourceVersion": "7"}, "items": items}
+                send_json(
+                    self, 200, {"kind": kind, "metadata": {"resourceVersion": "7"}, "items": items}
                 )
 
         return Handler
