@@ -112,11 +112,17 @@ class Peer:
 
 
 def _theirs_argv(
-    plane: ControlPlane, *, prometheus_url: str, rules: Path, work: Path, port: int
+    plane: ControlPlane,
+    *,
+    prometheus_url: str,
+    rules: Path,
+    work: Path,
+    port: int,
+    kubeconfig: Path | None = None,
 ) -> list[str]:
     certs = work / "certs"
     certs.mkdir(exist_ok=True)
-    kubeconfig = plane.kubeconfig_path
+    kubeconfig = kubeconfig or plane.kubeconfig_path
     return [
         str(peer_binary()),
         "--bind-address=127.0.0.1",
@@ -164,11 +170,24 @@ class Refusal:
 
 @contextlib.contextmanager
 def start_theirs(
-    plane: ControlPlane, *, prometheus_url: str, rules: Path, work: Path
+    plane: ControlPlane,
+    *,
+    prometheus_url: str,
+    rules: Path,
+    work: Path,
+    kubeconfig: Path | None = None,
 ) -> Iterator[Peer]:
-    """prometheus-adapter on a free 127.0.0.1 port until ``/healthz`` answers."""
+    """prometheus-adapter on a free 127.0.0.1 port until ``/healthz`` answers; ``kubeconfig``:
+    its identity (default: the control plane's admin)."""
     port = free_port()
-    argv = _theirs_argv(plane, prometheus_url=prometheus_url, rules=rules, work=work, port=port)
+    argv = _theirs_argv(
+        plane,
+        prometheus_url=prometheus_url,
+        rules=rules,
+        work=work,
+        port=port,
+        kubeconfig=kubeconfig,
+    )
     log = work / "prometheus-adapter.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(
@@ -202,10 +221,16 @@ def start_theirs(
 
 @contextlib.contextmanager
 def start_ours(
-    plane: ControlPlane, *, prometheus_url: str, rules: Path, work: Path
+    plane: ControlPlane,
+    *,
+    prometheus_url: str,
+    rules: Path,
+    work: Path,
+    kubeconfig: Path | None = None,
 ) -> Iterator[Peer]:
     """This adapter (the tests' one launcher) with the same kubeconfig, Prometheus and rules."""
-    args = ["--kubeconfig", str(plane.kubeconfig_path), "--prometheus-url", prometheus_url]
+    kubeconfig = kubeconfig or plane.kubeconfig_path
+    args = ["--kubeconfig", str(kubeconfig), "--prometheus-url", prometheus_url]
     args += ["--all-clusters", "--no-presets", "--config", str(rules)]
     args += ["--discovery-interval", "2", "--cache-ttl", "0", "--shutdown-timeout", "5"]
     log = work / "llm-metrics-adapter.log"

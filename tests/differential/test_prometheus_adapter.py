@@ -56,6 +56,7 @@ from tests.differential.world import (
     World,
     open_world,
 )
+from tests.e2e.scenario import ADAPTER_USER, apply_base_rbac
 from tests.support import REPO
 from tests.support.controlplane import ControlPlane
 from tests.support.manifests import helm_template
@@ -743,3 +744,67 @@ def test_an_external_rule_without_a_namespace_label(
             assert answer.body["message"] == "Internal error occurred: unable to fetch metrics"
         # The rest of the file is served.
         assert theirs.get(f"{E1}/namespaces/{NS}/queue_depth").status == 200
+
+
+def test_a_resource_outside_the_shipped_role(
+    control_plane: ControlPlane, world: World, tmp_path: Path
+) -> None:
+    """Both adapters under deploy/base's identity and RBAC, a ``<<.Resource>>`` rule naming
+    DaemonSets (which that role does not let them list): prometheus-adapter answers 500 "unable
+    to list matching resources"; this adapter 500 naming the ClusterRole rule to add
+    (docs/configuration.md). By name, no list is needed: both answer the value."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        yaml.safe_dump(
+            {
+                "rules": [
+                    {
+                        "seriesQuery": 'fluentd_buffer_bytes{namespace!="",daemonset!=""}',
+                        "resources": {"template": "<<.Resource>>"},
+                        "metricsQuery": "sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)",
+                    }
+                ]
+            }
+        )
+    )
+    with control_plane.admin_client() as api:
+        apply_base_rbac(api)
+    kubeconfig = control_plane.kubeconfig_for(
+        ADAPTER_USER, ("system:serviceaccounts", "system:serviceaccounts:custom-metrics")
+    )
+    url = world.prometheus.url
+    entry = "daemonsets.apps/fluentd_buffer_bytes"
+    path = f"{C2}/namespaces/{NS}/daemonsets.apps/*/fluentd_buffer_bytes"
+    with contextlib.ExitStack() as stack:
+        theirs = stack.enter_context(
+            start_theirs(
+                control_plane, prometheus_url=url, rules=rules, work=tmp_path, kubeconfig=kubeconfig
+            )
+        )
+        ours = stack.enter_context(
+            start_ours(
+                control_plane, prometheus_url=url, rules=rules, work=tmp_path, kubeconfig=kubeconfig
+            )
+        )
+        for peer in (theirs, ours):
+            wait_until(
+                f"{peer.name} to list {entry}",
+                functools.partial(_listed, peer, entry),
+                timeout_s=_READY_S,
+                details=peer.tail,
+            )
+        answer = theirs.get(path + "?labelSelector=app%3Dfluentd")
+        assert answer.status == 500, answer
+        assert "unable to list matching resources" in answer.body["message"], answer
+        answer = ours.get(path + "?labelSelector=app%3Dfluentd")
+        assert answer.status == 500, answer
+        assert answer.body["message"] == (
+            "cannot list daemonsets.apps: the adapter's own identity lacks the RBAC permission to"
+            " list and watch daemonsets.apps: add to the adapter's ClusterRole the rule"
+            ' {apiGroups: ["apps"], resources: ["daemonsets"], verbs: ["list", "watch"]}'
+            " (the chart: rbac.extraResourceRules)"
+        ), answer
+        for peer in (theirs, ours):
+            named = peer.get(f"{C2}/namespaces/{NS}/daemonsets.apps/fluentd/fluentd_buffer_bytes")
+            assert named.status == 200, (peer.name, named)
+            assert [i["value"] for i in named.body["items"]] == ["4096"], (peer.name, named)

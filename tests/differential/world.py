@@ -123,10 +123,13 @@ class _Series(Collector):
         inference.add_metric([NS, NAN_SERVICE], float("nan"))
         inference.add_metric([NS, INF_SERVICE], float("inf"))
         # prometheus-adapter's sample config: `cheddar{sharp="true"}` served as cheesy_goodness.
+        # A resource outside the adapter's shipped ClusterRole (DaemonSets).
+        buffer = GaugeMetricFamily("fluentd_buffer_bytes", "", labels=["namespace", "daemonset"])
+        buffer.add_metric([NS, "fluentd"], 4096)
         cheddar = GaugeMetricFamily("cheddar", "", labels=["namespace", "brand", "sharp"])
         cheddar.add_metric([NS, "gouda", "true"], 1)
         cheddar.add_metric([NS, "brie", "false"], 1)
-        yield from (cpu, writes, memory, http, duration, queue, lag, inference, cheddar)
+        yield from (cpu, writes, memory, http, duration, queue, lag, inference, buffer, cheddar)
         for i, (label, (_, counter, objects)) in enumerate(sorted(OTHERS.items())):
             family = CounterMetricFamily(
                 counter.removesuffix("_total"), "", labels=[label, "namespace"]
