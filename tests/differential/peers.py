@@ -41,6 +41,7 @@ __all__ = [
     "Answer",
     "Peer",
     "Refusal",
+    "Setup",
     "ours_refusal",
     "peer_binary",
     "start_ours",
@@ -111,18 +112,26 @@ class Peer:
         return data[-limit:].decode("utf-8", errors="replace")
 
 
-def _theirs_argv(
-    plane: ControlPlane,
-    *,
-    prometheus_url: str,
-    rules: Path,
-    work: Path,
-    port: int,
-    kubeconfig: Path | None = None,
-) -> list[str]:
-    certs = work / "certs"
+@dataclass(frozen=True)
+class Setup:
+    """What a peer is started with: the control plane, the Prometheus both read, the rules file,
+    a work directory, and the identity (``kubeconfig``; default: the control plane's admin)."""
+
+    plane: ControlPlane
+    prometheus_url: str
+    rules: Path
+    work: Path
+    kubeconfig: Path | None = None
+
+    @property
+    def identity(self) -> Path:
+        return self.kubeconfig or self.plane.kubeconfig_path
+
+
+def _theirs_argv(setup: Setup, port: int) -> list[str]:
+    certs = setup.work / "certs"
     certs.mkdir(exist_ok=True)
-    kubeconfig = kubeconfig or plane.kubeconfig_path
+    kubeconfig = setup.identity
     return [
         str(peer_binary()),
         "--bind-address=127.0.0.1",
@@ -131,9 +140,9 @@ def _theirs_argv(
         f"--lister-kubeconfig={kubeconfig}",
         f"--authentication-kubeconfig={kubeconfig}",
         f"--authorization-kubeconfig={kubeconfig}",
-        f"--prometheus-url={prometheus_url}/",
+        f"--prometheus-url={setup.prometheus_url}/",
         "--metrics-relist-interval=2s",
-        f"--config={rules}",
+        f"--config={setup.rules}",
         "--v=1",
     ]
 
@@ -141,9 +150,7 @@ def _theirs_argv(
 def theirs_refusal(plane: ControlPlane, *, rules: Path, work: Path) -> Refusal:
     """How prometheus-adapter, started as :func:`start_theirs` starts it, refuses a rules file
     at start (it must exit)."""
-    argv = _theirs_argv(
-        plane, prometheus_url="http://127.0.0.1:9", rules=rules, work=work, port=free_port()
-    )
+    argv = _theirs_argv(Setup(plane, "http://127.0.0.1:9", rules, work), free_port())
     done = subprocess.run(argv, capture_output=True, text=True, timeout=_START_S)
     return Refusal(done.returncode, done.stdout + done.stderr)
 
@@ -169,26 +176,12 @@ class Refusal:
 
 
 @contextlib.contextmanager
-def start_theirs(
-    plane: ControlPlane,
-    *,
-    prometheus_url: str,
-    rules: Path,
-    work: Path,
-    kubeconfig: Path | None = None,
-) -> Iterator[Peer]:
-    """prometheus-adapter on a free 127.0.0.1 port until ``/healthz`` answers; ``kubeconfig``:
-    its identity (default: the control plane's admin)."""
+def start_theirs(setup: Setup) -> Iterator[Peer]:
+    """prometheus-adapter on a free 127.0.0.1 port until ``/healthz`` answers."""
+    plane = setup.plane
     port = free_port()
-    argv = _theirs_argv(
-        plane,
-        prometheus_url=prometheus_url,
-        rules=rules,
-        work=work,
-        port=port,
-        kubeconfig=kubeconfig,
-    )
-    log = work / "prometheus-adapter.log"
+    argv = _theirs_argv(setup, port)
+    log = setup.work / "prometheus-adapter.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(
             argv,
@@ -220,20 +213,13 @@ def start_theirs(
 
 
 @contextlib.contextmanager
-def start_ours(
-    plane: ControlPlane,
-    *,
-    prometheus_url: str,
-    rules: Path,
-    work: Path,
-    kubeconfig: Path | None = None,
-) -> Iterator[Peer]:
+def start_ours(setup: Setup) -> Iterator[Peer]:
     """This adapter (the tests' one launcher) with the same kubeconfig, Prometheus and rules."""
-    kubeconfig = kubeconfig or plane.kubeconfig_path
-    args = ["--kubeconfig", str(kubeconfig), "--prometheus-url", prometheus_url]
-    args += ["--all-clusters", "--no-presets", "--config", str(rules)]
+    plane = setup.plane
+    args = ["--kubeconfig", str(setup.identity), "--prometheus-url", setup.prometheus_url]
+    args += ["--all-clusters", "--no-presets", "--config", str(setup.rules)]
     args += ["--discovery-interval", "2", "--cache-ttl", "0", "--shutdown-timeout", "5"]
-    log = work / "llm-metrics-adapter.log"
+    log = setup.work / "llm-metrics-adapter.log"
     with AdapterProcess.running(args, log=log, timeout_s=_START_S) as adapter:
         cert = plane.client_cert("differential", ("system:masters",))
         yield Peer("llm-metrics-adapter", adapter.url, cert, log)

@@ -40,6 +40,7 @@ from tests.differential.peers import (
     RUNS,
     Answer,
     Peer,
+    Setup,
     ours_refusal,
     peer_binary,
     start_ours,
@@ -659,13 +660,9 @@ def pairs(
             work = tmp_path_factory.mktemp(rules.name)
             path = work / "rules.yaml"
             path.write_text(rules_text(rules.name))
-            url = world.prometheus.url
-            theirs = stack.enter_context(
-                start_theirs(control_plane, prometheus_url=url, rules=path, work=work)
-            )
-            ours = stack.enter_context(
-                start_ours(control_plane, prometheus_url=url, rules=path, work=work)
-            )
+            setup = Setup(control_plane, world.prometheus.url, path, work)
+            theirs = stack.enter_context(start_theirs(setup))
+            ours = stack.enter_context(start_ours(setup))
             out[rules.name] = Pair(rules, theirs, ours, work=work)
         for pair in out.values():
             for peer in (pair.theirs, pair.ours):
@@ -729,9 +726,7 @@ def test_an_external_rule_without_a_namespace_label(
     assert ours.code != 0, ours.output
     assert "rule externalRules[0], field resources: no label maps to namespaces" in ours.output
     assert "set resources.namespaced: false" in ours.output
-    with start_theirs(
-        control_plane, prometheus_url=world.prometheus.url, rules=rules, work=tmp_path
-    ) as theirs:
+    with start_theirs(Setup(control_plane, world.prometheus.url, rules, tmp_path)) as theirs:
         wait_until(
             "prometheus-adapter to list queue_consumer_lag",
             functools.partial(_listed, theirs, "external:queue_consumer_lag"),
@@ -772,20 +767,12 @@ def test_a_resource_outside_the_shipped_role(
     kubeconfig = control_plane.kubeconfig_for(
         ADAPTER_USER, ("system:serviceaccounts", "system:serviceaccounts:custom-metrics")
     )
-    url = world.prometheus.url
+    setup = Setup(control_plane, world.prometheus.url, rules, tmp_path, kubeconfig)
     entry = "daemonsets.apps/fluentd_buffer_bytes"
     path = f"{C2}/namespaces/{NS}/daemonsets.apps/*/fluentd_buffer_bytes"
     with contextlib.ExitStack() as stack:
-        theirs = stack.enter_context(
-            start_theirs(
-                control_plane, prometheus_url=url, rules=rules, work=tmp_path, kubeconfig=kubeconfig
-            )
-        )
-        ours = stack.enter_context(
-            start_ours(
-                control_plane, prometheus_url=url, rules=rules, work=tmp_path, kubeconfig=kubeconfig
-            )
-        )
+        theirs = stack.enter_context(start_theirs(setup))
+        ours = stack.enter_context(start_ours(setup))
         for peer in (theirs, ours):
             wait_until(
                 f"{peer.name} to list {entry}",
