@@ -27,6 +27,7 @@ from adapter.core.translate import (
     samples_to_external,
 )
 from adapter.domain.errors import (
+    AdapterError,
     BackendError,
     BackendUnavailableError,
     ForbiddenError,
@@ -48,6 +49,7 @@ __all__ = [
     "MetricsProvider",
     "ObjectGenerations",
     "ObjectSource",
+    "ObjectsUnavailableError",
     "Trace",
     "series_stamps",
 ]
@@ -60,6 +62,13 @@ def series_stamps(result: QueryResult) -> Iterator[tuple[Hashable, float]]:
         yield frozenset(sample.labels.items()), sample.timestamp
 
 
+class ObjectsUnavailableError(AdapterError):
+    """An object source that cannot tell which objects exist yet: 503, retry."""
+
+    code = 503
+    reason = "ServiceUnavailable"
+
+
 class ObjectSource(Protocol):
     """Which Kubernetes objects exist. Implemented by the Kubernetes module; absent standalone."""
 
@@ -69,7 +78,9 @@ class ObjectSource(Protocol):
         namespace: str | None,
         selector: Sequence[Requirement],
     ) -> tuple[str, ...] | None:
-        """Names of existing objects matching ``selector``; ``None`` if this source cannot tell."""
+        """Names of existing objects matching ``selector``; ``None`` if this source cannot tell
+        (the request then fails with :class:`ObjectsUnavailableError`, never ignores the
+        selector)."""
         ...
 
 
@@ -283,21 +294,26 @@ class MetricsProvider:
         assert request.resource is not None
         if request.name is not None:
             return (request.name,)
-        if self.objects is not None:
-            if self.object_generations is not None:
-                trace.objects_generation = self.object_generations.generation(
-                    request.resource, request.namespace
-                )
-            names = await self.objects.names(
-                request.resource, request.namespace, request.label_selector
+        if self.objects is None:
+            trace.notes.append(
+                "no object list (standalone): answering for every object with series in scope;"
+                " labelSelector is not applied"
             )
-            if names is not None:
-                return names
-        trace.notes.append(
-            "no object list (standalone): answering for every object with series in scope;"
-            " labelSelector is not applied"
+            return None
+        if self.object_generations is not None:
+            trace.objects_generation = self.object_generations.generation(
+                request.resource, request.namespace
+            )
+        names = await self.objects.names(
+            request.resource, request.namespace, request.label_selector
         )
-        return None
+        if names is None:
+            # Answering for every series would ignore the labelSelector: fail, the client retries.
+            raise ObjectsUnavailableError(
+                f"the objects of {request.resource} are not known yet: without them the"
+                " labelSelector cannot be applied"
+            )
+        return names
 
     async def _evaluate(
         self, served: ServedMetric, metric_request: MetricRequest, trace: Trace

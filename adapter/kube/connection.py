@@ -26,6 +26,7 @@ __all__ = [
     "Connection",
     "KubernetesError",
     "KubernetesForbiddenError",
+    "KubernetesUnavailableError",
     "decode_json",
     "describe_failure",
     "load_api_client",
@@ -34,6 +35,15 @@ __all__ = [
 
 class KubernetesError(AdapterError):
     """The Kubernetes API did not answer, or answered an error. Never carries request bodies."""
+
+
+class KubernetesUnavailableError(KubernetesError):
+    """What the adapter needs from the Kubernetes API is not in yet (the first list of a resource
+    has not answered, or failed and is being retried): a 503 the client may retry, never an
+    answer that would ignore the request's ``labelSelector``."""
+
+    code = 503
+    reason = "ServiceUnavailable"
 
 
 class KubernetesForbiddenError(KubernetesError):

@@ -35,7 +35,12 @@ from adapter.domain.pods import (
     pod_from,
 )
 from adapter.domain.resources import ResourceInfo
-from adapter.kube.connection import Connection, KubernetesError, KubernetesForbiddenError
+from adapter.kube.connection import (
+    Connection,
+    KubernetesError,
+    KubernetesForbiddenError,
+    KubernetesUnavailableError,
+)
 from adapter.kube.mapper import RestMapper
 from adapter.kube.watch import ListWatch
 
@@ -155,16 +160,21 @@ def _metadata_lister(client: Connection, info: ResourceInfo) -> Callable[..., An
 
 
 def _raise_list_failure(resource: GroupResource, error: str | None) -> None:
-    """The first list of ``resource`` failed: say why (a 403 names the missing permission)."""
+    """The first list of ``resource`` failed: say why (a 403 names the missing permission; any
+    other failure is retried, so the request may be too: a 503)."""
     if error is None:
         return
     if "HTTP 403" in error:
         raise KubernetesForbiddenError(
             f"cannot list {resource}: the adapter's own identity lacks the RBAC permission to"
-            f" list and watch {resource} (add it to the adapter's ClusterRole; the chart:"
-            " rbac.extraResourceRules)"
+            f" list and watch {resource}: add to the adapter's ClusterRole the rule"
+            f' {{apiGroups: ["{resource.group}"], resources: ["{resource.resource}"],'
+            ' verbs: ["list", "watch"]} (the chart: rbac.extraResourceRules)'
         )
-    raise KubernetesError(f"cannot list {resource}: {error}")
+    raise KubernetesUnavailableError(
+        f"cannot list {resource} yet ({error}): without the list of objects the labelSelector"
+        " cannot be applied"
+    )
 
 
 class ObjectCache:
@@ -172,8 +182,9 @@ class ObjectCache:
 
     Pods are watched from :meth:`start`; any other resource from the first :meth:`names` that
     asks for it (a rule serves a metric on it), as metadata, with its version and scope from
-    :attr:`mapper`. ``ready_wait``: seconds :meth:`names` waits for the first list of pods before
-    answering ``None`` (for another resource, at least the connection's timeout before failing).
+    :attr:`mapper`. ``ready_wait``: seconds at least that :meth:`names` waits for the first list
+    of a resource (at least the connection's timeout too) before failing the request with a 503:
+    it never answers without the objects, which would ignore the ``labelSelector``.
     """
 
     def __init__(self, client: Connection, *, ready_wait: float = 2.0) -> None:
@@ -331,25 +342,22 @@ class ObjectCache:
         resource: GroupResource,
         namespace: str | None,
         selector: Sequence[Requirement],
-    ) -> tuple[str, ...] | None:
+    ) -> tuple[str, ...]:
         """Names of existing, active objects of ``resource`` in ``namespace`` matching
-        ``selector``, sorted (every namespace for a cluster-scoped resource); ``None`` while the
-        first list of pods is not in. :class:`NotFoundError` for a resource the cluster does not serve;
-        :class:`KubernetesError` when its first list failed (RBAC: the message says which)."""
+        ``selector``, sorted (every namespace for a cluster-scoped resource). Waits for the first
+        list of ``resource``; :class:`KubernetesUnavailableError` (503) when it is not in within
+        the wait or failed (:class:`KubernetesForbiddenError` when RBAC refused it: the message
+        says which permission); :class:`NotFoundError` for a resource the cluster does not serve."""
         store = await self._metadata_store(resource)
-        # A resource watched on demand waits for its first list as long as one call may take:
-        # answering without it would ignore the labelSelector.
-        on_demand = resource not in WATCHED_RESOURCES
-        wait = max(self._ready_wait, self._client.timeout) if on_demand else self._ready_wait
+        wait = max(self._ready_wait, self._client.timeout)
         deadline = time.monotonic() + wait
         while not store.ready.is_set():
-            if on_demand:
-                _raise_list_failure(resource, store.error)
+            _raise_list_failure(resource, store.error)
             if time.monotonic() >= deadline:
-                _raise_list_failure(resource, store.error)
-                if on_demand:
-                    raise KubernetesError(f"the first list of {resource} took over {wait:g} s")
-                return None
+                raise KubernetesUnavailableError(
+                    f"the first list of {resource} is not in after {wait:g} s: without it the"
+                    " labelSelector cannot be applied (retry; /debug shows the watch)"
+                )
             await asyncio.sleep(0.05)
         with store.lock:
             if namespace is not None and store.namespaced:

@@ -21,6 +21,7 @@ import json
 import os
 import ssl
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +36,18 @@ from tests.support.ports import free_port
 from tests.support.processes import stop_group
 from tests.support.waiting import wait_until
 
-__all__ = ["RUNS", "Answer", "Peer", "peer_binary", "start_ours", "start_theirs"]
+__all__ = [
+    "RUNS",
+    "Answer",
+    "Peer",
+    "Refusal",
+    "Setup",
+    "ours_refusal",
+    "peer_binary",
+    "start_ours",
+    "start_theirs",
+    "theirs_refusal",
+]
 
 _GO_MOD = REPO / "bench" / "prometheus-adapter" / "go.mod"
 _START_S = 90.0
@@ -100,16 +112,27 @@ class Peer:
         return data[-limit:].decode("utf-8", errors="replace")
 
 
-@contextlib.contextmanager
-def start_theirs(
-    plane: ControlPlane, *, prometheus_url: str, rules: Path, work: Path
-) -> Iterator[Peer]:
-    """prometheus-adapter on a free 127.0.0.1 port until ``/healthz`` answers."""
-    port = free_port()
-    certs = work / "certs"
+@dataclass(frozen=True)
+class Setup:
+    """What a peer is started with: the control plane, the Prometheus both read, the rules file,
+    a work directory, and the identity (``kubeconfig``; default: the control plane's admin)."""
+
+    plane: ControlPlane
+    prometheus_url: str
+    rules: Path
+    work: Path
+    kubeconfig: Path | None = None
+
+    @property
+    def identity(self) -> Path:
+        return self.kubeconfig or self.plane.kubeconfig_path
+
+
+def _theirs_argv(setup: Setup, port: int) -> list[str]:
+    certs = setup.work / "certs"
     certs.mkdir(exist_ok=True)
-    kubeconfig = plane.kubeconfig_path
-    argv = [
+    kubeconfig = setup.identity
+    return [
         str(peer_binary()),
         "--bind-address=127.0.0.1",
         f"--secure-port={port}",
@@ -117,12 +140,48 @@ def start_theirs(
         f"--lister-kubeconfig={kubeconfig}",
         f"--authentication-kubeconfig={kubeconfig}",
         f"--authorization-kubeconfig={kubeconfig}",
-        f"--prometheus-url={prometheus_url}/",
+        f"--prometheus-url={setup.prometheus_url}/",
         "--metrics-relist-interval=2s",
-        f"--config={rules}",
+        f"--config={setup.rules}",
         "--v=1",
     ]
-    log = work / "prometheus-adapter.log"
+
+
+def theirs_refusal(plane: ControlPlane, *, rules: Path, work: Path) -> Refusal:
+    """How prometheus-adapter, started as :func:`start_theirs` starts it, refuses a rules file
+    at start (it must exit)."""
+    argv = _theirs_argv(Setup(plane, "http://127.0.0.1:9", rules, work), free_port())
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=_START_S)
+    return Refusal(done.returncode, done.stdout + done.stderr)
+
+
+def ours_refusal(rules: Path) -> Refusal:
+    """How this adapter refuses a rules file: ``check-config``, the loader ``serve`` uses."""
+    done = subprocess.run(
+        [sys.executable, "-m", "adapter", "check-config", str(rules)],
+        capture_output=True,
+        text=True,
+        timeout=_START_S,
+        cwd=REPO,
+    )
+    return Refusal(done.returncode, done.stdout + done.stderr)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A process that was to refuse its input: exit code and output."""
+
+    code: int
+    output: str
+
+
+@contextlib.contextmanager
+def start_theirs(setup: Setup) -> Iterator[Peer]:
+    """prometheus-adapter on a free 127.0.0.1 port until ``/healthz`` answers."""
+    plane = setup.plane
+    port = free_port()
+    argv = _theirs_argv(setup, port)
+    log = setup.work / "prometheus-adapter.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(
             argv,
@@ -154,14 +213,13 @@ def start_theirs(
 
 
 @contextlib.contextmanager
-def start_ours(
-    plane: ControlPlane, *, prometheus_url: str, rules: Path, work: Path
-) -> Iterator[Peer]:
+def start_ours(setup: Setup) -> Iterator[Peer]:
     """This adapter (the tests' one launcher) with the same kubeconfig, Prometheus and rules."""
-    args = ["--kubeconfig", str(plane.kubeconfig_path), "--prometheus-url", prometheus_url]
-    args += ["--all-clusters", "--no-presets", "--config", str(rules)]
+    plane = setup.plane
+    args = ["--kubeconfig", str(setup.identity), "--prometheus-url", setup.prometheus_url]
+    args += ["--all-clusters", "--no-presets", "--config", str(setup.rules)]
     args += ["--discovery-interval", "2", "--cache-ttl", "0", "--shutdown-timeout", "5"]
-    log = work / "llm-metrics-adapter.log"
+    log = setup.work / "llm-metrics-adapter.log"
     with AdapterProcess.running(args, log=log, timeout_s=_START_S) as adapter:
         cert = plane.client_cert("differential", ("system:masters",))
         yield Peer("llm-metrics-adapter", adapter.url, cert, log)

@@ -1,15 +1,21 @@
 """prometheus-adapter v0.12.0 and this adapter, side by side: same Prometheus, same cluster,
 same rules file, same requests, directly over HTTPS; every answer pair compared.
 
-Rules files: prometheus-adapter's documented walkthrough and configuration examples
-(tests/unit/fixtures/rules/walkthrough.yaml), its Helm chart's default rules (rendered by
-deploy/chart with ``rules.default: true``), and the GKE guide's values file (rendered by the chart,
+Rules files: prometheus-adapter v0.12.0's docs/sample-config.yaml (verbatim in
+tests/unit/fixtures/rules/sample-config.yaml; both adapters refuse it as it is, so it is compared
+with its quoting repaired), the rule of its docs/walkthrough.md verbatim (walkthrough-doc.yaml:
+``irate``, ``<<.Resource>>``), the walkthrough and configuration examples rewritten as one file
+(walkthrough.yaml), its Helm chart's default rules (rendered by deploy/chart with
+``rules.default: true``), and the GKE guide's values file (rendered by the chart,
 ``CLUSTER_NAME`` filled in). Requests: discovery, a pods metric for ``*``, by name and with a
-``labelSelector``, object metrics (namespace, Deployment, Service), external metrics, a missing
-metric, a selector that matches no object.
+``labelSelector``, object metrics (namespace, Deployment, Service, the sample config's Brand
+override), ``jobs.batch``, ``leases.coordination.k8s.io``, ``nodes`` and a CRD's objects for
+``*`` with label selectors, by name and for an object that does not exist, external metrics, a
+missing metric, a selector that matches no object.
 
-Compared: status code, ``kind``, the described objects, metric names and values (within the
-milli-unit rounding of a quantity). :data:`KNOWN` lists the only differences allowed, each with
+Compared: status code, ``kind``, the described objects, metric names, the metric selector echoed
+in each item, ``windowSeconds`` (absent in both: a prometheus-adapter rule knows no window) and
+values (within one milli-unit: the rounding of a quantity). :data:`KNOWN` lists the only differences allowed, each with
 the section of docs/migration.md that explains it; anything else fails with a readable diff.
 """
 
@@ -19,6 +25,7 @@ import contextlib
 import functools
 import json
 import re
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -29,15 +36,28 @@ from urllib.parse import parse_qs, quote, urlencode, urlsplit
 import pytest
 import yaml
 
-from tests.differential.peers import RUNS, Answer, Peer, peer_binary, start_ours, start_theirs
+from tests.differential.peers import (
+    RUNS,
+    Answer,
+    Peer,
+    Setup,
+    ours_refusal,
+    peer_binary,
+    start_ours,
+    start_theirs,
+    theirs_refusal,
+)
 from tests.differential.world import (
     CLUSTER,
     INF_SERVICE,
     NAN_SERVICE,
     NS,
+    OTHERS,
     SUCCEEDED,
+    World,
     open_world,
 )
+from tests.e2e.scenario import ADAPTER_USER, apply_base_rbac
 from tests.support import REPO
 from tests.support.controlplane import ControlPlane
 from tests.support.manifests import helm_template
@@ -59,8 +79,10 @@ class RulesFile:
     """A rules file and the metrics to ask both adapters for.
 
     ``objects``: (resource path, object name, metric) under the namespace (``""`` resource: the
-    namespace itself, ``…/namespaces/<ns>/metrics/<metric>``). ``ready``: a discovery entry both
-    must list before the comparison starts.
+    namespace itself, ``…/namespaces/<ns>/metrics/<metric>``). ``selected``: (series label of
+    :data:`~tests.differential.world.OTHERS`, metric) asked for ``*`` with label selectors, by
+    name and for an object that does not exist. ``ready``: a discovery entry both must list
+    before the comparison starts.
     """
 
     name: str
@@ -68,10 +90,36 @@ class RulesFile:
     objects: tuple[tuple[str, str, str], ...] = ()
     external: tuple[str, ...] = ()
     labelled: tuple[str, ...] = ()
+    selected: tuple[tuple[str, str], ...] = ()
     ready: str = ""
 
 
+_OTHERS = (
+    ("job", "train_steps"),
+    ("lease", "lease_renewals"),
+    ("node", "node_work"),
+    ("brand", "cheddar_sold"),
+)
+
 RULES_FILES = (
+    RulesFile(
+        "sample-config",
+        pods=("cpu_usage", "fs_writes", "http_requests"),
+        objects=(
+            ("brands.cheese.io", "gouda", "cheesy_goodness"),
+            ("brands.cheese.io", "brie", "cheesy_goodness"),
+        ),
+        external=("queue_consumer_lag", "queue_depth"),
+        labelled=("queue_consumer_lag",),
+        selected=_OTHERS,
+        ready="pods/cpu_usage",
+    ),
+    RulesFile(
+        "walkthrough-doc",
+        pods=("http_requests",),
+        selected=_OTHERS,
+        ready="pods/http_requests",
+    ),
     RulesFile(
         "walkthrough",
         pods=("http_requests_per_second",),
@@ -99,6 +147,7 @@ RULES_FILES = (
             ("", NS, "http_requests"),
         ),
         external=("jetstream_prefill_backlog_size",),
+        selected=_OTHERS,
         ready="pods/cpu_usage",
     ),
     RulesFile(
@@ -123,9 +172,42 @@ def _chart_rules(values: dict[str, Any]) -> str:
     return text
 
 
+FIXTURES = REPO / "tests" / "unit" / "fixtures" / "rules"
+SAMPLE_CONFIG = FIXTURES / "sample-config.yaml"
+"""prometheus-adapter v0.12.0's docs/sample-config.yaml, verbatim: invalid YAML (a double-quoted
+metricsQuery holds ``"POD"``), which prometheus-adapter refuses too; compared once repaired."""
+_QUOTED_QUERY = re.compile(r'^(?P<key>\s*metricsQuery: )"(?P<query>.*)"$')
+
+
+def repaired(text: str) -> str:
+    """``text`` with each double-quoted metricsQuery that holds a ``"`` single-quoted instead
+    (the only change a user of the sample config has to make)."""
+    lines = []
+    for line in text.splitlines():
+        match = _QUOTED_QUERY.match(line)
+        if match and '"' in match["query"]:
+            query = match["query"].replace("'", "''")
+            line = f"{match['key']}'{query}'"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def scoped(text: str) -> str:
+    """``text`` with every external rule that maps no label to namespaces given the
+    ``namespace`` label (``resources.overrides``): this adapter refuses such a rule at load,
+    prometheus-adapter loads it and fails each request for it (see
+    :func:`test_an_external_rule_without_a_namespace_label`)."""
+    doc = yaml.safe_load(text)
+    for rule in doc.get("externalRules") or []:
+        rule.setdefault("resources", {"overrides": {"namespace": {"resource": "namespace"}}})
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
 def rules_text(name: str) -> str:
-    if name == "walkthrough":
-        return (REPO / "tests" / "unit" / "fixtures" / "rules" / "walkthrough.yaml").read_text()
+    if name in ("walkthrough", "walkthrough-doc"):
+        return (FIXTURES / f"{name}.yaml").read_text()
+    if name == "sample-config":
+        return scoped(repaired(SAMPLE_CONFIG.read_text()))
     if name == "chart-defaults":
         return _chart_rules({"rules": {"default": True}})
     guide = (REPO / "tests" / "fixtures" / "gke-guide-values.yaml").read_text()
@@ -163,6 +245,13 @@ def requests_for(rules: RulesFile) -> list[str]:
             f"{E1}/{ns}/{metric}?labelSelector={quote('name in (orders.v2)')}",
             f"{E1}/{ns}/{metric}?labelSelector={quote('name in (orders.v2,invoices)')}",
         ]
+    for label, metric in rules.selected:
+        resource, _, objects = OTHERS[label]
+        base = f"{C2}/{resource}" if label == "node" else f"{C2}/{ns}/{resource}"
+        out += [f"{base}/*/{metric}", f"{base}/{next(iter(objects))}/{metric}"]
+        out.append(f"{base}/{label}-ghost/{metric}")
+        for selector in ("pool=a", "pool in (a,b)", "pool!=a", "pool=c"):
+            out.append(f"{base}/*/{metric}?labelSelector={quote(selector)}")
     out += [
         f"{C2}/{ns}/pods/*/no_such_metric",
         f"{C2}/{ns}/pods/web-1/no_such_metric",
@@ -176,6 +265,23 @@ def requests_for(rules: RulesFile) -> list[str]:
 
 def _value(text: str) -> float:
     return parse_quantity(text)
+
+
+def _metric_selector(item: dict[str, Any]) -> Any:
+    """The item's metric selector (v1beta2: ``metric.selector``; v1beta1: ``selector``), absent
+    and ``null`` alike: the metricLabelSelector echoed back."""
+    if "metric" in item:
+        return (item["metric"] or {}).get("selector")
+    return item.get("selector")
+
+
+def _window(item: dict[str, Any]) -> Any:
+    """``windowSeconds`` (custom v1beta2) or ``window`` (v1beta1, external); absent: ``None``."""
+    return item.get("windowSeconds", item.get("window"))
+
+
+def _distinct(values: Iterator[Any]) -> list[str]:
+    return sorted({json.dumps(v, sort_keys=True) for v in values})
 
 
 def summary(answer: Answer) -> dict[str, Any]:
@@ -204,6 +310,8 @@ def summary(answer: Answer) -> dict[str, Any]:
             items[key] = _value(item["value"])
         out["objects"] = sorted(items)
         out["values"] = items
+        out["selectors"] = _distinct(_metric_selector(item) for item in body.get("items", []))
+        out["windows"] = _distinct(_window(item) for item in body.get("items", []))
     elif kind == "ExternalMetricValueList":
         items = {}
         for item in body.get("items", []):
@@ -211,6 +319,7 @@ def summary(answer: Answer) -> dict[str, Any]:
             items[key] = _value(item["value"])
         out["objects"] = sorted(items)
         out["values"] = items
+        out["windows"] = _distinct(_window(item) for item in body.get("items", []))
     elif kind == "Status":
         out["reason"] = body.get("reason")
     else:
@@ -218,10 +327,20 @@ def summary(answer: Answer) -> dict[str, Any]:
     return out
 
 
+_MILLI = 1e-3
+"""A quantity's resolution: prometheus-adapter truncates to milli-units (0.4499… → 449m), this
+adapter rounds (450m), so the two differ by at most one milli-unit."""
+
+
+def _slack(a: float, b: float) -> float:
+    """One milli-unit, plus the float error of parsing two quantities (``0.45 - 0.449`` is
+    ``0.0010000000000000009``): a few ulps of the larger value, nothing relative beyond that."""
+    return _MILLI + 8 * sys.float_info.epsilon * max(abs(a), abs(b), 1.0)
+
+
 def _close(a: float, b: float) -> bool:
-    # prometheus-adapter truncates to milli-units (0.4499… → 449m), this adapter rounds (450m).
     # A value that moves between the two requests is asked again (_values_move_alike).
-    return abs(a - b) <= 2e-3 + 1e-4 * max(abs(a), abs(b))
+    return abs(a - b) <= _slack(a, b)
 
 
 def differences(theirs: dict[str, Any], ours: dict[str, Any]) -> list[str]:
@@ -368,6 +487,22 @@ def _as_notin(path: str, theirs: Summary, ask: Ask) -> Summary:
     return ask(f"{parts.path}?{urlencode(query, doseq=True, quote_via=quote)}")
 
 
+_NO_NAMESPACE_LABEL = frozenset({"brands.cheese.io/cheesy_goodness"})
+"""Metrics on a namespaced resource whose rule maps no label to namespaces: the sample config's
+``cheddar{sharp="true"}`` rule overrides ``brand`` only."""
+
+
+def _lists_unscopable(path: str, theirs: Summary) -> bool:
+    return _is_list(theirs, "APIResourceList") and any(
+        name in _NO_NAMESPACE_LABEL for name, _, _ in theirs["resources"]
+    )
+
+
+def _without_unscopable(path: str, theirs: Summary, ask: Ask) -> Summary:
+    kept = [r for r in theirs["resources"] if r[0] not in _NO_NAMESPACE_LABEL]
+    return {**theirs, "resources": kept}
+
+
 KNOWN: tuple[Known, ...] = (
     Known(
         "core objects' describedObject.apiVersion is v1, not /v1",
@@ -412,6 +547,12 @@ KNOWN: tuple[Known, ...] = (
         _exact_in,
     ),
     Known(
+        "a namespaced resource's metric without a namespace label is not listed",
+        "### A metric on a namespaced resource needs a namespace label",
+        _lists_unscopable,
+        _without_unscopable,
+    ),
+    Known(
         "`!=` in metricLabelSelector is answered, not a 500",
         "### `!=` in metricLabelSelector",
         _not_equal_refused,
@@ -451,7 +592,7 @@ def _bracketed(before: dict[str, Any], ours: dict[str, Any], after: dict[str, An
         return False
     for item, value in ours["values"].items():
         low, high = sorted((before["values"][item], after["values"][item]))
-        if not low - 2e-3 <= value <= high + 2e-3:
+        if not low - _slack(low, value) <= value <= high + _slack(high, value):
             return False
     return True
 
@@ -500,25 +641,28 @@ def compare(pair: Pair, dump: Path) -> None:
 
 
 @pytest.fixture(scope="module")
+def world(control_plane: ControlPlane) -> Iterator[World]:
+    """The objects and the Prometheus every test of the module reads."""
+    peer_binary()  # a missing build fails here, before anything starts
+    with open_world(control_plane) as opened:
+        yield opened
+
+
+@pytest.fixture(scope="module")
 def pairs(
-    control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
+    control_plane: ControlPlane, world: World, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, Pair]]:
     """Both adapters for every rules file, started together, compared once."""
-    peer_binary()  # a missing build fails here, before anything starts
     started = time.monotonic()
-    with open_world(control_plane) as world, contextlib.ExitStack() as stack:
+    with contextlib.ExitStack() as stack:
         out = {}
         for rules in RULES_FILES:
             work = tmp_path_factory.mktemp(rules.name)
             path = work / "rules.yaml"
             path.write_text(rules_text(rules.name))
-            url = world.prometheus.url
-            theirs = stack.enter_context(
-                start_theirs(control_plane, prometheus_url=url, rules=path, work=work)
-            )
-            ours = stack.enter_context(
-                start_ours(control_plane, prometheus_url=url, rules=path, work=work)
-            )
+            setup = Setup(control_plane, world.prometheus.url, path, work)
+            theirs = stack.enter_context(start_theirs(setup))
+            ours = stack.enter_context(start_ours(setup))
             out[rules.name] = Pair(rules, theirs, ours, work=work)
         for pair in out.values():
             for peer in (pair.theirs, pair.ours):
@@ -553,3 +697,101 @@ def test_every_known_difference_is_seen_and_documented(pairs: dict[str, Pair]) -
     for known in KNOWN:
         assert known.section in headings, f"{known.section!r} is not a heading of migration.md"
         assert known.name in seen, f"{known.name!r} never differed: remove it from KNOWN"
+
+
+def test_the_sample_config_as_published_is_refused_by_both(
+    control_plane: ControlPlane, tmp_path: Path
+) -> None:
+    """prometheus-adapter's own sample config does not load in prometheus-adapter: both refuse
+    it at start, naming the YAML error (the comparison above uses it repaired)."""
+    theirs = theirs_refusal(control_plane, rules=SAMPLE_CONFIG, work=tmp_path)
+    ours = ours_refusal(SAMPLE_CONFIG)
+    assert theirs.code != 0, theirs.output
+    assert "unable to parse metrics discovery config" in theirs.output, theirs.output
+    assert "did not find expected key" in theirs.output, theirs.output
+    assert ours.code != 0, ours.output
+    assert "invalid YAML at line 30" in ours.output, ours.output
+    assert "Traceback" not in ours.output, ours.output
+
+
+def test_an_external_rule_without_a_namespace_label(
+    control_plane: ControlPlane, world: World, tmp_path: Path
+) -> None:
+    """The sample config (quoting repaired) as it is: its first external rule maps no label to
+    namespaces. This adapter refuses the file, naming the rule and the fix; prometheus-adapter
+    starts and answers each request for the metric with an error."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(repaired(SAMPLE_CONFIG.read_text()))
+    ours = ours_refusal(rules)
+    assert ours.code != 0, ours.output
+    assert "rule externalRules[0], field resources: no label maps to namespaces" in ours.output
+    assert "set resources.namespaced: false" in ours.output
+    with start_theirs(Setup(control_plane, world.prometheus.url, rules, tmp_path)) as theirs:
+        wait_until(
+            "prometheus-adapter to list queue_consumer_lag",
+            functools.partial(_listed, theirs, "external:queue_consumer_lag"),
+            timeout_s=_READY_S,
+            details=theirs.tail,
+        )
+        for namespace in (NS, "default"):
+            answer = theirs.get(f"{E1}/namespaces/{namespace}/queue_consumer_lag")
+            assert answer.status == 500, answer
+            assert answer.body["message"] == "Internal error occurred: unable to fetch metrics"
+        # The rest of the file is served.
+        assert theirs.get(f"{E1}/namespaces/{NS}/queue_depth").status == 200
+
+
+def test_a_resource_outside_the_shipped_role(
+    control_plane: ControlPlane, world: World, tmp_path: Path
+) -> None:
+    """Both adapters under deploy/base's identity and RBAC, a ``<<.Resource>>`` rule naming
+    DaemonSets (which that role does not let them list): prometheus-adapter answers 500 "unable
+    to list matching resources"; this adapter 500 naming the ClusterRole rule to add
+    (docs/configuration.md). By name, no list is needed: both answer the value."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        yaml.safe_dump(
+            {
+                "rules": [
+                    {
+                        "seriesQuery": 'fluentd_buffer_bytes{namespace!="",daemonset!=""}',
+                        "resources": {"template": "<<.Resource>>"},
+                        "metricsQuery": "sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)",
+                    }
+                ]
+            }
+        )
+    )
+    with control_plane.admin_client() as api:
+        apply_base_rbac(api)
+    kubeconfig = control_plane.kubeconfig_for(
+        ADAPTER_USER, ("system:serviceaccounts", "system:serviceaccounts:custom-metrics")
+    )
+    setup = Setup(control_plane, world.prometheus.url, rules, tmp_path, kubeconfig)
+    entry = "daemonsets.apps/fluentd_buffer_bytes"
+    path = f"{C2}/namespaces/{NS}/daemonsets.apps/*/fluentd_buffer_bytes"
+    with contextlib.ExitStack() as stack:
+        theirs = stack.enter_context(start_theirs(setup))
+        ours = stack.enter_context(start_ours(setup))
+        for peer in (theirs, ours):
+            wait_until(
+                f"{peer.name} to list {entry}",
+                functools.partial(_listed, peer, entry),
+                timeout_s=_READY_S,
+                details=peer.tail,
+            )
+        answer = theirs.get(path + "?labelSelector=app%3Dfluentd")
+        assert answer.status == 500, answer
+        assert "unable to list matching resources" in answer.body["message"], answer
+        answer = ours.get(path + "?labelSelector=app%3Dfluentd")
+        assert answer.status == 500, answer
+        assert answer.body["message"] == (
+            "cannot list daemonsets.apps: the adapter's own identity lacks the RBAC permission to"
+            " list and watch daemonsets.apps: add to the adapter's ClusterRole the rule"
+            ' {apiGroups: ["apps"], resources: ["daemonsets"], verbs: ["list", "watch"]}'
+            " (the chart: rbac.extraResourceRules)"
+        ), answer
+        for peer in (theirs, ours):
+            named = peer.get(f"{C2}/namespaces/{NS}/daemonsets.apps/fluentd/fluentd_buffer_bytes")
+            assert named.status == 200, (peer.name, named)
+            assert [i["value"] for i in named.body["items"]] == ["4096"], (peer.name, named)

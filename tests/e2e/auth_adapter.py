@@ -16,13 +16,12 @@ from __future__ import annotations
 import contextlib
 import json
 import ssl
-import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from kubernetes.client.exceptions import ApiException
 
 from tests.support.adapter_process import AdapterProcess
 from tests.support.controlplane import ControlPlane, role_binding, untyped
+from tests.support.servers import LoopbackServer, serving
 from tests.support.waiting import wait_until
 
 __all__ = [
@@ -86,16 +86,8 @@ class _PromStub(BaseHTTPRequestHandler):
 
 @contextlib.contextmanager
 def prometheus_stub() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _PromStub)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1})
-    thread.daemon = True
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serving(LoopbackServer(("127.0.0.1", 0), _PromStub)) as url:
+        yield url
 
 
 # --------------------------------------------------------------------------- HTTP helpers

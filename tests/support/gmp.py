@@ -26,9 +26,8 @@ import secrets
 import ssl
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -38,6 +37,8 @@ import trustme
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from tests.support.servers import LoopbackServer, send_json, serving
 
 __all__ = [
     "GmpProxy",
@@ -102,24 +103,6 @@ def write_service_account(directory: Path, *, token_uri: str, project: str) -> S
     )
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-
-@contextlib.contextmanager
-def _serving(server: _Server) -> Iterator[None]:
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.daemon = True
-    thread.start()
-    try:
-        yield
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
 class TokenServer:
     """The OAuth2 token endpoint. ``url`` is the ``token_uri``; thread-safe.
 
@@ -137,7 +120,7 @@ class TokenServer:
         self._live: dict[str, float] = {}  # token -> monotonic expiry
         self._lock = threading.Lock()
         self._accounts: dict[str, rsa.RSAPublicKey] = {}
-        self._server: _Server | None = None
+        self._server: LoopbackServer | None = None
         self._stack = contextlib.ExitStack()
         self.url = ""
 
@@ -146,9 +129,9 @@ class TokenServer:
         self._accounts[account.email] = account.public_key
 
     def start(self) -> TokenServer:
-        server = _Server(("127.0.0.1", 0), self._handler())
+        server = LoopbackServer(("127.0.0.1", 0), self._handler())
         self._server = server
-        self._stack.enter_context(_serving(server))
+        self._stack.enter_context(serving(server))
         self.url = f"http://127.0.0.1:{server.server_address[1]}/token"
         return self
 
@@ -229,12 +212,7 @@ class TokenServer:
                 status, body = outer._grant(form)
                 if status != 200:
                     outer.rejected.append(str(body.get("error_description", body["error"])))
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, status, body)
 
         return Handler
 
@@ -275,9 +253,9 @@ class GmpProxy:
         self.base_url = ""
 
     def __enter__(self) -> GmpProxy:
-        server = _Server(("127.0.0.1", 0), self._handler())
+        server = LoopbackServer(("127.0.0.1", 0), self._handler())
         server.socket = self._context.wrap_socket(server.socket, server_side=True)
-        self._stack.enter_context(_serving(server))
+        self._stack.enter_context(serving(server))
         self.base_url = f"https://127.0.0.1:{server.server_address[1]}"
         return self
 

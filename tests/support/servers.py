@@ -1,14 +1,51 @@
-"""Servers that misbehave on purpose, for timeout and outage tests. All bind 127.0.0.1."""
+"""Servers that misbehave on purpose, for timeout and outage tests, and the threaded server the
+stand-ins run in. All bind 127.0.0.1."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import json
+import threading
+from collections.abc import AsyncIterator, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from tests.support.ports import free_port
 
-__all__ = ["refused_url", "slow_server"]
+__all__ = ["LoopbackServer", "refused_url", "send_json", "serving", "slow_server"]
+
+
+class LoopbackServer(ThreadingHTTPServer):
+    """A threaded HTTP server whose handler threads never keep the process alive."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+@contextlib.contextmanager
+def serving(server: LoopbackServer) -> Iterator[str]:
+    """Serve ``server`` in a daemon thread; yields its base URL; stops it on exit."""
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.daemon = True
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def send_json(handler: BaseHTTPRequestHandler, status: int, body: Any) -> None:
+    """Answer ``body`` as JSON with ``status`` (and its length)."""
+    data = json.dumps(body).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
 
 _MAX_SLEEP = 30.0  # seconds: a slow handler never outlives this, even if the test forgets it
 
