@@ -24,9 +24,10 @@ from adapter.core.answer import Trace
 from adapter.core.registry import MetricRegistry
 from adapter.core.request import parse_path_string
 from adapter.core.selectors import selector_to_string
-from adapter.core.sources import rule_source
+from adapter.core.sources import POD_SOURCES, rule_source
 from adapter.core.translate import format_timestamp
 from adapter.domain.errors import AdapterError, BadRequestError
+from adapter.domain.models import QueryResult, Sample
 from adapter.rules.base import ServedMetric
 from adapter.rules.stackdriver import family_rules
 
@@ -59,6 +60,15 @@ def served_metric_info(metric: ServedMetric) -> dict[str, Any]:
         "rule": rule.id,
         "source": rule.source,
     }
+
+
+def _sample_source(result: QueryResult, sample: Sample) -> str:
+    """Which source gave ``sample``: the answer's, or its pod's in an answer merged from the
+    pods and the backend (``--scrape-fallback backend``)."""
+    raw = result.raw
+    if isinstance(raw, dict) and isinstance(raw.get(POD_SOURCES), dict):
+        return str(raw[POD_SOURCES].get(sample.labels.get("pod", ""), result.backend))
+    return result.backend
 
 
 def trace_document(trace: Trace, *, now: float, cache_ttl: float) -> dict[str, Any]:
@@ -98,6 +108,7 @@ def trace_document(trace: Trace, *, now: float, cache_ttl: float) -> dict[str, A
                     "value": str(s.value),
                     "timestamp": s.timestamp,
                     "ageSeconds": round(now - s.timestamp, 3),
+                    "source": _sample_source(trace.result, s),
                 }
                 for s in trace.result.samples
             ],

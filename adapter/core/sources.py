@@ -7,18 +7,30 @@ readiness — by the backend. Its ``name`` is the backend's, so discovery behave
 answers from the pods bypass the result cache (:meth:`ScrapeFirst.answers_live`). Each answer's
 ``QueryResult.backend`` says which source gave it (``scrape`` or the backend's name), which
 ``/debug/query`` shows.
+
+With ``--scrape-fallback backend``, a query whose covered pods did not all answer goes to the
+backend too. When the answer is per pod — every series of both answers names, in its ``pod``
+label, exactly one pod the query covers — the failed pods' values are the backend's and the
+others' the pods' (:func:`per_pod_merge`; ``backend`` is ``scrape+<backend>`` and ``raw`` says
+each pod's source). Otherwise (an aggregate over pods, the TPU exporter's per-chip series) one
+failed pod changes every value, so the backend's whole answer is served.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from adapter.backends.base import Backend, DelegatingBackend
-from adapter.domain.models import QueryResult
+from adapter.domain.models import QueryResult, Sample
 from adapter.rules.base import Rule
-from adapter.scrape.source import PodScraper
+from adapter.scrape.source import SCRAPE_SOURCE, PodScraper
+from adapter.scrape.targets import ScrapeTarget
 
-__all__ = ["ScrapeFirst", "find_scrape_first", "rule_source"]
+__all__ = ["POD_SOURCES", "ScrapeFirst", "find_scrape_first", "per_pod_merge", "rule_source"]
+
+POD_SOURCES = "podSources"
+"""Key of a merged answer's ``raw``: each pod's source (``scrape`` or the backend's name)."""
 
 
 class ScrapeFirst(DelegatingBackend):
@@ -55,11 +67,14 @@ class ScrapeFirst(DelegatingBackend):
         return self.scraper.declines(query) is None
 
     async def query(self, query: str, *, timeout: float) -> QueryResult:
-        if self.scraper.declines(query) is None:
-            answer = await self.scraper.answer(query)
-            if answer is not None:
-                return answer
-        return await self.backend.query(query, timeout=timeout)
+        if self.scraper.declines(query) is not None:
+            return await self.backend.query(query, timeout=timeout)
+        scraped, failed = await self.scraper.read(query)
+        if not failed or self.scraper.on_failure == "omit":
+            return scraped
+        fallback = await self.backend.query(query, timeout=timeout)
+        merged = per_pod_merge(scraped, fallback, failed, self.scraper.covered(query))
+        return fallback if merged is None else merged
 
     async def aclose(self) -> None:
         await self.scraper.aclose()
@@ -83,3 +98,38 @@ def rule_source(backend: Backend, rule: Rule) -> dict[str, Any]:
     if first is not None:
         return first.rule_source(rule)
     return {"from": rule.backend, "why": "--scrape-pods is off"}
+
+
+def per_pod_merge(
+    scraped: QueryResult,
+    fallback: QueryResult,
+    failed: Sequence[ScrapeTarget],
+    covered: Sequence[ScrapeTarget],
+) -> QueryResult | None:
+    """The pods' values for the pods that answered and ``fallback``'s for the ``failed`` ones;
+    ``None`` when either answer has a series that is not one covered pod's own (an aggregate)."""
+    names = [t.pod for t in covered]
+    unique = {name for name in names if names.count(name) == 1}
+    broken = {t.pod for t in failed}
+    if not broken <= unique:
+        return None
+    samples: list[Sample] = []
+    sources: dict[str, str] = {}
+    for result, source, for_broken in (
+        (scraped, SCRAPE_SOURCE, False),
+        (fallback, fallback.backend, True),
+    ):
+        for sample in result.samples:
+            pod = sample.labels.get("pod")
+            if pod not in unique:
+                return None
+            if (pod in broken) == for_broken:
+                samples.append(sample)
+                sources[pod] = source
+    return QueryResult(
+        query=scraped.query,
+        samples=tuple(samples),
+        raw={POD_SOURCES: sources, SCRAPE_SOURCE: scraped.raw, fallback.backend: fallback.raw},
+        duration=scraped.duration + fallback.duration,
+        backend=f"{SCRAPE_SOURCE}+{fallback.backend}",
+    )
