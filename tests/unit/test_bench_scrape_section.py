@@ -16,7 +16,8 @@ ROWS = (
     "| 1,000 pods, one scrape each per 15 s |",
     "| scrapes per second (2 concurrent) |",
     "| 2 engines, 48 samples",
-    "| Prometheus (15 s scrape) |",
+    "| Prometheus (15 s scrape), default cache |",
+    "| Prometheus (15 s scrape), `--cache-ttl 0` |",
     "| `--scrape-pods` |",
     "| served value age with scraping, p99 |",
 )
