@@ -68,3 +68,27 @@ def test_the_stated_scrape_cost_defaults_are_the_benchmarks(
     pods, rounds, engines = seen[0]
     assert f"{pods} scrape targets × {rounds} rounds" in report.SCRAPE.read_text(encoding="utf-8")
     assert f"with {engines} engines" in report.SCRAPE.read_text(encoding="utf-8")
+
+
+def test_the_stated_latency_defaults_and_ways_are_the_benchmarks(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bench import scrape_latency
+
+    seen: list[tuple[int, int]] = []
+
+    def measure(requests: int, pods: int) -> dict[str, tuple[float, float]]:
+        seen.append((requests, pods))
+        return {}
+
+    monkeypatch.setattr(scrape_latency, "measure", measure)
+    scrape_latency.main([])
+    text = report.SCRAPE.read_text(encoding="utf-8")
+    requests, pods = seen[0]
+    assert f"{requests} requests per way, {pods} simulated JetStream pods" in text
+    assert len(scrape_latency.WAYS) == 4
+    assert scrape_latency.WAYS["--scrape-pods, every request scrapes"] == {
+        "scrape_pods": True,
+        "scrape_min_interval": 0.0,
+    }
+    assert "python -m bench.scrape_latency" in (report.ROOT / "docs" / "scrape.md").read_text()
