@@ -208,6 +208,8 @@ async def test_with_fallback_backend_a_pod_the_adapter_cannot_reach_is_the_backe
     and jetstream-0's from the pod, each marked by source; an External total, an aggregate over
     both pods, is Prometheus' whole answer."""
     fleet, prom = fleet_and_prometheus
+    # An earlier test restarts jetstream-1: Prometheus must hold its series again.
+    prom.wait_for("count(up == 1)", lambda s: bool(s) and s[0].value == len(PODS) + 1)
     targets = fleet.targets_file(tmp_path / "targets.yaml")
     entries = yaml.safe_load(targets.read_text())
     for entry in entries:
