@@ -108,7 +108,9 @@ def per_pod_merge(
 ) -> QueryResult | None:
     """The pods' values for the pods that answered and ``fallback``'s for the ``failed`` ones;
     ``None`` when either answer has a series that is not one covered pod's own (an aggregate)."""
-    names = [t.pod for t in covered]
+    # A pod name is one pod's when no other namespace the query covers has a pod of that name
+    # (a pod's several endpoints are still one pod).
+    names = [pod for _, pod in {(t.namespace, t.pod) for t in covered}]
     unique = {name for name in names if names.count(name) == 1}
     broken = {t.pod for t in failed}
     if not broken <= unique:

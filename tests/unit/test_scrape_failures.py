@@ -144,3 +144,31 @@ async def test_concurrent_requests_for_one_pod_share_one_scrape() -> None:
     assert len(calls) == 1
     assert scraper.stats.results == {"ok": 1}
     await scraper.aclose()
+
+
+def test_the_per_pod_merge_needs_each_series_to_name_one_covered_pod() -> None:
+    from adapter.core.sources import per_pod_merge
+    from adapter.domain.models import QueryResult, Sample
+
+    def result(backend: str, *pods: str) -> QueryResult:
+        samples = tuple(Sample(labels={"pod": p}, value=1.0, timestamp=0.0) for p in pods)
+        return QueryResult(query="q", samples=samples, backend=backend)
+
+    two_endpoints = [
+        ScrapeTarget("team-a", "p0", "http://10.0.0.1:9988/metrics", {"instance": "p0:9988"}),
+        ScrapeTarget("team-a", "p0", "http://10.0.0.1:2112/metrics", {"instance": "p0:2112"}),
+        TARGETS[1],
+    ]
+    merged = per_pod_merge(
+        result("scrape", "p1"), result("b", "p0", "p1"), [two_endpoints[0]], two_endpoints
+    )
+    assert merged is not None and merged.raw["podSources"] == {"p0": "b", "p1": "scrape"}  # type: ignore[index]
+    # The same pod name in two namespaces: which one a series is cannot be told.
+    other = ScrapeTarget("team-b", "p1", "http://10.0.0.3:9988/metrics")
+    assert (
+        per_pod_merge(result("scrape", "p0"), result("b", "p1"), [TARGETS[1]], [*TARGETS, other])
+        is None
+    )
+    # A series without a pod label, or of a pod the query does not cover: not per pod.
+    assert per_pod_merge(result("scrape", "p0"), result("b", ""), [TARGETS[1]], TARGETS) is None
+    assert per_pod_merge(result("scrape", "p0"), result("b", "p9"), [TARGETS[1]], TARGETS) is None
