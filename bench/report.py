@@ -19,6 +19,8 @@ __all__ = ["main", "write"]
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "benchmarks.md"
 FINDINGS = ROOT / "bench" / "findings.md"
+SCRAPE = ROOT / "bench" / "scrape.md"
+"""The pod-scrape path's figures (measured outside ``make bench``): kept in every report."""
 
 
 def _f(value: Any, digits: int = 1) -> str:
@@ -779,6 +781,7 @@ def write(r: dict[str, Any], *, out_dir: Path) -> Path:
                 "",
             ]
         doc += _profile_before(out_dir)
+    doc += [SCRAPE.read_text(encoding="utf-8").rstrip(), ""]
     if FINDINGS.exists():
         doc += [FINDINGS.read_text(encoding="utf-8").rstrip(), ""]
     DOC.write_text("\n".join(doc), encoding="utf-8")

@@ -1,6 +1,7 @@
 """The metrics debugging endpoints: what is served, and how any one answer was made.
 
-``/debug/metrics`` lists every served metric with its rule and the last discovery time.
+``/debug/metrics`` lists every served metric with its rule, where its values come from (the pods
+or the backend, and why) and the last discovery time.
 ``/debug/query?path=<metrics API path>`` answers that request and shows the exact backend query,
 the raw backend answer, the API answer, the cache state and each value's age. Neither shows
 credentials: backends keep them out of ``QueryResult.raw`` and error messages.
@@ -23,8 +24,10 @@ from adapter.core.answer import Trace
 from adapter.core.registry import MetricRegistry
 from adapter.core.request import parse_path_string
 from adapter.core.selectors import selector_to_string
+from adapter.core.sources import POD_SOURCES, rule_source
 from adapter.core.translate import format_timestamp
 from adapter.domain.errors import AdapterError, BadRequestError
+from adapter.domain.models import QueryResult, Sample
 from adapter.rules.base import ServedMetric
 from adapter.rules.stackdriver import family_rules
 
@@ -57,6 +60,15 @@ def served_metric_info(metric: ServedMetric) -> dict[str, Any]:
         "rule": rule.id,
         "source": rule.source,
     }
+
+
+def _sample_source(result: QueryResult, sample: Sample) -> str:
+    """Which source gave ``sample``: the answer's, or its pod's in an answer merged from the
+    pods and the backend (``--scrape-fallback backend``)."""
+    raw = result.raw
+    if isinstance(raw, dict) and isinstance(raw.get(POD_SOURCES), dict):
+        return str(raw[POD_SOURCES].get(sample.labels.get("pod", ""), result.backend))
+    return result.backend
 
 
 def trace_document(trace: Trace, *, now: float, cache_ttl: float) -> dict[str, Any]:
@@ -96,6 +108,7 @@ def trace_document(trace: Trace, *, now: float, cache_ttl: float) -> dict[str, A
                     "value": str(s.value),
                     "timestamp": s.timestamp,
                     "ageSeconds": round(now - s.timestamp, 3),
+                    "source": _sample_source(trace.result, s),
                 }
                 for s in trace.result.samples
             ],
@@ -127,8 +140,11 @@ async def debug_metrics(request: Request) -> Response:
     ctx = context(request)
     snap = ctx.registry.snapshot
     reload_status = ctx.rules_watcher.status if ctx.rules_watcher is not None else None
-    metrics = [served_metric_info(m) for m in snap.custom.values()]
-    metrics += [served_metric_info(m) for m in snap.external.values()]
+    backend = ctx.provider.backend
+    metrics = [
+        {**served_metric_info(m), "valuesFrom": rule_source(backend, m.rule)}
+        for m in (*snap.custom.values(), *snap.external.values())
+    ]
     return json_response(
         {
             "rulesFile": ctx.rules.file,

@@ -20,6 +20,7 @@ from adapter.core.answer import Trace
 from adapter.core.provider import MetricsProvider
 from adapter.core.quantity import format_quantity
 from adapter.core.request import parse_path_string
+from adapter.core.sources import find_scrape_first
 from adapter.domain.errors import AdapterError, BadRequestError
 from adapter.hpa.algorithm import (
     DEFAULT_DOWNSCALE_STABILIZATION_S,
@@ -160,7 +161,14 @@ async def _read(
         }
         for v, age in zip(values, ages, strict=True)
     ]
-    info["freshness"] = freshness_budget(trace, ages, sync_s=sync_s, cache_ttl=provider.cache.ttl)
+    scraping = find_scrape_first(provider.backend)
+    info["freshness"] = freshness_budget(
+        trace,
+        ages,
+        sync_s=sync_s,
+        cache_ttl=provider.cache.ttl,
+        scrape_floor_s=scraping.scraper.min_interval if scraping is not None else None,
+    )
     if not values:
         api = "external" if spec.kind == "External" else "custom"
         return Reading(error=f"no metrics returned from {api} metrics API"), info

@@ -9,7 +9,8 @@ so it adds at most a fraction of a second once ``S`` is learned and up to ``--ca
 the HPA reads every sync period (15 s by default). A step right after a scrape waits for the next
 scrape, the ingestion, then the next sync: worst ``S + lag + sync``, typically half of ``S`` and of
 the sync plus the lag. Read from the pods (``--scrape-pods``), the value is read at the HPA's own
-request: a step waits for the next sync only.
+request: a step waits for the next sync, plus at most ``--scrape-min-interval`` when the request
+shares a scrape made just before it.
 """
 
 from __future__ import annotations
@@ -25,18 +26,22 @@ __all__ = ["DEFAULT_SYNC_PERIOD_S", "freshness_budget"]
 DEFAULT_SYNC_PERIOD_S = 15.0
 """kube-controller-manager's ``--horizontal-pod-autoscaler-sync-period`` default."""
 
-_SCRAPE_FLOOR_S = 1.0
-"""What a read from the pods may add: ``--scrape-min-interval``'s default."""
-
 
 def _round(value: float) -> float:
     return round(value, 2)
 
 
 def freshness_budget(
-    trace: Trace, ages: Sequence[float], *, sync_s: float, cache_ttl: float
+    trace: Trace,
+    ages: Sequence[float],
+    *,
+    sync_s: float,
+    cache_ttl: float,
+    scrape_floor_s: float | None = None,
 ) -> dict[str, Any]:
-    """The budget of one answered metric request (``ages``: each value's age, seconds)."""
+    """The budget of one answered metric request (``ages``: each value's age, seconds).
+    ``scrape_floor_s``: ``--scrape-min-interval`` when the pods are read, what a read from them
+    may add (a request within it shares the last scrape)."""
     oldest = max(ages) if ages else None
     source = trace.result.backend if trace.result is not None else None
     doc: dict[str, Any] = {
@@ -50,7 +55,7 @@ def freshness_budget(
         doc["ingestionLagSeconds"] = 0.0
         doc["reactionSeconds"] = {
             "typical": _round(sync_s / 2),
-            "worst": _round(sync_s + _SCRAPE_FLOOR_S),
+            "worst": _round(sync_s + (scrape_floor_s or 0.0)),
         }
         return doc
     interval = trace.sample_interval

@@ -14,8 +14,9 @@ answers every other query and every metadata call (discovery).
 
 A scrape that fails (refused, timeout, not 200, a redirect, a body too large or unparsable) marks
 that target's series stale, as Prometheus does, so with ``on_failure="omit"`` the pod is left out
-of the answer and the HPA's missing-pod rule applies; with ``on_failure="backend"`` the scraper
-declines (``None``) and the backend answers the whole query. The scrape client never follows
+of the answer and the HPA's missing-pod rule applies; with ``on_failure="backend"``
+:meth:`PodScraper.read` names the failed targets and :class:`adapter.core.sources.ScrapeFirst`
+asks the backend (for those pods only when the answer is per pod). The scrape client never follows
 redirects, never sends the adapter's credentials, and only fetches the listed URLs.
 """
 
@@ -113,13 +114,19 @@ class PodScraper:
     async def answer(self, query: str) -> QueryResult | None:
         """``query`` evaluated on fresh scrapes; ``None`` when a pod failed and ``on_failure``
         is ``backend``. The caller checks :meth:`declines` first."""
+        result, failed = await self.read(query)
+        return None if failed and self.on_failure == "backend" else result
+
+    async def read(self, query: str) -> tuple[QueryResult, tuple[ScrapeTarget, ...]]:
+        """``query`` evaluated on fresh scrapes (a failed target's series are stale, so absent),
+        and the targets it covers whose scrape failed."""
         self._history = max(self._history, required_history([query]))
-        ok = await asyncio.gather(*(self._fresh(t) for t in self.covered(query)))
-        if self.on_failure == "backend" and not all(ok):
-            return None
+        covered = self.covered(query)
+        ok = await asyncio.gather(*(self._fresh(t) for t in covered))
         now = self._clock()
         self._window.prune(int((now - self._history - _LOOKBACK) * 1000))
-        return evaluate(query, self._window, now, backend=SCRAPE_SOURCE)
+        failed = tuple(t for t, good in zip(covered, ok, strict=True) if not good)
+        return evaluate(query, self._window, now, backend=SCRAPE_SOURCE), failed
 
     @property
     def targets(self) -> tuple[ScrapeTarget, ...]:

@@ -122,7 +122,7 @@ class Rig:
 
     def answers(self) -> dict[str, Any]:
         """Every JetStream and TPU preset's answer in the workload's namespace: value per pod
-        (Pods) or per series (External)."""
+        (Pods) or per series (External); none may be empty."""
         out: dict[str, Any] = {}
         for path in jetstream_and_tpu_paths(NAMESPACE):
             status, body = self.scenario.raw(path)
@@ -135,6 +135,7 @@ class Rig:
                 )
                 for i in body["items"]
             )
+            assert out[path], (path, body)
         return out
 
     def debug(self, adapter: Adapter, path: str) -> dict[str, Any]:

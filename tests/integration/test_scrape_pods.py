@@ -15,6 +15,7 @@ from typing import ClassVar
 import pytest
 import yaml
 
+from adapter.api.debug import trace_document
 from adapter.app.context import AppContext
 from adapter.backends.prometheus import PrometheusBackend, PrometheusSettings
 from adapter.core.provider import Trace
@@ -197,6 +198,45 @@ async def test_with_fallback_backend_a_failed_pod_sends_the_query_to_the_backend
         assert source != SCRAPE_SOURCE and values
         stats = ctx.provider.backend.scraper.stats  # type: ignore[attr-defined]
         assert stats.results.get("unreachable") == 1
+
+
+async def test_with_fallback_backend_a_pod_the_adapter_cannot_reach_is_the_backends_value(
+    fleet_and_prometheus: tuple[Fleet, LocalPrometheus], tmp_path: Path
+) -> None:
+    """Prometheus scrapes jetstream-1, the adapter cannot (its entry points at a closed port, as
+    a NetworkPolicy would make it): the Pods answer takes jetstream-1's value from Prometheus
+    and jetstream-0's from the pod, each marked by source; an External total, an aggregate over
+    both pods, is Prometheus' whole answer."""
+    fleet, prom = fleet_and_prometheus
+    # An earlier test restarts jetstream-1: Prometheus must hold its series again.
+    prom.wait_for("count(up == 1)", lambda s: bool(s) and s[0].value == len(PODS) + 1)
+    targets = fleet.targets_file(tmp_path / "targets.yaml")
+    entries = yaml.safe_load(targets.read_text())
+    for entry in entries:
+        if (entry["namespace"], entry["pod"]) == ("team-a", "jetstream-1"):
+            entry["url"] = f"http://127.0.0.1:{free_port()}/metrics"
+    targets.write_text(yaml.safe_dump(entries))
+    ctx = await _context(
+        prom, scrape_pods=True, scrape_targets=str(targets), scrape_fallback="backend"
+    )
+    plain = await _context(prom)
+    async with ctx, plain:
+        path = f"{C2}/namespaces/team-a/pods/*/jetstream_prefill_backlog_size"
+        trace = Trace()
+        await ctx.provider.answer(parse_path_string(path), trace=trace)
+        doc = trace_document(trace, now=time.time(), cache_ttl=0)
+        by_pod = {s["labels"]["pod"]: s for s in doc["backend"]["samples"]}
+        assert {p: s["source"] for p, s in by_pod.items()} == {
+            "jetstream-0": SCRAPE_SOURCE,
+            "jetstream-1": "prometheus",
+        }
+        assert doc["backend"]["name"] == f"{SCRAPE_SOURCE}+prometheus"
+        want, _ = await _answer(plain, path)
+        assert {p: str(s["value"]) for p, s in by_pod.items()} == {
+            p: str(float(v)) for p, v in want.items()
+        }
+        total, source = await _answer(ctx, f"{E}/namespaces/team-a/jetstream_prefill_backlog_size")
+        assert source == "prometheus" and total
 
 
 class _Redirect(http.server.BaseHTTPRequestHandler):

@@ -31,9 +31,11 @@ import pytest
 from adapter.core.cache import SingleFlightCache
 from adapter.core.provider import Answer, MetricsProvider, Trace
 from adapter.core.request import ApiRequest
+from adapter.core.sources import ScrapeFirst
 from adapter.domain.models import MetricValue, ObjectRef, QueryResult
 from adapter.hpa.explain import explain_hpa
-from adapter.scrape.source import SCRAPE_SOURCE
+from adapter.scrape.source import SCRAPE_SOURCE, PodScraper
+from sim.fake_backend import FakeBackend
 from sim.fleet import SimFleet
 from sim.prometheus import LocalPrometheus
 from tests.support.adapter_process import AdapterProcess
@@ -288,9 +290,11 @@ class _FakeKube:
 
 class _FakeProvider:
     """Answers like :class:`MetricsProvider`: a total of 12 (external), 6 per pod (pods), from
-    the pods (``--scrape-pods``), through a cache of a 5 s ``ttl``."""
+    the pods (``--scrape-pods``, its default 1 s ``--scrape-min-interval``), through a cache of
+    a 5 s ``ttl``."""
 
     cache = SingleFlightCache[tuple[str, str], QueryResult](ttl=5.0)
+    backend = ScrapeFirst(FakeBackend(), PodScraper([], cluster="c1", min_interval=1.0))
 
     async def answer(self, request: ApiRequest, *, trace: Trace | None = None) -> Answer:
         trace = trace or Trace()

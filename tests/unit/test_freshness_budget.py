@@ -17,10 +17,18 @@ def _trace(backend: str, interval: float | None = None, cache: CacheState = "mis
 
 
 def test_read_from_the_pods_a_step_waits_for_the_next_sync_only() -> None:
-    doc = freshness_budget(_trace("scrape"), [0.2, 0.4], sync_s=15, cache_ttl=5)
+    doc = freshness_budget(_trace("scrape"), [0.2, 0.4], sync_s=15, cache_ttl=5, scrape_floor_s=1.0)
     assert doc["source"] == "scrape" and doc["valueAgeSeconds"] == 0.4
     assert doc["reactionSeconds"] == {"typical": 7.5, "worst": 16.0}
     assert doc["cache"].startswith("not cached")
+
+
+def test_the_worst_case_from_the_pods_adds_the_configured_scrape_min_interval() -> None:
+    for floor in (0.5, 2.5, 5.0):
+        doc = freshness_budget(
+            _trace("scrape"), [0.2], sync_s=30, cache_ttl=5, scrape_floor_s=floor
+        )
+        assert doc["reactionSeconds"] == {"typical": 15.0, "worst": 30 + floor}
 
 
 def test_through_the_backend_the_scrape_interval_and_the_lag_add_up() -> None:

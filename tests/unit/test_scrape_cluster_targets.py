@@ -194,3 +194,16 @@ async def test_a_query_scrapes_only_the_pods_it_covers() -> None:
         assert asked == []  # another cluster's query covers none of these pods
     finally:
         await scraper.aclose()
+
+
+def test_an_unready_running_pod_is_read_as_managed_prometheus_reads_it() -> None:
+    # The HPA drops unready pods' samples for CPU only; for Pods and External metrics it uses
+    # every pod's value, and GMP scrapes every running pod. A pod still loading its model is
+    # read too (its empty queue is its real value); a pending or terminating one is not.
+    unready = pod("jetstream-0")
+    unready["status"]["conditions"] = [{"type": "Ready", "status": "False"}]
+    found = targets(
+        [unready, pod("jetstream-1", phase="Pending"), pod("jetstream-2", deleting=True)],
+        [monitoring()],
+    )
+    assert [t.pod for t in found] == ["jetstream-0"]

@@ -53,6 +53,8 @@ def test_a_missing_file_is_a_config_error(tmp_path: object) -> None:
 def test_docs_scrape_states_the_code_s_limits_and_names() -> None:
     from pathlib import Path
 
+    import yaml
+
     from adapter.scrape.exposition import DEFAULT_MAX_BYTES
     from adapter.settings.model import ScrapeSettings
 
@@ -69,5 +71,31 @@ def test_docs_scrape_states_the_code_s_limits_and_names() -> None:
         "tests/e2e/test_scrape_reaction.py",
     ):
         assert f"`{path}`" in doc and (root / path).exists(), path
-    policy = (root / "deploy/examples/scrape/networkpolicy.yaml").read_text()
-    assert "port: 9988" in policy and "port 9988" in doc
+    policies = list(
+        yaml.safe_load_all((root / "deploy/examples/scrape/networkpolicy.yaml").read_text())
+    )
+    monitors = [
+        obj
+        for path in sorted((root / "deploy/monitoring").glob("podmonitoring-*.yaml"))
+        for obj in yaml.safe_load_all(path.read_text())
+        if obj["metadata"]["name"] != "llm-metrics-adapter"
+    ]
+    assert {m["metadata"]["namespace"] for m in monitors} == {"default", "kube-system"}
+    for monitor in monitors:
+        # Each shipped PodMonitoring's pods: a policy in its namespace, selecting the same pods,
+        # lets the adapter (deploy/base's namespace and labels) reach exactly its metrics ports.
+        namespace = monitor["metadata"]["namespace"]
+        ports = {e["port"] for e in monitor["spec"]["endpoints"]}
+        (policy,) = [
+            p
+            for p in policies
+            if p["metadata"]["namespace"] == namespace
+            and p["spec"]["podSelector"] == monitor["spec"]["selector"]
+        ]
+        adapter = {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "custom-metrics"}},
+            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "llm-metrics-adapter"}},
+        }
+        (rule,) = [r for r in policy["spec"]["ingress"] if adapter in r.get("from", [])]
+        assert {p["port"] for p in rule["ports"]} == ports, namespace
+        assert all(f"port {port}" in doc for port in ports), ports
