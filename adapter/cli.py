@@ -359,15 +359,14 @@ def request_time_problems(rule: Rule, settings: Settings) -> list[str]:
 
 def scrape_source(rule: Rule) -> str:
     """Where ``rule``'s values come from with ``--scrape-pods``, and why."""
-    from adapter.promql.evaluate import unsupported_reason
+    from adapter.core.sources import scrape_source as source
 
-    if rule.backend != "promql":
-        return "backend (not a PromQL rule)"
-    text = getattr(rule, "query", None)
-    if not isinstance(text, str):
+    found = source(rule, "backend")
+    if found["from"] == "pods":
+        return "the pods"
+    if found["from"] == "per request":
         return "the pods when the rendered query is in the local evaluator's subset (per metric)"
-    reason = unsupported_reason(text)
-    return "the pods" if reason is None else f"backend ({reason})"
+    return f"backend ({found['why']})"
 
 
 @app.command("check-config", cls=_HelpCommand)

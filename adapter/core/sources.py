@@ -27,7 +27,14 @@ from adapter.rules.base import Rule
 from adapter.scrape.source import SCRAPE_SOURCE, PodScraper
 from adapter.scrape.targets import ScrapeTarget
 
-__all__ = ["POD_SOURCES", "ScrapeFirst", "find_scrape_first", "per_pod_merge", "rule_source"]
+__all__ = [
+    "POD_SOURCES",
+    "ScrapeFirst",
+    "find_scrape_first",
+    "per_pod_merge",
+    "rule_source",
+    "scrape_source",
+]
 
 POD_SOURCES = "podSources"
 """Key of a merged answer's ``raw``: each pod's source (``scrape`` or the backend's name)."""
@@ -40,26 +47,9 @@ class ScrapeFirst(DelegatingBackend):
         super().__init__(backend)
         self.scraper = scraper
 
-    def source_of(self, query: str) -> tuple[str, str | None]:
-        """``("scrape", None)`` or (the backend's name, why the pods cannot answer)."""
-        reason = self.scraper.declines(query)
-        return ("scrape", None) if reason is None else (self.backend.name, reason)
-
     def rule_source(self, rule: Rule) -> dict[str, Any]:
         """Where ``rule``'s values come from (``pods`` or the backend's name) and why."""
-        if rule.backend != "promql":
-            return {"from": rule.backend, "why": "not a PromQL rule"}
-        text = getattr(rule, "query", None)
-        if not isinstance(text, str):
-            return {
-                "from": "per request",
-                "why": "the query is rendered per request: the pods answer it when the rendered"
-                " query is in the local evaluator's subset",
-            }
-        source, reason = self.source_of(text)
-        if reason is None:
-            return {"from": "pods", "why": "the query is in the local evaluator's subset"}
-        return {"from": source, "why": reason}
+        return scrape_source(rule, self.backend.name)
 
     def answers_live(self, query: str) -> bool:
         """Queries the pods answer are read at each request (the scraper's minimum interval and
@@ -89,6 +79,24 @@ def find_scrape_first(backend: Backend) -> ScrapeFirst | None:
             return current
         current = current.backend
     return None
+
+
+def scrape_source(rule: Rule, backend: str) -> dict[str, Any]:
+    """Where ``rule``'s values come from with ``--scrape-pods`` (``pods``, the ``backend``
+    named, or ``per request`` for a query rendered per request), and why."""
+    if rule.backend != "promql":
+        return {"from": rule.backend, "why": "not a PromQL rule"}
+    text = getattr(rule, "query", None)
+    if not isinstance(text, str):
+        return {
+            "from": "per request",
+            "why": "the query is rendered per request: the pods answer it when the rendered"
+            " query is in the local evaluator's subset",
+        }
+    reason = PodScraper.declines(text)
+    if reason is None:
+        return {"from": "pods", "why": "the query is in the local evaluator's subset"}
+    return {"from": backend, "why": reason}
 
 
 def rule_source(backend: Backend, rule: Rule) -> dict[str, Any]:
