@@ -876,9 +876,9 @@ def test_a_replica_stopped_then_the_other_killed_never_makes_the_hpa_act_on_an_e
     gke: Gke,
 ) -> None:
     """Both restarts happen while the GMP Pods HPA could move either way: 3 replicas of 4, a
-    scale-down window of 0, and values that hold it exactly at 3 (mean 10 = the target). An
-    error answered as a value (a pod missing, 0, a decoy's 1000) would move it; an error answered
-    as an error leaves it where it is, and shows as a FailedGet event.
+    scale-down window of 0, and values that hold it exactly at 3 (mean 10 = the target). A
+    wrong answer served as a value (zeros, a decoy's 1000) would move it; an error answered as
+    an error leaves it where it is, and shows as a FailedGet event.
 
     FailedGet events are counted per phase. After SIGTERM there must be none: the pod leaves the
     endpoints first, and the adapter finishes what it is answering before it exits. After SIGKILL
