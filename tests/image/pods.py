@@ -153,10 +153,17 @@ def print_report(config: pytest.Config) -> None:
         f"hack/build-image.sh (make image) in this run: {REPORT.get('build_s')} s, "
         f"then again with nothing changed: {REPORT.get('cached_build_s')} s"
     )
-    gke = REPORT.get("gke") or {}
-    if gke.get("restart"):
-        lines.append(f"GKE e2e: added to the rendered pod: {gke.get('added to the rendered pod')}")
-        lines += [f"GKE e2e restart: {key}: {value}" for key, value in gke["restart"].items()]
+    for install, gke in (REPORT.get("gke") or {}).items():
+        lines.append(
+            f"GKE e2e ({install}): added to the rendered pod: {gke.get('added to the rendered pod')}"
+        )
+        lines += [
+            f"GKE e2e ({install}): {key}: {value}"
+            for key, value in gke.items()
+            if key not in ("added to the rendered pod", "restart")
+        ]
+        restart = gke.get("restart") or {}
+        lines += [f"GKE e2e ({install}) restart: {key}: {value}" for key, value in restart.items()]
     for variant in ("base", "chart"):
         run = REPORT.get(variant)
         if run:
@@ -165,6 +172,8 @@ def print_report(config: pytest.Config) -> None:
                 f"stopped in {run.get('stop_s')} s (exit {run.get('exit_code')}), "
                 f"overridden: {run.get('overridden')}"
             )
+    if "tier_s" in REPORT:
+        lines.append(f"image tier: {REPORT['tier_s']} s from the build to the last test")
     cache = Path(os.environ.get("LMA_CACHE", Path.home() / ".cache" / "llm-metrics-adapter"))
     with contextlib.suppress(OSError):
         (cache / "image" / "report.json").write_text(json.dumps(REPORT, indent=2) + "\n")

@@ -30,11 +30,14 @@ proxy and the APIServices' port is the proxy's: the one change to the rendered o
 Each pod reports a different value; decoy series with the same names exist in another namespace
 and another cluster (both in Prometheus and in Cloud Monitoring). Checked: the adapter
 authenticates to "GMP" with Google-minted tokens only; the HPA of the guide's External example
-scales the Deployment on the GMP path and reads exactly this namespace's and cluster's total; the
-guide's Pods example reads each pod's own value through Cloud Monitoring; a replica stopped with
-SIGTERM and then the other killed with SIGKILL, each restarted, never make the HPA scale on an
-error, and the HPA reads new values after them. FailedGet events are counted and reported; there
-are none outside the SIGKILL window.
+scales the Deployment from 1 to 2 on the GMP path and reads exactly this namespace's and
+cluster's total; the guide's Pods example reads each pod's own value through Cloud Monitoring;
+the seed's Pods metric under its plain PromQL name (:func:`gmp_pods_hpa`) is answered pod by pod
+through the aggregator and scales the Deployment from 2 to 3 on the GMP path. While that HPA could
+move either way (3 of 4 replicas, no scale-down window, values holding it at 3), a replica
+stopped with SIGTERM and then the other killed with SIGKILL, each restarted, never make it act on
+an error, and it scales down to 2 on the values given after them. FailedGet events are counted
+per phase and reported per install; there are none outside the SIGKILL window.
 
 Missing podman, buildah, kustomize, the control plane binaries or Prometheus: the test FAILS
 naming the fix (``make image``, ``make tools``, ``make control-plane``, ``make prometheus``).
@@ -44,6 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import shlex
 import ssl
@@ -101,8 +105,6 @@ DECOY_VALUE = 1000
 LOCATION = "us-central2-b"
 POD_VALUES = (12, 5, 7, 9, 3)
 """Prefill backlog of the 1st, 2nd, … pod the Deployment gets: each pod a different value."""
-AFTER_RESTART = (20, 4)
-"""The values the pods report after the restarts (the HPA must see them)."""
 HPA_SYNC_S = 15
 """The controller's default --horizontal-pod-autoscaler-sync-period."""
 SCRAPE = "15s"
@@ -282,8 +284,10 @@ class DistinctFleet(PodFleet):
         server.set_backlog(self._by_pod[name])
 
     def set_values(self, values: Sequence[int]) -> None:
-        """Give the current pods, in name order, ``values`` (and later pods the values after)."""
+        """Give the current pods, in name order, ``values``; a pod created later gets the value
+        after (the n-th pod mirrored ``values[n]``, cycling)."""
         with self._lock:
+            self._values = list(values)
             for name, value in zip(sorted(self._servers), values, strict=False):
                 self._by_pod[name] = value
                 self._servers[name].set_backlog(value)
@@ -344,6 +348,8 @@ class Gke:
     containers: list[str] = field(default_factory=list)
     install: str = "overlay"
     """Which of :data:`INSTALLS` this is."""
+    report: dict[str, Any] = field(default_factory=dict)
+    """What this install measured: ``pods.REPORT["gke"][install]``."""
 
     def start(self, replica: Replica) -> None:
         replica.container = f"lma-gke-{replica.name}-{uuid.uuid4().hex[:8]}"
@@ -368,17 +374,24 @@ class Gke:
             "GET", f"/apis/autoscaling/v2/namespaces/{NAMESPACE}/horizontalpodautoscalers/{name}"
         )
 
-    def failed_gets(self, name: str) -> list[str]:
-        """``reason x count: message`` of the HPA's FailedGet… events (this HPA object only)."""
+    def _failed_get_events(self, name: str) -> list[dict[str, Any]]:
         uid = self.hpa(name)["metadata"]["uid"]
         listed = self.cluster.request(
             "GET", f"/api/v1/namespaces/{NAMESPACE}/events?fieldSelector=involvedObject.uid={uid}"
         )
+        return [e for e in listed.get("items", []) if e.get("reason") in FAILED_GET]
+
+    def failed_gets(self, name: str) -> list[str]:
+        """``reason x count: message`` of the HPA's FailedGet… events (this HPA object only)."""
         return [
             f"{e['reason']} x{e.get('count') or 1}: {e.get('message')}"
-            for e in listed.get("items", [])
-            if e.get("reason") in FAILED_GET
+            for e in self._failed_get_events(name)
         ]
+
+    def failed_get_count(self, name: str) -> int:
+        """How many times the HPA failed to get a metric so far: the events' counts summed (the
+        recorder folds a repeated event into one object and counts it)."""
+        return sum(int(e.get("count") or 1) for e in self._failed_get_events(name))
 
     def replicas_now(self) -> int:
         answer = self.cluster.request(
@@ -494,6 +507,7 @@ def gke(
     with contextlib.ExitStack() as stack:
         gke = _install(stack, image, objects, work, project, cluster_name)
         gke.install = request.param
+        pods.REPORT.setdefault("gke", {})[request.param] = gke.report
         yield gke
 
 
@@ -594,7 +608,7 @@ def _install(
     apply_manifest(api, deployment_manifest(replicas=1))
     fleet.start()
     stack.callback(fleet.stop)
-    pods.REPORT["gke"] = {"added to the rendered pod": added, "replicas": {}}
+    gke.report["added to the rendered pod"] = added
     return gke
 
 
@@ -683,6 +697,16 @@ def _pods_mean(gke: Gke) -> float:
 
 EXTERNAL = "jetstream_prefill_backlog_size"
 PODS = "prometheus.googleapis.com|jetstream_prefill_backlog_size|gauge"
+GMP_PODS = "jetstream_prefill_backlog_size"
+"""The seed's Pods metric under its plain PromQL name: served from GMP (the presets' query)."""
+GMP_HPA = "jetstream-hpa-gmp"
+GMP_MAX_REPLICAS = 4
+SCALE_TO = (18, 9, 3)
+"""Values for the Pods HPA on GMP: the two pods at (18 + 9) / 2 = 13.5 against the target 10 ask
+for ceil(1.35 × 2) = 3 replicas; the third pod reports 3, and (18 + 9 + 3) / 3 = 10 holds at 3."""
+AFTER_RESTART = (8, 6, 5)
+"""The values after the restarts: (8 + 6 + 5) / 3 = 6.33 asks for ceil(0.633 × 3) = 2 replicas,
+and whichever two pods stay, their mean (7, 6.5 or 5.5) keeps 2."""
 
 
 # --------------------------------------------------------------------------- the tests
@@ -726,11 +750,15 @@ def test_the_guides_external_hpa_scales_on_this_clusters_gmp_values(gke: Gke) ->
     assert gke.failed_gets(name) == [], gke.diagnostics(name)
 
 
-def test_the_guides_pods_hpa_reads_each_pods_value_through_cloud_monitoring(gke: Gke) -> None:
+def _delete_hpa(gke: Gke, name: str) -> None:
+    """One HPA per Deployment: two on the same pods make the controller refuse both."""
     gke.cluster.request(
-        "DELETE",
-        f"/apis/autoscaling/v2/namespaces/{NAMESPACE}/horizontalpodautoscalers/jetstream-hpa",
+        "DELETE", f"/apis/autoscaling/v2/namespaces/{NAMESPACE}/horizontalpodautoscalers/{name}"
     )
+
+
+def test_the_guides_pods_hpa_reads_each_pods_value_through_cloud_monitoring(gke: Gke) -> None:
+    _delete_hpa(gke, "jetstream-hpa")
     hpa = example_hpa("hpa-pods-stackdriver-prefill-backlog.yaml")
     hpa["metadata"]["name"] = "jetstream-hpa-pods"
     _wait_scraped(gke)
@@ -746,26 +774,94 @@ def test_the_guides_pods_hpa_reads_each_pods_value_through_cloud_monitoring(gke:
     assert gke.failed_gets(name) == [], gke.diagnostics(name)
 
 
+def gmp_pods_hpa() -> Obj:
+    """The seed's Pods metric under its plain PromQL name (the Pods metric of
+    ``hpa-multiple-metrics.yaml``, target AverageValue 10), alone in an HPA of its own: its
+    External TPU-memory metric would let the larger proposal of another path decide. Changed for
+    the test: ``maxReplicas`` 4 (the seed's 2 is where the External HPA left the Deployment, so
+    the HPA could not move up), and the HPA's own scale-down stabilization window 0 (the
+    controller's flag keeps its 5-minute default): a wrong low value, or one pod's value lost,
+    would show at once as a scale-down instead of being hidden for five minutes."""
+    hpa = example_hpa("hpa-multiple-metrics.yaml")
+    (metric,) = [m for m in hpa["spec"]["metrics"] if m["type"] == "Pods"]
+    assert metric["pods"]["metric"]["name"] == GMP_PODS, metric
+    assert quantity(metric["pods"]["target"]["averageValue"]) == 10, metric
+    hpa["metadata"]["name"] = GMP_HPA
+    hpa["spec"]["metrics"] = [metric]
+    hpa["spec"]["maxReplicas"] = GMP_MAX_REPLICAS
+    hpa["spec"]["behavior"] = {"scaleDown": {"stabilizationWindowSeconds": 0}}
+    return hpa
+
+
+def _per_pod(gke: Gke) -> dict[str, float]:
+    """Pod name → value, as the HPA controller reads it: through the aggregator."""
+    path = f"/apis/custom.metrics.k8s.io/v1beta2/namespaces/{NAMESPACE}/pods/*/{GMP_PODS}"
+    items = gke.cluster.request("GET", path).get("items") or []
+    return {i["describedObject"]["name"]: quantity(i["value"]) for i in items}
+
+
+def _wait_per_pod(gke: Gke) -> dict[str, float]:
+    def probe() -> dict[str, float] | None:
+        gke.fleet.check()
+        want = {pod: float(v) for pod, v in gke.fleet.backlogs().items()}
+        seen = _per_pod(gke)
+        return seen if seen == want else None
+
+    return wait_until(
+        f"each pod's own {GMP_PODS} through the aggregator",
+        probe,
+        timeout_s=_WAIT_S,
+        interval_s=1.0,
+        details=lambda: f"served: {_per_pod(gke)}\n{gke.diagnostics()}",
+    )
+
+
+def test_the_seeds_pods_hpa_scales_on_each_pods_gmp_value(gke: Gke) -> None:
+    _delete_hpa(gke, "jetstream-hpa-pods")
+    # Each pod its own value, under its own name, and none of the decoys' (same names, another
+    # namespace or cluster, 1000 each): the answer the HPA gets, checked item by item.
+    assert sorted(_wait_per_pod(gke).values()) == sorted(map(float, POD_VALUES[:2]))
+    hpa = gmp_pods_hpa()
+    gke.fleet.set_values(SCALE_TO)
+    _wait_scraped(gke)
+    began = time.monotonic()
+    gke.apply(hpa)
+    _wait_replicas(gke, GMP_HPA, 3)
+    gke.report["gmp_pods_scale_2_to_3_s"] = round(time.monotonic() - began, 1)
+    seen = _wait_current(gke, GMP_HPA, GMP_PODS, lambda: _pods_mean(gke))
+    assert seen == sum(SCALE_TO) / 3
+    assert _wait_per_pod(gke) == {p: float(v) for p, v in gke.fleet.backlogs().items()}
+    assert gke.replicas_now() == 3, gke.diagnostics(GMP_HPA)
+    assert gke.failed_gets(GMP_HPA) == [], gke.diagnostics(GMP_HPA)
+    assert gke.proxy.records and all(r.token in gke.tokens.minted for r in gke.proxy.records)
+
+
 def _hold_while(
-    gke: Gke, hpa: str, replicas: int, value: float, action: Callable[[], None]
-) -> list[float | None]:
+    gke: Gke, hpa: str, metric: str, action: Callable[[], None]
+) -> tuple[list[float | None], int]:
     """Run ``action`` while sampling, every 0.5 s, ``spec.replicas`` and the value the HPA last
-    read; both must stay (``replicas``, ``value``) throughout and for two syncs after. The
-    values sampled (``None`` while the HPA's status shows none)."""
+    read; both must stay as they were throughout and for two syncs after. Returns the values
+    sampled (``None`` while the HPA's status shows none) and the HPA's FailedGet count one sync
+    after ``action`` (the end of the window in which ``action`` may cause one)."""
+    replicas, value = gke.replicas_now(), _current(gke, hpa).get(metric)
+    assert value is not None, gke.diagnostics(hpa)
     seen: list[tuple[int, float | None]] = []
     stop = threading.Event()
 
     def sample() -> None:
         while not stop.wait(0.5):
             with contextlib.suppress(AssertionError, OSError):
-                seen.append((gke.replicas_now(), _current(gke, hpa).get(PODS)))
+                seen.append((gke.replicas_now(), _current(gke, hpa).get(metric)))
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     try:
         action()
-        # Two more syncs after the action: a decision made on an error would show now.
-        time.sleep(2 * HPA_SYNC_S)
+        # A sync that began during the action records its event when it ends.
+        time.sleep(HPA_SYNC_S)
+        window_end = gke.failed_get_count(hpa)
+        # One more sync: a decision made on an error would show now.
+        time.sleep(HPA_SYNC_S)
     finally:
         stop.set()
         sampler.join(timeout=5)
@@ -773,15 +869,29 @@ def _hold_while(
     assert seen and not moved, f"the HPA acted on {moved} (want {replicas}, {value})\n" + (
         gke.diagnostics(hpa)
     )
-    return [v for _, v in seen]
+    return [v for _, v in seen], window_end
 
 
 def test_a_replica_stopped_then_the_other_killed_never_makes_the_hpa_act_on_an_error(
     gke: Gke,
 ) -> None:
-    name = "jetstream-hpa-pods"
+    """Both restarts happen while the GMP Pods HPA could move either way: 3 replicas of 4, a
+    scale-down window of 0, and values that hold it exactly at 3 (mean 10 = the target). A
+    wrong answer served as a value (zeros, a decoy's 1000) would move it; an error answered as
+    an error leaves it where it is, and shows as a FailedGet event.
+
+    FailedGet events are counted per phase. After SIGTERM there must be none: the pod leaves the
+    endpoints first, and the adapter finishes what it is answering before it exits. After SIGKILL
+    some may come, within one sync: the aggregator's connection to the killed pod is cut
+    mid-request, and until the readiness probe fails and the endpoint is removed (here 1 s, on a
+    node the probe's period × failureThreshold) the Service may still send a new connection to
+    the dead pod, which the aggregator answers 503 — the HPA then keeps its replicas and records
+    FailedGetPodsMetric. After that window, with the killed replica restarted, there must be none.
+    """
+    name = GMP_HPA
     first, second = gke.replicas
     report: dict[str, Any] = {}
+    assert gke.replicas_now() == 3 and _pods_mean(gke) == sum(SCALE_TO) / 3
 
     def sigterm() -> None:
         # A deleted pod leaves the Service's endpoints as it gets SIGTERM.
@@ -795,13 +905,6 @@ def test_a_replica_stopped_then_the_other_killed_never_makes_the_hpa_act_on_an_e
         report["sigterm_exit_code"] = state.get("ExitCode")
         gke.start(first)
 
-    before = len(gke.failed_gets(name))
-    mean = _pods_mean(gke)
-    assert mean == sum(POD_VALUES[:2]) / 2
-    values = _hold_while(gke, name, 2, mean, sigterm)
-    after_sigterm = gke.failed_gets(name)
-    report["failed_gets_sigterm"] = len(after_sigterm) - before
-
     def sigkill() -> None:
         began = time.monotonic()
         gke.image.podman("kill", "--signal", "KILL", second.container)
@@ -813,22 +916,35 @@ def test_a_replica_stopped_then_the_other_killed_never_makes_the_hpa_act_on_an_e
         report["sigkill_endpoint_removed_s"] = round(time.monotonic() - began, 2)
         gke.start(second)
 
-    values += _hold_while(gke, name, 2, mean, sigkill)
-    after_sigkill = gke.failed_gets(name)
-    report["failed_gets_sigkill"] = len(after_sigkill) - len(after_sigterm)
-    report["failed_get_events"] = after_sigkill
+    counts = {"before": gke.failed_get_count(name)}
+    values, _ = _hold_while(gke, name, GMP_PODS, sigterm)
+    counts["sigterm"] = gke.failed_get_count(name)
+    more, counts["sigkill_window"] = _hold_while(gke, name, GMP_PODS, sigkill)
+    values += more
+    counts["after_sigkill_window"] = gke.failed_get_count(name)
+
+    # Survived, and able to move: new values are read after both restarts, from both replicas'
+    # answers, and the HPA scales down on them.
+    gke.fleet.set_values(AFTER_RESTART)
+    _wait_replicas(gke, name, 2)
+    _wait_current(gke, name, GMP_PODS, lambda: _pods_mean(gke))
+    counts["after_restarts"] = gke.failed_get_count(name)
+
+    phases = list(counts)
+    report["failed_gets_per_phase"] = {
+        phase: counts[phase] - counts[previous] for previous, phase in itertools.pairwise(phases)
+    }
+    report["failed_get_events"] = gke.failed_gets(name)
     report["hpa_status_samples_without_a_value"] = values.count(None)
     report["hpa_status_samples"] = len(values)
     report["ready_s_per_start"] = {r.name: r.starts for r in gke.replicas}
     report["connections_routed"] = dict(gke.service.routed)
-    pods.REPORT["gke"]["restart"] = report
+    gke.report["restart"] = report
 
-    # Survived: new values are read after both restarts, from both replicas' answers.
-    gke.fleet.set_values(AFTER_RESTART)
-    _wait_current(gke, name, PODS, lambda: _pods_mean(gke))
     assert report["sigterm_exit_code"] == 0, gke.diagnostics(name)
     assert report["sigterm_stop_s"] < _STOP_BOUND_S, report
-    assert report["failed_gets_sigterm"] == 0, after_sigterm
+    outside = {p: n for p, n in report["failed_gets_per_phase"].items() if p != "sigkill_window"}
+    assert counts["before"] == 0 and not any(outside.values()), (report, gke.diagnostics(name))
     assert sorted(gke.service.ready()) == sorted(r.name for r in gke.replicas)
 
 
