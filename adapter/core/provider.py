@@ -27,11 +27,11 @@ from adapter.core.translate import (
     samples_to_external,
 )
 from adapter.domain.errors import (
-    AdapterError,
     BackendError,
     BackendUnavailableError,
     ForbiddenError,
     NotFoundError,
+    ObjectsUnavailableError,
     QueryError,
 )
 from adapter.domain.models import (
@@ -60,13 +60,6 @@ def series_stamps(result: QueryResult) -> Iterator[tuple[Hashable, float]]:
     them when the next sample is due: :class:`adapter.core.cache.SingleFlightCache`)."""
     for sample in result.samples:
         yield frozenset(sample.labels.items()), sample.timestamp
-
-
-class ObjectsUnavailableError(AdapterError):
-    """An object source that cannot tell which objects exist yet: 503, retry."""
-
-    code = 503
-    reason = "ServiceUnavailable"
 
 
 class ObjectSource(Protocol):

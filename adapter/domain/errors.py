@@ -10,6 +10,7 @@
     ├── ConfigError                        (rules file or settings; never reaches a client)
     │   └── RuleError                      (names the file, the rule and the field)
     ├── QueryError                         (PromQL that cannot be parsed or scoped safely)
+    ├── ObjectsUnavailableError       503 ServiceUnavailable (which objects exist is not known yet)
     └── BackendError                  503 ServiceUnavailable / 504 Timeout
         ├── BackendUnavailableError        (connection refused, DNS, TLS, 5xx, 429 after retries)
         ├── BackendTimeoutError       504  (deadline exceeded)
@@ -32,6 +33,7 @@ __all__ = [
     "ConfigError",
     "ForbiddenError",
     "NotFoundError",
+    "ObjectsUnavailableError",
     "QueryError",
     "RuleError",
     "UnauthorizedError",
@@ -98,6 +100,15 @@ class RuleError(ConfigError):
 
 class QueryError(AdapterError):
     """A PromQL expression could not be parsed, rendered or scoped safely."""
+
+
+class ObjectsUnavailableError(AdapterError):
+    """Which objects exist is not known yet (the object source's first list is not in): answering
+    without them would ignore the request's ``labelSelector``, so the request fails and the
+    client retries."""
+
+    code = 503
+    reason = "ServiceUnavailable"
 
 
 class BackendError(AdapterError):

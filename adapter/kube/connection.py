@@ -20,7 +20,7 @@ from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import MaxRetryError
 
-from adapter.domain.errors import AdapterError, ConfigError, NotFoundError
+from adapter.domain.errors import AdapterError, ConfigError, NotFoundError, ObjectsUnavailableError
 
 __all__ = [
     "Connection",
@@ -37,13 +37,10 @@ class KubernetesError(AdapterError):
     """The Kubernetes API did not answer, or answered an error. Never carries request bodies."""
 
 
-class KubernetesUnavailableError(KubernetesError):
+class KubernetesUnavailableError(KubernetesError, ObjectsUnavailableError):
     """What the adapter needs from the Kubernetes API is not in yet (the first list of a resource
     has not answered, or failed and is being retried): a 503 the client may retry, never an
     answer that would ignore the request's ``labelSelector``."""
-
-    code = 503
-    reason = "ServiceUnavailable"
 
 
 class KubernetesForbiddenError(KubernetesError):
