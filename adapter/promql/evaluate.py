@@ -52,7 +52,7 @@ from adapter.promql import functions as fn
 from adapter.promql import ieee
 from adapter.promql.injection import check_type, parse
 from adapter.promql.lexer import tokenize
-from adapter.promql.re2 import UnsupportedRegex, compile_anchored
+from adapter.promql.re2 import UnsupportedRegex, compile_anchored, label_test
 from adapter.promql.window import NAME, LabelSet, SampleWindow, Series
 
 __all__ = [
@@ -180,19 +180,12 @@ _MATCH_OPS: Final[tuple[tuple[object, str], ...]] = (
 
 def _matcher(name: str, op_obj: object, value: str, sem: Semantics) -> Callable[[str], bool]:
     op = next((text for member, text in _MATCH_OPS if op_obj == member), None)
-    if op == "=":
-        return lambda v: v == value
-    if op == "!=":
-        return lambda v: v != value
-    if op in ("=~", "!~"):
-        try:
-            regex = compile_anchored(value, dot_all=sem.dot_matches_newline)
-        except UnsupportedRegex as exc:
-            raise UnsupportedQueryError(f"regex {value!r} on label {name}: {exc}") from None
-        if op == "=~":
-            return lambda v: regex.fullmatch(v) is not None
-        return lambda v: regex.fullmatch(v) is None
-    raise UnsupportedQueryError(f"matcher operator {op_obj}")
+    if op is None:
+        raise UnsupportedQueryError(f"matcher operator {op_obj}")
+    try:
+        return label_test(op, value, dot_all=sem.dot_matches_newline)
+    except UnsupportedRegex as exc:
+        raise UnsupportedQueryError(f"regex {value!r} on label {name}: {exc}") from None
 
 
 class _Selector:

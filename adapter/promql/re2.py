@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 from typing import Final
 
-__all__ = ["UnsupportedRegex", "compile_anchored"]
+__all__ = ["UnsupportedRegex", "compile_anchored", "label_test"]
 
 _MAX_REPEAT: Final = 1000  # RE2 refuses larger counts
 _REPEAT: Final = re.compile(r"\{([0-9]+)(,([0-9]*))?\}")
@@ -213,3 +214,19 @@ def compile_anchored(pattern: str, *, dot_all: bool = False) -> re.Pattern[str]:
         return re.compile(f"(?:{text})", flags)
     except re.error as exc:
         raise UnsupportedRegex(f"invalid regular expression: {exc}") from None
+
+
+def label_test(op: str, value: str, *, dot_all: bool = False) -> Callable[[str], bool]:
+    """A label matcher (``=``, ``!=``, ``=~``, ``!~`` against ``value``) as a test of a label's
+    value, regexes anchored as Prometheus anchors them. Raises :class:`UnsupportedRegex` for a
+    pattern :func:`compile_anchored` refuses, :class:`ValueError` for another operator."""
+    if op == "=":
+        return lambda v: v == value
+    if op == "!=":
+        return lambda v: v != value
+    if op not in ("=~", "!~"):
+        raise ValueError(f"matcher operator {op!r}")
+    regex = compile_anchored(value, dot_all=dot_all)
+    if op == "=~":
+        return lambda v: regex.fullmatch(v) is not None
+    return lambda v: regex.fullmatch(v) is None

@@ -35,7 +35,7 @@ from adapter.domain.errors import BackendResponseError, QueryError
 from adapter.domain.models import Matcher, QueryResult
 from adapter.promql.evaluate import evaluate, required_history, unsupported_reason
 from adapter.promql.injection import selectors
-from adapter.promql.re2 import UnsupportedRegex, compile_anchored
+from adapter.promql.re2 import UnsupportedRegex, label_test
 from adapter.promql.window import SampleWindow
 from adapter.scrape.exposition import DEFAULT_MAX_BYTES, ExpositionError, parse_exposition
 from adapter.scrape.targets import ScrapeTarget
@@ -217,17 +217,10 @@ def _with_target(labels: dict[str, str], own: dict[str, str]) -> dict[str, str]:
 
 
 def _accepts(matcher: Matcher) -> Callable[[str], bool]:
-    if matcher.op in ("=", "!="):
-        return (
-            (lambda v: v == matcher.value) if matcher.op == "=" else (lambda v: v != matcher.value)
-        )
     try:
-        regex = compile_anchored(matcher.value)
+        return label_test(matcher.op, matcher.value)
     except UnsupportedRegex:
         return lambda _: True  # cannot tell here: scrape it, the evaluator decides
-    if matcher.op == "=~":
-        return lambda v: regex.fullmatch(v) is not None
-    return lambda v: regex.fullmatch(v) is None
 
 
 @functools.lru_cache(maxsize=1024)
