@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -73,6 +73,8 @@ class ScrapeView(Protocol):
     def watch_monitorings(self) -> None: ...
 
     def scrape_view(self) -> tuple[Sequence[PodInfo], Sequence[Monitoring]]: ...
+
+    def scrape_generation(self) -> Hashable | None: ...
 
 
 class ReloadState(Protocol):
@@ -183,7 +185,19 @@ def _scrape_targets(
         )
     view.watch_monitorings()
     cluster = view
-    return lambda: pod_targets(*cluster.scrape_view())
+    last: list[tuple[Hashable, tuple[ScrapeTarget, ...]]] = []
+
+    def targets() -> tuple[ScrapeTarget, ...]:
+        """The targets, computed again only when a pod or a monitoring object changed."""
+        generation = cluster.scrape_generation()
+        if generation is None or not last or last[0][0] != generation:
+            found = pod_targets(*cluster.scrape_view())
+            if generation is None:
+                return found
+            last[:] = [(generation, found)]
+        return last[0][1]
+
+    return targets
 
 
 def _scrape_first(

@@ -239,6 +239,14 @@ class ObjectCache:
         ]
         return pods, monitorings
 
+    def scrape_generation(self) -> Hashable | None:
+        """Changes whenever :meth:`scrape_view` may answer otherwise (a list or an event of the
+        pods or of a monitoring resource); ``None`` while the pods' first list is not in."""
+        pods = self.generation(GroupResource("pods"), None)
+        if pods is None:
+            return None
+        return (pods, *(self.generation(r, None) for r in MONITORING_RESOURCES))
+
     def _watch(self, resource: GroupResource, list_fn: Callable[..., Any]) -> None:
         store = self._stores[resource]
         ListWatch(

@@ -207,3 +207,49 @@ def test_an_unready_running_pod_is_read_as_managed_prometheus_reads_it() -> None
         [monitoring()],
     )
     assert [t.pod for t in found] == ["jetstream-0"]
+
+
+class _View:
+    """A cluster view (the object cache's side the scrape path reads) that counts its reads."""
+
+    def __init__(self, pods: list[dict[str, Any]]) -> None:
+        self.pods = [pod_from(p) for p in pods]
+        self.generation: int | None = None
+        self.reads = 0
+
+    def watch_monitorings(self) -> None:
+        pass
+
+    def scrape_view(self) -> tuple[list[Any], list[Any]]:
+        self.reads += 1
+        return list(self.pods), []
+
+    def scrape_generation(self) -> int | None:
+        return self.generation
+
+    async def names(self, *args: object) -> tuple[str, ...] | None:  # the ObjectSource side
+        return None
+
+
+def test_cluster_targets_are_computed_again_only_when_the_pods_or_monitorings_change() -> None:
+    from adapter.app.context import _scrape_targets
+    from adapter.settings import Settings
+
+    annotated = {"prometheus.io/scrape": "true", "prometheus.io/port": "9100"}
+    view = _View([pod("a", annotations=annotated)])
+    targets = _scrape_targets(Settings(), view)  # type: ignore[arg-type]
+    assert callable(targets)
+
+    # Before the pods' first list (no generation) every call reads the view.
+    assert [t.pod for t in targets()] == ["a"]
+    assert [t.pod for t in targets()] == ["a"]
+    assert view.reads == 2
+
+    view.generation = 1
+    first = targets()
+    assert targets() is first and view.reads == 3  # unchanged: the same targets, no new read
+
+    view.pods.append(pod_from(pod("b", ip="10.1.0.6", annotations=annotated)))
+    assert [t.pod for t in targets()] == ["a"]  # the generation says nothing changed yet
+    view.generation = 2
+    assert [t.pod for t in targets()] == ["a", "b"] and view.reads == 4
