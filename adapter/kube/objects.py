@@ -77,6 +77,21 @@ class _Store:
     """``objects`` by namespace: a request reads one namespace, not the whole cluster."""
 
 
+_WARNED: set[tuple[str, str]] = set()
+_WARNED_MAX = 1024
+
+
+def _warn_once(warning: tuple[str, str]) -> None:
+    """Log ``warning`` (format, argument) the first time it is seen: a monitoring object the
+    scrape path cannot use is read again at every relist and event, and says the same each time."""
+    if warning in _WARNED:
+        return
+    if len(_WARNED) >= _WARNED_MAX:
+        _WARNED.clear()
+    _WARNED.add(warning)
+    log.warning(*warning)
+
+
 def _to_object(resource: GroupResource, obj: Mapping[str, Any]) -> tuple[tuple[str, str], _Object]:
     meta = obj.get("metadata") or {}
     key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
@@ -92,7 +107,7 @@ def _to_object(resource: GroupResource, obj: Mapping[str, Any]) -> tuple[tuple[s
         try:
             detail = monitoring_from(obj, namespaced=resource.resource == "podmonitorings")
         except ConfigError as exc:
-            log.warning("not scraping for %s", exc.message)
+            _warn_once(("not scraping for %s", exc.message))
     return key, _Object(labels=labels, active=active, detail=detail)
 
 

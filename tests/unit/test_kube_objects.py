@@ -105,3 +105,23 @@ async def test_a_first_list_that_does_not_come_fails_the_request_with_503() -> N
                 assert 0.3 <= time.monotonic() - started < 5
         finally:
             cache.stop()
+
+
+def test_a_monitoring_the_scrape_path_cannot_use_is_warned_about_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Every relist and event reads the monitoring objects again: an unusable one is logged the
+    first time, not at each reading."""
+    from adapter.domain.pods import MONITORING_RESOURCES
+    from adapter.kube.objects import _to_object
+
+    bad = {
+        "metadata": {"name": "m", "namespace": "ns", "labels": {}},
+        "spec": {"selector": {}, "endpoints": [{"port": "m", "scheme": "file"}]},
+    }
+    resource = next(r for r in MONITORING_RESOURCES if r.resource == "podmonitorings")
+    with caplog.at_level("WARNING", logger="adapter"):
+        for _ in range(3):
+            _to_object(resource, bad)
+    warned = [r for r in caplog.records if "PodMonitoring ns/m" in r.getMessage()]
+    assert len(warned) == 1, [r.getMessage() for r in caplog.records]
