@@ -12,8 +12,11 @@ With ``--scrape-fallback backend``, a query whose covered pods did not all answe
 backend too. When the answer is per pod — every series of both answers names, in its ``pod``
 label, exactly one pod the query covers — the failed pods' values are the backend's and the
 others' the pods' (:func:`per_pod_merge`; ``backend`` is ``scrape+<backend>`` and ``raw`` says
-each pod's source). Otherwise (an aggregate over pods, the TPU exporter's per-chip series) one
-failed pod changes every value, so the backend's whole answer is served.
+each pod's source) — provided each value is computed from its own pod's series alone
+(:func:`adapter.promql.evaluate.keeps_apart`: no aggregation, matching or function that crosses
+pods). Otherwise (an aggregate over pods, a pod's share of its namespace's total, the TPU
+exporter's per-chip series) one failed pod can change every value, so the backend's whole answer
+is served.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 
 from adapter.backends.base import Backend, DelegatingBackend
 from adapter.domain.models import QueryResult, Sample
+from adapter.promql.evaluate import keeps_apart
 from adapter.rules.base import Rule
 from adapter.scrape.source import SCRAPE_SOURCE, PodScraper
 from adapter.scrape.targets import ScrapeTarget
@@ -63,6 +67,8 @@ class ScrapeFirst(DelegatingBackend):
         if not failed or self.scraper.on_failure == "omit":
             return scraped
         fallback = await self.backend.query(query, timeout=timeout)
+        if not keeps_apart(query, "pod"):  # one pod's value may depend on another's
+            return fallback
         merged = per_pod_merge(scraped, fallback, failed, self.scraper.covered(query))
         return fallback if merged is None else merged
 

@@ -66,6 +66,7 @@ __all__ = [
     "UnsupportedQueryError",
     "compile_query",
     "evaluate",
+    "keeps_apart",
     "required_history",
     "unsupported_reason",
 ]
@@ -1018,3 +1019,57 @@ def required_history(queries: Sequence[str], semantics: Semantics = PROMETHEUS_2
         except QueryError:
             continue
     return longest
+
+
+_CROSSING_FUNCTIONS: Final = frozenset({"scalar", "label_replace", "label_join"})
+"""Functions whose result for one series can come from another's: ``scalar`` of an aggregate,
+and the label rewrites (a series can take another's ``pod``)."""
+
+
+@functools.lru_cache(maxsize=1024)
+def keeps_apart(query: str, label: str) -> bool:
+    """Whether each value of ``query`` is computed only from series with the same ``label``
+    value (``pod``): every aggregation keeps ``label`` in its groups, every vector matching
+    matches on it, and no function can move a value between series. ``False`` when unsure,
+    for invalid PromQL too. The pod-scrape path may then mix pods read from two sources."""
+    try:
+        tokenize(query)
+        expr = parse(query)
+    except QueryError:
+        return False
+    return _keeps_apart(expr, label, 0)
+
+
+def _keeps_apart(node: object, label: str, depth: int) -> bool:
+    if depth > MAX_NESTING:
+        return False
+    d = depth + 1
+    if isinstance(node, (promql_parser.NumberLiteral, promql_parser.StringLiteral)):
+        return True
+    if isinstance(node, (promql_parser.VectorSelector, promql_parser.MatrixSelector)):
+        return True
+    if isinstance(node, (promql_parser.ParenExpr, promql_parser.UnaryExpr)):
+        return _keeps_apart(node.expr, label, d)
+    if isinstance(node, promql_parser.AggregateExpr):
+        modifier = node.modifier
+        if modifier is None:
+            return False
+        without = modifier.type == promql_parser.AggModifierType.Without
+        if (label in modifier.labels) == without:
+            return False
+        return _keeps_apart(node.expr, label, d) and (
+            node.param is None or _keeps_apart(node.param, label, d)
+        )
+    if isinstance(node, promql_parser.BinaryExpr):
+        binary = node.modifier
+        matching = binary.matching if binary is not None else None
+        if matching is not None:
+            on = matching.type == promql_parser.LabelModifierType.Include
+            if (label in matching.labels) != on:
+                return False
+        return _keeps_apart(node.lhs, label, d) and _keeps_apart(node.rhs, label, d)
+    if isinstance(node, promql_parser.Call):
+        if node.func.name in _CROSSING_FUNCTIONS:
+            return False
+        return all(_keeps_apart(arg, label, d) for arg in node.args)
+    return False

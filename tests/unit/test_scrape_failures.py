@@ -107,6 +107,52 @@ async def test_an_aggregate_falls_back_to_the_backend_whole() -> None:
     await source.aclose()
 
 
+async def test_a_per_pod_answer_that_depends_on_other_pods_falls_back_to_the_backend_whole() -> (
+    None
+):
+    """Per pod in its labels, but each pod is kept only while its namespace's total is over
+    100: without the failed pod the pods that answered would be judged on a smaller total, so
+    nothing is mixed (mixed, this would answer p1 alone)."""
+    by_namespace = TOTAL.replace("sum(", "sum by (namespace) (")
+    per_pod = PER_POD.replace("by (pod)", "by (namespace, pod)")
+    busy = f"{per_pod} and on (namespace) ({by_namespace} > 100)"
+    backend = _backend()
+    source = ScrapeFirst(backend, _scraper(FAILURES["timeout"], "backend"))
+    assert source.scraper.declines(busy) is None  # the pods could answer it
+    answer = await source.query(busy, timeout=1)
+    assert answer.backend == "prometheus"
+    assert _values(answer.samples) == {"p0": 50.0, "p1": 99.0}
+    await source.aclose()
+
+
+@pytest.mark.parametrize(
+    ("query", "apart"),
+    [
+        (PER_POD, True),
+        (f"avg by (pod, id) ({METRIC})", True),
+        (f"sum without (container) ({METRIC})", True),
+        (f"{METRIC} / on (pod) {METRIC}", True),
+        (f"{METRIC} * 2 + 1", True),
+        ("histogram_quantile(0.9, sum by (pod, le) (rate(b[1m])))", True),
+        (TOTAL, False),
+        (f"sum without (pod) ({METRIC})", False),
+        (f"{METRIC} / ignoring (pod) group_left sum by (namespace) ({METRIC})", False),
+        (f"{METRIC} and on (namespace) {METRIC} > 3", False),
+        (f"{METRIC} > scalar(sum({METRIC}))", False),
+        (f'label_replace({METRIC}, "pod", "p1", "pod", "p0")', False),
+        (f"topk(1, {METRIC})", False),
+        ("histogram_quantile(0.9, sum by (le) (rate(b[1m])))", False),
+        ("sum by (pod) (", False),
+    ],
+)
+def test_keeps_apart_says_whether_each_value_comes_from_its_own_pod(
+    query: str, apart: bool
+) -> None:
+    from adapter.promql.evaluate import keeps_apart
+
+    assert keeps_apart(query, "pod") is apart
+
+
 async def test_omit_serves_the_pods_that_answered_and_asks_the_backend_nothing() -> None:
     backend = _backend()
     source = ScrapeFirst(backend, _scraper(FAILURES["unreachable"], "omit"))
