@@ -10,14 +10,13 @@ when its authorizer errs; never allowed.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from adapter.api.status import status_body
+from adapter.api.status import send_status
 from adapter.auth.attributes import denial_message, request_attributes
 from adapter.auth.authn import Authenticator, strip_identity_headers
 from adapter.auth.authz import Authorizer
@@ -36,21 +35,6 @@ def client_cert_chain(scope: Scope) -> list[str] | None:
     tls = (scope.get("extensions") or {}).get("tls") or {}
     chain = tls.get("client_cert_chain")
     return list(chain) if chain else None
-
-
-async def _send_status(send: Send, code: int, message: str, reason: str) -> None:
-    body = json.dumps(status_body(code, message, reason)).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": code,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
 
 
 class AuthMiddleware:
@@ -91,7 +75,7 @@ class AuthMiddleware:
         except UnauthorizedError as exc:
             log.debug("unauthenticated request to %s: %s", path, exc.message)
             self._decided("unauthenticated", "none")
-            await _send_status(send, 401, exc.message, "Unauthorized")
+            await send_status(send, 401, exc.message, "Unauthorized")
             return
         clean.setdefault("state", {})
         clean["state"] = {**clean["state"], "user": user}
@@ -107,7 +91,7 @@ class AuthMiddleware:
                 exc.message,
             )
             self._decided("error", user.method)
-            await _send_status(
+            await send_status(
                 send,
                 500,
                 f"authorization failed: the Kubernetes API did not answer the "
@@ -118,7 +102,7 @@ class AuthMiddleware:
         if not decision.allowed:
             log.info("forbidden: %r %s", user.name, attributes.describe())
             self._decided("denied", user.method)
-            await _send_status(
+            await send_status(
                 send, 403, denial_message(user.name, attributes, decision.reason), "Forbidden"
             )
             return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
 
@@ -11,11 +12,13 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Send
 
 from adapter.api.deps import json_response
+from adapter.core.translate import encode_json
 from adapter.domain.errors import AdapterError
 
-__all__ = ["install_error_handlers", "status_body"]
+__all__ = ["install_error_handlers", "send_status", "status_body"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +46,30 @@ def status_body(code: int, message: str, reason: str | None = None) -> dict[str,
         "reason": reason or _reason(code),
         "code": code,
     }
+
+
+async def send_status(
+    send: Send,
+    code: int,
+    message: str,
+    reason: str | None = None,
+    *,
+    headers: Sequence[tuple[bytes, bytes]] = (),
+) -> None:
+    """Send a ``metav1.Status`` response from ASGI middleware (outside the routes' handlers)."""
+    body = encode_json(status_body(code, message, reason))
+    await send(
+        {
+            "type": "http.response.start",
+            "status": code,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 def _status(code: int, message: str, reason: str | None = None) -> Response:

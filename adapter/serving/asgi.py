@@ -24,9 +24,10 @@ from adapter.api import ui as ui_api
 from adapter.api.access_log import AccessLog, UserProbe
 from adapter.api.deps import AdapterApp
 from adapter.api.fastpath import CachedResponses
+from adapter.api.inflight import InflightLimit
 from adapter.api.status import install_error_handlers
 from adapter.app.context import AppContext, build_context
-from adapter.domain.errors import BackendError
+from adapter.domain.errors import BackendError, ConfigError
 from adapter.observability.telemetry import Telemetry
 from adapter.serving.reload import RulesWatcher
 
@@ -139,5 +140,11 @@ def create_app(
     app.add_middleware(UserProbe)
     for item in reversed(middleware):
         app.add_middleware(item.cls, *item.args, **item.kwargs)
+    # Outside authentication, inside the access log: a refusal costs no review and is counted.
+    limit = ctx.settings.serving.max_requests_inflight
+    if limit < 0:
+        raise ConfigError(f"--max-requests-inflight must be 0 (no limit) or more, not {limit}")
+    if limit:
+        app.add_middleware(InflightLimit, limit=limit)
     app.add_middleware(AccessLog, observers=[_instrument(ctx.telemetry)])
     return app

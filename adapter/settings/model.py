@@ -256,6 +256,12 @@ class ServingSettings:
     shutdown_timeout: float = setting(
         10.0, "Seconds in-flight requests may take to finish after SIGTERM."
     )
+    max_requests_inflight: int = setting(
+        400,
+        "Requests served at once; more are answered 429 TooManyRequests with Retry-After: 1,"
+        " as kube-apiserver's --max-requests-inflight (0: no limit; probes and /metrics are"
+        " never refused).",
+    )
 
 
 @dataclass(frozen=True, slots=True)
