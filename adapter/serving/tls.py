@@ -19,7 +19,7 @@ def self_signed(hosts: Sequence[str], *, days: int = 365) -> tuple[bytes, bytes]
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0] if hosts else "localhost")])
     sans: list[x509.GeneralName] = []
-    for host in hosts:
+    for host in hosts or ["localhost"]:  # a SAN extension may not be empty
         try:
             sans.append(x509.IPAddress(ipaddress.ip_address(host)))
         except ValueError:

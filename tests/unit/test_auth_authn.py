@@ -18,6 +18,7 @@ from adapter.auth.authn import (
 from adapter.auth.config import AuthConfig, AuthConfigHolder
 from adapter.auth.user import AUTHENTICATED_GROUP, UserInfo
 from adapter.domain.errors import AdapterError, UnauthorizedError
+from tests.support.certs import client_cert
 
 SECRET = "s3cr3t-token-value"
 
@@ -47,7 +48,7 @@ class PKI:
 
     @staticmethod
     def chain(ca: trustme.CA, cn: str, org: str | None = None) -> list[str]:
-        leaf = ca.issue_cert(common_name=cn, organization_name=org)
+        leaf = client_cert(ca, cn, organization_name=org)
         return [leaf.cert_chain_pems[0].bytes().decode()]
 
 

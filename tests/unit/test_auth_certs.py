@@ -19,6 +19,7 @@ from adapter.auth.certs import (
     usable_as_client,
 )
 from adapter.domain.errors import ConfigError
+from tests.support.certs import client_cert
 
 NOW = datetime.datetime.now(datetime.UTC)
 
@@ -30,7 +31,7 @@ def _leaf(
     not_before: datetime.datetime | None = None,
     not_after: datetime.datetime | None = None,
 ) -> x509.Certificate:
-    issued = ca.issue_cert(common_name=cn, not_before=not_before, not_after=not_after)
+    issued = client_cert(ca, cn, not_before=not_before, not_after=not_after)
     pem = issued.cert_chain_pems[0].bytes().decode()
     cert = leaf_from_pem(pem)
     assert cert is not None

@@ -16,6 +16,7 @@ from adapter.auth.authz import Authorizer, Decision
 from adapter.auth.config import AuthConfig, AuthConfigHolder
 from adapter.auth.user import UserInfo
 from adapter.domain.errors import AdapterError
+from tests.support.certs import client_cert
 
 PODS_PATH = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/ns/pods/*/m"
 
@@ -70,7 +71,7 @@ class Setup:
         )
 
     def proxy_chain(self) -> list[str]:
-        leaf = self.proxy_ca.issue_cert(common_name="front-proxy-client")
+        leaf = client_cert(self.proxy_ca, "front-proxy-client")
         return [leaf.cert_chain_pems[0].bytes().decode()]
 
     async def request(

@@ -18,6 +18,7 @@ import trustme
 from cryptography import x509
 
 from adapter.serving.server import ServingTLS, bound_port, build_server, serve
+from tests.support.certs import client_cert
 
 _START_TIMEOUT_S = 10.0
 
@@ -127,7 +128,7 @@ def pki(tmp_path: Path) -> Pki:
 
 async def test_the_app_sees_the_client_certificate_or_none(pki: Pki) -> None:
     tls = ServingTLS(pki.cert_file, pki.key_file, client_ca_pem=pki.client_ca.cert_pem.bytes())
-    client_leaf = pki.client_ca.issue_cert(common_name="alice")
+    client_leaf = client_cert(pki.client_ca, "alice")
     async with running(tls) as server:
         port = bound_port(server)
         with_cert = await _get(port, pki.client_context(client_leaf))
@@ -141,7 +142,7 @@ async def test_the_app_sees_the_client_certificate_or_none(pki: Pki) -> None:
 
 async def test_a_certificate_from_an_untrusted_ca_is_refused(pki: Pki) -> None:
     tls = ServingTLS(pki.cert_file, pki.key_file, client_ca_pem=pki.client_ca.cert_pem.bytes())
-    stranger = trustme.CA().issue_cert(common_name="mallory")
+    stranger = client_cert(trustme.CA(), "mallory")
     async with running(tls) as server:
         with pytest.raises((httpx.HTTPError, ssl.SSLError, ConnectionError)):
             await _get(bound_port(server), pki.client_context(stranger))
@@ -150,7 +151,7 @@ async def test_a_certificate_from_an_untrusted_ca_is_refused(pki: Pki) -> None:
 async def test_a_rotated_client_ca_is_trusted_on_the_live_server(pki: Pki) -> None:
     tls = ServingTLS(pki.cert_file, pki.key_file, client_ca_pem=pki.client_ca.cert_pem.bytes())
     rotated = trustme.CA()
-    leaf = rotated.issue_cert(common_name="bob")
+    leaf = client_cert(rotated, "bob")
     async with running(tls) as server:
         port = bound_port(server)
         with pytest.raises((httpx.HTTPError, ssl.SSLError, ConnectionError)):
@@ -236,3 +237,14 @@ def test_missing_files_are_config_errors(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="serving certificate"):
         ServingTLS(tmp_path / "nope.crt", tmp_path / "nope.key")
+
+
+def test_a_self_signed_certificate_without_hosts_names_localhost() -> None:
+    """A SAN extension may not be empty (cryptography 51 refuses one): no hosts is localhost."""
+    from cryptography import x509
+
+    from adapter.serving.tls import self_signed
+
+    cert = x509.load_pem_x509_certificate(self_signed([])[0])
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sans.get_values_for_type(x509.DNSName) == ["localhost"]
