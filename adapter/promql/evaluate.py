@@ -1021,16 +1021,16 @@ def required_history(queries: Sequence[str], semantics: Semantics = PROMETHEUS_2
     return longest
 
 
-_CROSSING_FUNCTIONS: Final = frozenset({"scalar", "label_replace", "label_join"})
-"""Functions whose result for one series can come from another's: ``scalar`` of an aggregate,
-and the label rewrites (a series can take another's ``pod``)."""
+_LABEL_REWRITES: Final = frozenset({"label_replace", "label_join"})
+"""Functions that set a label (their second argument): a series that sets ``pod`` can take
+another pod's name; one that sets another label stays its own pod's."""
 
 
 @functools.lru_cache(maxsize=1024)
 def keeps_apart(query: str, label: str) -> bool:
     """Whether each value of ``query`` is computed only from series with the same ``label``
     value (``pod``): every aggregation keeps ``label`` in its groups, every vector matching
-    matches on it, and no function can move a value between series. ``False`` when unsure,
+    matches on it, no ``scalar()`` and no label rewrite that sets ``label``. ``False`` when unsure,
     for invalid PromQL too. The pod-scrape path may then mix pods read from two sources."""
     try:
         tokenize(query)
@@ -1069,7 +1069,12 @@ def _keeps_apart(node: object, label: str, depth: int) -> bool:
                 return False
         return _keeps_apart(node.lhs, label, d) and _keeps_apart(node.rhs, label, d)
     if isinstance(node, promql_parser.Call):
-        if node.func.name in _CROSSING_FUNCTIONS:
+        name = node.func.name
+        if name == "scalar":  # a scalar stands for every series alike
             return False
+        if name in _LABEL_REWRITES:
+            target = node.args[1] if len(node.args) > 1 else None
+            if not isinstance(target, promql_parser.StringLiteral) or target.val == label:
+                return False
         return all(_keeps_apart(arg, label, d) for arg in node.args)
     return False

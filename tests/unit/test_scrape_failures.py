@@ -140,6 +140,7 @@ async def test_a_per_pod_answer_that_depends_on_other_pods_falls_back_to_the_bac
         (f"{METRIC} and on (namespace) {METRIC} > 3", False),
         (f"{METRIC} > scalar(sum({METRIC}))", False),
         (f'label_replace({METRIC}, "pod", "p1", "pod", "p0")', False),
+        (f'label_replace({METRIC}, "part", "value", "", "")', True),  # the freshness companion's
         (f"topk(1, {METRIC})", False),
         ("histogram_quantile(0.9, sum by (le) (rate(b[1m])))", False),
         ("sum by (pod) (", False),
