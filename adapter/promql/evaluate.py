@@ -1051,30 +1051,42 @@ def _keeps_apart(node: object, label: str, depth: int) -> bool:
     if isinstance(node, (promql_parser.ParenExpr, promql_parser.UnaryExpr)):
         return _keeps_apart(node.expr, label, d)
     if isinstance(node, promql_parser.AggregateExpr):
-        modifier = node.modifier
-        if modifier is None:
-            return False
-        without = modifier.type == promql_parser.AggModifierType.Without
-        if (label in modifier.labels) == without:
-            return False
-        return _keeps_apart(node.expr, label, d) and (
-            node.param is None or _keeps_apart(node.param, label, d)
-        )
+        return _aggregation_keeps_apart(node, label, d)
     if isinstance(node, promql_parser.BinaryExpr):
-        binary = node.modifier
-        matching = binary.matching if binary is not None else None
-        if matching is not None:
-            on = matching.type == promql_parser.LabelModifierType.Include
-            if (label in matching.labels) != on:
-                return False
-        return _keeps_apart(node.lhs, label, d) and _keeps_apart(node.rhs, label, d)
+        return _matching_keeps_apart(node, label, d)
     if isinstance(node, promql_parser.Call):
-        name = node.func.name
-        if name == "scalar":  # a scalar stands for every series alike
-            return False
-        if name in _LABEL_REWRITES:
-            target = node.args[1] if len(node.args) > 1 else None
-            if not isinstance(target, promql_parser.StringLiteral) or target.val == label:
-                return False
-        return all(_keeps_apart(arg, label, d) for arg in node.args)
+        return _call_keeps_apart(node, label, d)
     return False
+
+
+def _aggregation_keeps_apart(node: promql_parser.AggregateExpr, label: str, d: int) -> bool:
+    modifier = node.modifier
+    if modifier is None:
+        return False
+    without = modifier.type == promql_parser.AggModifierType.Without
+    if (label in modifier.labels) == without:
+        return False
+    return _keeps_apart(node.expr, label, d) and (
+        node.param is None or _keeps_apart(node.param, label, d)
+    )
+
+
+def _matching_keeps_apart(node: promql_parser.BinaryExpr, label: str, d: int) -> bool:
+    binary = node.modifier
+    matching = binary.matching if binary is not None else None
+    if matching is not None:
+        on = matching.type == promql_parser.LabelModifierType.Include
+        if (label in matching.labels) != on:
+            return False
+    return _keeps_apart(node.lhs, label, d) and _keeps_apart(node.rhs, label, d)
+
+
+def _call_keeps_apart(node: promql_parser.Call, label: str, d: int) -> bool:
+    name = node.func.name
+    if name == "scalar":  # a scalar stands for every series alike
+        return False
+    if name in _LABEL_REWRITES:
+        target = node.args[1] if len(node.args) > 1 else None
+        if not isinstance(target, promql_parser.StringLiteral) or target.val == label:
+            return False
+    return all(_keeps_apart(arg, label, d) for arg in node.args)
