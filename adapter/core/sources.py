@@ -51,10 +51,6 @@ class ScrapeFirst(DelegatingBackend):
         super().__init__(backend)
         self.scraper = scraper
 
-    def rule_source(self, rule: Rule) -> dict[str, Any]:
-        """Where ``rule``'s values come from (``pods`` or the backend's name) and why."""
-        return scrape_source(rule, self.backend.name)
-
     def answers_live(self, query: str) -> bool:
         """Queries the pods answer are read at each request (the scraper's minimum interval and
         single flight bound the load): the result cache would only make them older."""
@@ -107,10 +103,10 @@ def scrape_source(rule: Rule, backend: str) -> dict[str, Any]:
 
 def rule_source(backend: Backend, rule: Rule) -> dict[str, Any]:
     """Where ``rule``'s values come from behind ``backend``, and why: the pods or the backend
-    with ``--scrape-pods`` (:meth:`ScrapeFirst.rule_source`), else always the backend."""
+    with ``--scrape-pods`` (:func:`scrape_source`), else always the backend."""
     first = find_scrape_first(backend)
     if first is not None:
-        return first.rule_source(rule)
+        return scrape_source(rule, first.backend.name)
     return {"from": rule.backend, "why": "--scrape-pods is off"}
 
 
